@@ -1,0 +1,43 @@
+"""Label and annotation keys under the ``carbonaware.io`` domain."""
+
+from __future__ import annotations
+
+DOMAIN = "carbonaware.io"
+
+# Labels
+MANAGED = f"{DOMAIN}/managed"  # "true" on plain suspended Jobs the operator should hold
+JOB_NAME = f"{DOMAIN}/job-name"  # on children: the CarbonAwareJob that created them
+JOB_UID = f"{DOMAIN}/job-uid"
+TARGET_NAME = f"{DOMAIN}/target"  # on SSH-runner pods: the ServerTarget name
+
+# Schedule annotations on plain Jobs (mirroring spec.schedule of a CarbonAwareJob)
+POLICY = f"{DOMAIN}/policy"
+MAX_DELAY_SECONDS = f"{DOMAIN}/max-delay-seconds"
+DEADLINE_TIME = f"{DOMAIN}/deadline-time"
+EXPECTED_DURATION_SECONDS = f"{DOMAIN}/expected-duration-seconds"
+MAX_INTENSITY = f"{DOMAIN}/max-intensity"
+MAX_INDEX = f"{DOMAIN}/max-index"
+REGION = f"{DOMAIN}/region"
+PRIORITY = f"{DOMAIN}/priority"
+
+# Status annotations on plain Jobs (they have no status of ours)
+STATE = f"{DOMAIN}/state"
+REASON = f"{DOMAIN}/reason"
+PLANNED_START_TIME = f"{DOMAIN}/planned-start-time"
+LATEST_START_TIME = f"{DOMAIN}/latest-start-time"
+RELEASE_TIME = f"{DOMAIN}/release-time"
+INTENSITY_AT_CREATION = f"{DOMAIN}/intensity-at-creation"
+INTENSITY_AT_RELEASE = f"{DOMAIN}/intensity-at-release"
+
+# SCI annotations on Jobs and pods
+SCI_GRAMS = f"{DOMAIN}/sci-grams"
+SCI_PER_UNIT_GRAMS = f"{DOMAIN}/sci-per-unit-grams"
+ENERGY_KWH = f"{DOMAIN}/energy-kwh"
+OPERATIONAL_GRAMS = f"{DOMAIN}/operational-grams"
+EMBODIED_GRAMS = f"{DOMAIN}/embodied-grams"
+AVOIDED_GRAMS = f"{DOMAIN}/avoided-grams"
+CPU_CORE_SECONDS = f"{DOMAIN}/cpu-core-seconds"
+INTENSITY_RUN_MEAN = f"{DOMAIN}/intensity-run-mean"
+
+# kopf's own bookkeeping lives under our domain
+KOPF_PREFIX = f"kopf.{DOMAIN}"

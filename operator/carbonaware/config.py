@@ -1,0 +1,62 @@
+"""Operator settings, read from the environment (prefix ``CARBONAWARE_``).
+
+The Helm chart sets these as env vars; tokens come from Secrets through ``secretKeyRef``
+and are held as :class:`pydantic.SecretStr`, so they never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator can be told at start-up. Defaults suit the local demo."""
+
+    model_config = SettingsConfigDict(env_prefix="CARBONAWARE_", extra="ignore")
+
+    # --- scheduling loop
+    tick_seconds: float = Field(60.0, gt=0, description="Seconds between forecast refreshes.")
+    default_region: str = Field("GB", description="Region for jobs that name none.")
+    release_cap_per_tick: int | None = Field(
+        None, ge=1, description="Most jobs released in one tick across the operator; None = no cap."
+    )
+
+    # --- providers: an ordered chain, e.g. "ukci,trace"
+    providers: str = Field("trace", description="Comma-separated provider chain, in order.")
+    provider_cache_ttl_seconds: float = Field(300.0, gt=0)
+    provider_stale_max_age_seconds: float = Field(3 * 3600.0, ge=0)
+    provider_timeout_seconds: float = Field(10.0, gt=0)
+    provider_retries: int = Field(2, ge=0)
+    ukci_base_url: str = "https://api.carbonintensity.org.uk"
+    electricitymaps_base_url: str = "https://api.electricitymap.org/v3"
+    electricitymaps_token: SecretStr | None = None
+    watttime_base_url: str = "https://api.watttime.org"
+    watttime_username: str | None = None
+    watttime_password: SecretStr | None = None
+    static_intensity: float | None = Field(None, ge=0, description="Constant gCO2e/kWh.")
+    static_table: str | None = Field(
+        None, description="Hour-of-day table: 24 comma-separated gCO2e/kWh values (UTC)."
+    )
+    trace_path: str | None = Field(None, description="CSV replayed by the trace provider.")
+    trace_time_column: str = "Datetime (UTC)"
+    trace_actual_column: str = "Actual Carbon Intensity (gCO2/kWh)"
+    trace_forecast_column: str | None = "Forecast Carbon Intensity (gCO2/kWh)"
+    trace_index_column: str | None = "Index"
+    trace_shift_to_now: bool = Field(
+        True, description="Map the trace's year onto the present (same weekday and time)."
+    )
+
+    # --- SSH jobs
+    ssh_mode: str = Field("Pod", pattern="^(Pod|InProcess)$")
+    runner_image: str = "ghcr.io/carbon-aware-operator/carbon-aware-operator:0.1.0"
+    ssh_probe_seconds: float = Field(60.0, gt=0)
+
+    # --- measurement
+    prometheus_url: str | None = None
+    pue: float = Field(1.0, ge=1.0, description="PUE for on-premises servers and unknown clouds.")
+
+    # --- endpoints
+    metrics_port: int = Field(8080, ge=0, le=65535)
+    health_port: int = Field(8081, ge=0, le=65535)
+    namespace: str | None = Field(None, description="Watch one namespace; None = all.")

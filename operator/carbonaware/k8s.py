@@ -1,0 +1,204 @@
+"""The only module that talks to the Kubernetes API client.
+
+Everything is returned as plain dicts in API (camelCase) form. The official client is
+synchronous; every call runs in a dedicated thread pool so the event loop never blocks,
+with an urllib3 pool as large as that thread pool. API errors become
+:class:`~carbonaware.errors.KubernetesError` with the HTTP status and, for 429, the
+server's Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
+
+from carbonaware import GROUP, VERSION
+from carbonaware.errors import ConfigError, KubernetesError
+
+T = TypeVar("T")
+Body = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+NOT_FOUND = 404
+CONFLICT = 409
+
+
+def _decode(response: Any) -> Body:
+    data = response.data if hasattr(response, "data") else response
+    if isinstance(data, bytes | bytearray):
+        data = data.decode()
+    decoded: Body = json.loads(data) if data else {}
+    return decoded
+
+
+def _error(exc: ApiException | HTTPError, action: str) -> KubernetesError:
+    if isinstance(exc, HTTPError):
+        return KubernetesError(f"{action}: API server unreachable ({type(exc).__name__})")
+    retry_after: float | None = None
+    header = (exc.headers or {}).get("Retry-After") if exc.headers else None
+    if header:
+        try:
+            retry_after = float(header)
+        except ValueError:
+            retry_after = None
+    message = exc.reason or "error"
+    try:
+        detail = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        detail = None
+    return KubernetesError(
+        f"{action}: {exc.status} {detail or message}", status=exc.status, retry_after=retry_after
+    )
+
+
+class Kube:
+    """A thin async facade over the generated client, returning dicts."""
+
+    def __init__(self, api_client: client.ApiClient, *, threads: int = 16) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+
+    @classmethod
+    def connect(cls, *, threads: int = 16) -> Kube:
+        """In-cluster credentials when running in a Pod, else ``$KUBECONFIG``/``~/.kube/config``."""
+        configuration = client.Configuration()
+        try:
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=configuration)
+            else:
+                config.load_kube_config(client_configuration=configuration)
+        except ConfigException as exc:
+            raise ConfigError(f"no Kubernetes credentials found: {exc}") from exc
+        configuration.connection_pool_maxsize = threads
+        return cls(client.ApiClient(configuration), threads=threads)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api_client.close()
+
+    async def _call(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
+        call = functools.partial(fn, *args, _preload_content=False, **kwargs)
+        loop = asyncio.get_running_loop()
+        try:
+            response = await loop.run_in_executor(self._pool, call)
+        except (ApiException, HTTPError) as exc:
+            raise _error(exc, action) from exc
+        return _decode(response)
+
+    async def _optional(
+        self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Body | None:
+        try:
+            return await self._call(action, fn, *args, **kwargs)
+        except KubernetesError as exc:
+            if exc.status == NOT_FOUND:
+                return None
+            raise
+
+    # ------------------------------------------------------------------ our resources
+
+    async def get_object(self, plural: str, namespace: str, name: str) -> Body | None:
+        return await self._optional(
+            f"get {plural} {namespace}/{name}",
+            self.custom.get_namespaced_custom_object,
+            GROUP, VERSION, namespace, plural, name,
+        )  # fmt: skip
+
+    async def list_objects(self, plural: str, namespace: str | None = None) -> list[Body]:
+        if namespace:
+            body = await self._call(
+                f"list {plural}", self.custom.list_namespaced_custom_object,
+                GROUP, VERSION, namespace, plural,
+            )  # fmt: skip
+        else:
+            body = await self._call(
+                f"list {plural}", self.custom.list_cluster_custom_object, GROUP, VERSION, plural
+            )
+        items: list[Body] = body.get("items", [])
+        return items
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> Body:
+        """JSON-merge-patch ``status`` of one of our objects through its status subresource."""
+        return await self._call(
+            f"patch {plural} {namespace}/{name} status",
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP, VERSION, namespace, plural, name, {"status": status},
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ jobs and pods
+
+    async def create_job(self, namespace: str, body: Body) -> Body:
+        return await self._call(
+            f"create Job {namespace}/{body['metadata'].get('name')}",
+            self.batch.create_namespaced_job, namespace, body,
+        )  # fmt: skip
+
+    async def get_job(self, namespace: str, name: str) -> Body | None:
+        return await self._optional(
+            f"get Job {namespace}/{name}", self.batch.read_namespaced_job, name, namespace
+        )
+
+    async def patch_job(self, namespace: str, name: str, patch: Body) -> Body:
+        return await self._call(
+            f"patch Job {namespace}/{name}", self.batch.patch_namespaced_job, name, namespace, patch
+        )
+
+    async def create_pod(self, namespace: str, body: Body) -> Body:
+        return await self._call(
+            f"create Pod {namespace}/{body['metadata'].get('name')}",
+            self.core.create_namespaced_pod, namespace, body,
+        )  # fmt: skip
+
+    async def get_pod(self, namespace: str, name: str) -> Body | None:
+        return await self._optional(
+            f"get Pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace
+        )
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
+        body = await self._call(
+            f"list Pods in {namespace}", self.core.list_namespaced_pod, namespace,
+            label_selector=label_selector,
+        )  # fmt: skip
+        items: list[Body] = body.get("items", [])
+        return items
+
+    async def patch_pod(self, namespace: str, name: str, patch: Body) -> Body:
+        return await self._call(
+            f"patch Pod {namespace}/{name}", self.core.patch_namespaced_pod, name, namespace, patch
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    async def get_secret_value(self, namespace: str, name: str, key: str) -> bytes | None:
+        """The decoded value of one Secret key, or None when the Secret or key is missing."""
+        secret = await self._optional(
+            f"get Secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace
+        )
+        if secret is None or key not in (secret.get("data") or {}):
+            return None
+        return base64.b64decode(secret["data"][key])
+
+    async def get_node(self, name: str) -> Body | None:
+        return await self._optional(f"get Node {name}", self.core.read_node, name)
+
+    async def get_pod_metrics(self, namespace: str, name: str) -> Body | None:
+        """``metrics.k8s.io/v1beta1`` PodMetrics, or None when metrics-server has none."""
+        return await self._optional(
+            f"get PodMetrics {namespace}/{name}",
+            self.custom.get_namespaced_custom_object,
+            "metrics.k8s.io", "v1beta1", namespace, "pods", name,
+        )  # fmt: skip

@@ -1,0 +1,107 @@
+"""Prometheus collectors: the only module that imports prometheus_client.
+
+Names follow Prometheus conventions: prefix ``carbonaware_``, base units (seconds, grams,
+grams per kWh), counters end in ``_total``. Labels are low-cardinality: region, source,
+namespace, state, reason, provider, outcome, target. Never a job name or a pod name.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+
+HOLD_HOURS = (0.25, 0.5, 1, 2, 4, 8, 12, 24, 48, 168)
+HOLD_BUCKETS = (60, 300, *(hours * 3600 for hours in HOLD_HOURS))
+GRAMS_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
+REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """Every collector of the operator, on its own registry (one per process, or per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.grid_intensity = Gauge(
+            "carbonaware_grid_intensity_grams_per_kwh",
+            "Grid carbon intensity now, gCO2e/kWh, by region and the source that gave it.",
+            ["region", "source"],
+            registry=r,
+        )
+        self.grid_intensity_forecast_min = Gauge(
+            "carbonaware_grid_intensity_forecast_min_grams_per_kwh",
+            "Lowest forecast intensity over the next 24 hours, gCO2e/kWh.",
+            ["region", "source"],
+            registry=r,
+        )
+        self.jobs = Gauge(
+            "carbonaware_jobs",
+            "Jobs the operator knows, by namespace, kind (CarbonAwareJob or Job) and state.",
+            ["namespace", "kind", "state"],
+            registry=r,
+        )
+        self.releases = Counter(
+            "carbonaware_releases_total",
+            "Jobs released, by namespace and release reason.",
+            ["namespace", "reason"],
+            registry=r,
+        )
+        self.hold_duration = Histogram(
+            "carbonaware_hold_duration_seconds",
+            "Time from creation to release.",
+            ["namespace", "policy"],
+            buckets=HOLD_BUCKETS,
+            registry=r,
+        )
+        self.emitted_grams = Counter(
+            "carbonaware_emitted_grams_total",
+            "Estimated gCO2e of finished runs (operational + embodied), by namespace.",
+            ["namespace"],
+            registry=r,
+        )
+        self.avoided_grams = Counter(
+            "carbonaware_avoided_grams_total",
+            "gCO2e avoided by holding, against starting each run at creation, by namespace.",
+            ["namespace"],
+            registry=r,
+        )
+        self.energy_kwh = Counter(
+            "carbonaware_energy_kwh_total",
+            "Estimated energy of finished runs in kWh, by namespace.",
+            ["namespace"],
+            registry=r,
+        )
+        self.run_sci = Histogram(
+            "carbonaware_run_sci_grams",
+            "SCI of each finished run: gCO2e per functional unit.",
+            ["namespace"],
+            buckets=GRAMS_BUCKETS,
+            registry=r,
+        )
+        self.provider_requests = Counter(
+            "carbonaware_provider_requests_total",
+            "Upstream grid-intensity requests by provider and outcome.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.target_reachable = Gauge(
+            "carbonaware_servertarget_reachable",
+            "1 when the last probe of a ServerTarget succeeded, else 0.",
+            ["namespace", "target"],
+            registry=r,
+        )
+        self.refresh_duration = Histogram(
+            "carbonaware_refresh_duration_seconds",
+            "Wall time of one refresh tick (fetch, re-plan, release).",
+            buckets=REFRESH_BUCKETS,
+            registry=r,
+        )
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+        """Expose ``/metrics`` on ``port`` from a background thread."""
+        start_http_server(port, addr=address, registry=self.registry)

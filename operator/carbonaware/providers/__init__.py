@@ -1,0 +1,1 @@
+"""Grid-intensity sources. The only package that talks HTTP (httpx)."""
