@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -11,6 +14,394 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _commands() -> None:
+    """Carbon-aware batch scheduling for Kubernetes."""
+
+
+@app.command("run")
+def run_command(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Watch only this namespace (repeatable). Default: CARBONAWARE_NAMESPACE, "
+            "else every namespace.",
+        ),
+    ] = None,
+    peering: Annotated[
+        str | None,
+        typer.Option(help="kopf peering object for several replicas. Default: standalone."),
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="Peering priority; the highest live replica acts.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Run the operator: watch CarbonAwareJobs, ServerTargets and managed Jobs."""
+    import random
+
+    from carbonaware.config import OperatorSettings
+    from carbonaware.handlers.operator import run_operator
+
+    settings = OperatorSettings()
+    namespaces = list(namespace or ([settings.namespace] if settings.namespace else []))
+    peering_name = peering or settings.peering_name
+    chosen = priority if priority is not None else settings.peering_priority
+    if chosen is None:
+        # Replicas of one Deployment must differ, or kopf lets them all act at once.
+        chosen = random.randint(1, 2**31 - 1) if peering_name else 0
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    run_operator(
+        settings=settings,
+        namespaces=namespaces,
+        peering=peering_name,
+        priority=chosen,
+        liveness_endpoint=liveness,
+        verbose=verbose,
+    )
+
+
+@app.command("sci")
+def sci_command(
+    file: Annotated[Path, typer.Argument(help="Boundary YAML (see docs/sci.md, examples/sci/).")],
+) -> None:
+    """Print the Software Carbon Intensity of a software boundary described in YAML."""
+    import sys
+
+    from carbonaware.errors import SpecError
+    from carbonaware.sci import build_report, evaluate_boundary, parse_boundary, render_plain
+
+    try:
+        text = file.read_text(encoding="utf-8")
+        report = build_report(evaluate_boundary(parse_boundary(text, source=str(file))))
+    except OSError as exc:
+        typer.echo(f"{file}: cannot read: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    except SpecError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from exc
+    if not sys.stdout.isatty():
+        typer.echo(render_plain(report))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*report.headers, title=report.title)
+    for row in report.rows:
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    for line in report.footer:
+        console.print(line)
+
+
+@app.command("forecast")
+def forecast_command(
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            "--provider",
+            "-p",
+            help="Provider or comma-separated chain: ukci, electricitymaps, watttime, static, "
+            "trace. Default: CARBONAWARE_PROVIDERS.",
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            "-r",
+            help="Region key, e.g. GB, GB-13, GB-RG10, DE. Default: CARBONAWARE_DEFAULT_REGION.",
+        ),
+    ] = None,
+    duration: Annotated[
+        str, typer.Option("--duration", "-d", help="Length of the window to place: 30m, 2h, 1h30m.")
+    ] = "1h",
+    horizon: Annotated[str, typer.Option("--horizon", help="How far ahead to show.")] = "48h",
+    trace_path: Annotated[
+        Path | None, typer.Option("--trace-path", help="CSV replayed by the trace provider.")
+    ] = None,
+    ukci_base_url: Annotated[
+        str | None, typer.Option("--ukci-base-url", help="Carbon Intensity API base URL.")
+    ] = None,
+    electricitymaps_base_url: Annotated[
+        str | None, typer.Option("--electricitymaps-base-url", help="Electricity Maps base URL.")
+    ] = None,
+    watttime_base_url: Annotated[
+        str | None, typer.Option("--watttime-base-url", help="WattTime base URL.")
+    ] = None,
+) -> None:
+    """Show the grid-intensity forecast for a region and its lowest-carbon window."""
+    from carbonaware.api.durations import parse_duration
+    from carbonaware.config import OperatorSettings
+    from carbonaware.providers.report import run_forecast_command
+
+    try:
+        window = parse_duration(duration)
+        ahead = parse_duration(horizon)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if window.total_seconds() <= 0 or ahead.total_seconds() <= 0:
+        raise typer.BadParameter("--duration and --horizon must be longer than zero")
+    settings = OperatorSettings()
+    overrides = {
+        "providers": provider,
+        "trace_path": str(trace_path) if trace_path is not None else None,
+        "ukci_base_url": ukci_base_url,
+        "electricitymaps_base_url": electricitymaps_base_url,
+        "watttime_base_url": watttime_base_url,
+    }
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    code = run_forecast_command(
+        settings, region=region or settings.default_region, duration=window, horizon=ahead
+    )
+    if code:
+        raise typer.Exit(code=code)
+
+
+@app.command("simulate")
+def simulate_command(
+    trace: Annotated[
+        str,
+        typer.Option(help="Trace CSV, or a shipped trace: gb-2024 (default), de-2023."),
+    ] = "gb-2024",
+    time_column: Annotated[str | None, typer.Option(help="Column with slot starts.")] = None,
+    actual_column: Annotated[str | None, typer.Option(help="Column with actuals.")] = None,
+    forecast_column: Annotated[
+        str | None, typer.Option(help="Column with the published forecast.")
+    ] = None,
+    index_column: Annotated[str | None, typer.Option(help="Column with the index band.")] = None,
+    forecast: Annotated[
+        str | None,
+        typer.Option(
+            help="column, perfect, naive or own. Default: column if the trace has one, else own."
+        ),
+    ] = None,
+    duration: Annotated[str, typer.Option(help="Job length, e.g. 1h.")] = "1h",
+    window: Annotated[str, typer.Option(help="Arrival to latest finish, e.g. 24h.")] = "24h",
+    arrival_every: Annotated[str, typer.Option(help="Time between arrivals.")] = "30m",
+    policy: Annotated[str, typer.Option(help="Forecast, Threshold or Immediate.")] = "Forecast",
+    max_intensity: Annotated[
+        float | None, typer.Option(help="Threshold: release at or below this gCO2e/kWh.")
+    ] = None,
+    max_index: Annotated[
+        str | None, typer.Option(help="Threshold: release at or below this index, e.g. low.")
+    ] = None,
+    horizon: Annotated[str, typer.Option(help="How far ahead the forecast reaches.")] = "48h",
+    warmup: Annotated[str, typer.Option(help="History before the first arrival.")] = "1d",
+    correction: Annotated[
+        bool, typer.Option(help="Correct the column forecast with its recent errors.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    decisions_out: Annotated[
+        Path | None, typer.Option(help="Write arrival,latest_start,start per job as CSV.")
+    ] = None,
+) -> None:
+    """Replay a grid-intensity trace and measure what a policy would have saved."""
+    import dataclasses
+    import sys
+    import time
+
+    from carbonaware.api.carbonawarejob import SchedulePolicy
+    from carbonaware.api.durations import parse_duration
+    from carbonaware.api.intensity import IntensityIndex
+    from carbonaware.errors import ConfigError
+    from carbonaware.providers.tracefile import load_trace
+    from carbonaware.scheduling import (
+        ForecastMode,
+        SimulationSettings,
+        TraceInput,
+        report,
+        simulate,
+    )
+
+    builtin = report.BUILTIN_TRACES.get(trace.lower())
+    path = builtin.path if builtin else Path(trace)
+    try:
+        settings = SimulationSettings(
+            policy=SchedulePolicy(policy.capitalize()),
+            forecast=ForecastMode(forecast or "column"),
+            duration=parse_duration(duration),
+            window=parse_duration(window),
+            arrival_every=parse_duration(arrival_every),
+            max_intensity=max_intensity,
+            max_index=IntensityIndex.parse(max_index) if max_index else None,
+            horizon=parse_duration(horizon),
+            warmup=parse_duration(warmup),
+            correct_forecast=correction,
+        )
+        if settings.policy is SchedulePolicy.THRESHOLD and max_intensity is None and not max_index:
+            raise ValueError("policy Threshold needs --max-intensity or --max-index")
+        loaded = load_trace(
+            path,
+            time_column=time_column or (builtin.time_column if builtin else "Datetime (UTC)"),
+            actual_column=actual_column
+            or (builtin.actual_column if builtin else "Actual Carbon Intensity (gCO2/kWh)"),
+            forecast_column=forecast_column or (builtin.forecast_column if builtin else None),
+            index_column=index_column or (builtin.index_column if builtin else None),
+        )
+        if forecast is None and loaded.forecast is None:
+            settings = dataclasses.replace(settings, forecast=ForecastMode.OWN)
+        trace_input = TraceInput(
+            starts=loaded.starts,
+            step=loaded.step,
+            actual=loaded.actual,
+            forecast=loaded.forecast,
+            index=loaded.index,
+        )
+        began = time.perf_counter()
+        if sys.stderr.isatty() and not as_json:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("simulating", total=None)
+                result = simulate(
+                    trace_input,
+                    settings,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        else:
+            result = simulate(trace_input, settings)
+        wall = time.perf_counter() - began
+    except (ValueError, ConfigError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    attribution = report.attribution_for(path)
+    if decisions_out is not None:
+        decisions_out.write_text(report.decisions_csv(result), encoding="utf-8")
+    if as_json:
+        typer.echo(
+            report.render_json(
+                result, trace_name=path.name, attribution=attribution, wall_seconds=wall
+            )
+        )
+    elif sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("", "", title=f"Simulation of {path.name}", show_header=False)
+        for label, value in report.summary_rows(result):
+            table.add_row(label, value)
+        table.add_row("wall time", f"{wall:.2f} s")
+        console = Console()
+        console.print(table)
+        if attribution:
+            console.print(attribution)
+    else:
+        typer.echo(
+            report.render_plain(
+                result, trace_name=path.name, attribution=attribution, wall_seconds=wall
+            )
+        )
+
+
+runner_app = typer.Typer(
+    name="runner",
+    help="Entry points of the runner pods the operator creates.",
+    no_args_is_help=True,
+)
+app.add_typer(runner_app, name="runner")
+
+
+@runner_app.command("ssh")
+def runner_ssh_command(
+    host: Annotated[str, typer.Option(help="Server DNS name or IP address.")],
+    user: Annotated[str, typer.Option(help="Login name on the server.")],
+    key_file: Annotated[
+        Path,
+        typer.Option(
+            help="Private key file (the mounted Secret).", envvar="CARBONAWARE_SSH_KEY_FILE"
+        ),
+    ],
+    port: Annotated[int, typer.Option(help="SSH port.")] = 22,
+    known_hosts: Annotated[
+        str | None,
+        typer.Option(help="OpenSSH known_hosts lines.", envvar="CARBONAWARE_SSH_KNOWN_HOSTS"),
+    ] = None,
+    known_hosts_file: Annotated[
+        Path | None, typer.Option(help="File with OpenSSH known_hosts lines.")
+    ] = None,
+    host_key_policy: Annotated[
+        str, typer.Option(help="Strict (check against known_hosts) or AcceptAny.")
+    ] = "Strict",
+    working_dir: Annotated[
+        str | None, typer.Option(help="Directory on the server to run in (default: home).")
+    ] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(help="Shell command line to run.", envvar="CARBONAWARE_SSH_COMMAND"),
+    ] = None,
+    script: Annotated[
+        str | None, typer.Option(help="Script text to run.", envvar="CARBONAWARE_SSH_SCRIPT")
+    ] = None,
+    script_file: Annotated[Path | None, typer.Option(help="File holding the script.")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="NAME=VALUE for the job; repeatable.")
+    ] = None,
+    env_json: Annotated[
+        str | None,
+        typer.Option(
+            help='Job env as JSON [{"name":..,"value":..}] or {"NAME": "value"}.',
+            envvar="CARBONAWARE_SSH_ENV",
+        ),
+    ] = None,
+    timeout_seconds: Annotated[
+        float | None, typer.Option(help="Stop the job after this long (0 or unset: no limit).")
+    ] = None,
+    connect_timeout_seconds: Annotated[float, typer.Option(help="Connect timeout.")] = 20.0,
+    kill_grace_seconds: Annotated[
+        float, typer.Option(help="Seconds between SIGTERM and SIGKILL at the timeout.")
+    ] = 10.0,
+    sample_interval_seconds: Annotated[
+        float, typer.Option(help="Seconds between /proc samples of the server.")
+    ] = 2.0,
+    termination_log: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the JSON result (default: /dev/termination-log)."),
+    ] = None,
+) -> None:
+    """Run a job on a server over SSH, stream its output and exit with its exit code.
+
+    Exit codes besides the job's own:
+
+    124 timed out, 64 invalid options, 66 unreadable key or known_hosts file,
+
+    69 unreachable, 70 run not completed, 76 host key mismatch, 77 authentication failed.
+    """
+    from carbonaware.runners.sshcommand import (
+        SshRunnerOptions,
+        configure_logging,
+        default_termination_log,
+        run_ssh_runner_command,
+    )
+
+    configure_logging()
+    exit_code = run_ssh_runner_command(
+        SshRunnerOptions(
+            host=host,
+            user=user,
+            key_file=key_file,
+            port=port,
+            known_hosts=known_hosts,
+            known_hosts_file=known_hosts_file,
+            host_key_policy=host_key_policy,
+            working_dir=working_dir,
+            command=command,
+            script=script,
+            script_file=script_file,
+            env=tuple(env or ()),
+            env_json=env_json,
+            timeout_seconds=timeout_seconds,
+            connect_timeout_seconds=connect_timeout_seconds,
+            kill_grace_seconds=kill_grace_seconds,
+            sample_interval_seconds=sample_interval_seconds,
+            termination_log=termination_log or default_termination_log(),
+        )
+    )
+    raise typer.Exit(code=exit_code)
 
 
 def main() -> None:

@@ -36,7 +36,9 @@ class OperatorSettings(BaseSettings):
     watttime_password: SecretStr | None = None
     static_intensity: float | None = Field(None, ge=0, description="Constant gCO2e/kWh.")
     static_table: str | None = Field(
-        None, description="Hour-of-day table: 24 comma-separated gCO2e/kWh values (UTC)."
+        None,
+        description="Hour-of-day table: 24 comma-separated gCO2e/kWh values (UTC), or "
+        "per region 'GB=v0,...,v23;DE=380' (1 or 24 values each; '*' for any other region).",
     )
     trace_path: str | None = Field(None, description="CSV replayed by the trace provider.")
     trace_time_column: str = "Datetime (UTC)"
@@ -60,3 +62,16 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(8080, ge=0, le=65535)
     health_port: int = Field(8081, ge=0, le=65535)
     namespace: str | None = Field(None, description="Watch one namespace; None = all.")
+
+    # --- high availability: kopf peering (`kopf run --peering NAME --priority N`)
+    peering_name: str | None = Field(
+        None,
+        description="kopf peering object shared by the replicas (ClusterKopfPeering, or KopfPeering"
+        " in `namespace`); None = standalone, for a single replica.",
+    )
+    peering_priority: int | None = Field(
+        None,
+        ge=0,
+        description="kopf peering priority; None = a random one at start-up, so replicas of one"
+        " Deployment differ: the highest works, the others stand by.",
+    )

@@ -101,6 +101,10 @@ class RunnerError(CarbonAwareError):
     """The SSH runner could not run the job or report its result."""
 
 
+class RunnerConnectionLostError(RunnerError):
+    """The SSH connection ended while the job ran; its outcome on the server is unknown."""
+
+
 # --------------------------------------------------------------------------- measurement
 
 
@@ -111,8 +115,9 @@ class MetricSourceError(CarbonAwareError):
 class KubernetesError(CarbonAwareError):
     """A Kubernetes API call failed. ``status`` is the HTTP status when there was one."""
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after

@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -181,6 +182,43 @@ class Kube:
             f"patch Pod {namespace}/{name}", self.core.patch_namespaced_pod, name, namespace, patch
         )
 
+    async def create_event(
+        self, obj: Body, *, type_: str, reason: str, message: str, component: str
+    ) -> Body:
+        """A core/v1 Event about ``obj`` (what ``kubectl describe`` shows)."""
+        meta = obj.get("metadata", {})
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{meta.get('name', 'object')}.",
+                "namespace": meta.get("namespace"),
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "eventTime": now,
+            "action": reason,
+            "count": 1,
+        }
+        return await self._call(
+            f"create Event for {meta.get('namespace')}/{meta.get('name')}",
+            self.core.create_namespaced_event, meta.get("namespace"), event,
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ inputs
 
     async def get_secret_value(self, namespace: str, name: str, key: str) -> bytes | None:
@@ -194,6 +232,27 @@ class Kube:
 
     async def get_node(self, name: str) -> Body | None:
         return await self._optional(f"get Node {name}", self.core.read_node, name)
+
+    async def get_peering(self, name: str, namespace: str | None) -> Body | None:
+        """kopf's peering object (``ClusterKopfPeering``, or ``KopfPeering`` in ``namespace``)."""
+        if namespace is None:
+            return await self._optional(
+                f"get ClusterKopfPeering {name}", self.custom.get_cluster_custom_object,
+                "kopf.dev", "v1", "clusterkopfpeerings", name,
+            )  # fmt: skip
+        return await self._optional(
+            f"get KopfPeering {namespace}/{name}", self.custom.get_namespaced_custom_object,
+            "kopf.dev", "v1", namespace, "kopfpeerings", name,
+        )  # fmt: skip
+
+    async def list_pod_metrics(self, namespace: str, label_selector: str) -> list[Body]:
+        """``metrics.k8s.io/v1beta1`` PodMetrics of the pods matching ``label_selector``."""
+        body = await self._call(
+            f"list PodMetrics in {namespace}", self.custom.list_namespaced_custom_object,
+            "metrics.k8s.io", "v1beta1", namespace, "pods", label_selector=label_selector,
+        )  # fmt: skip
+        items: list[Body] = body.get("items", [])
+        return items
 
     async def get_pod_metrics(self, namespace: str, name: str) -> Body | None:
         """``metrics.k8s.io/v1beta1`` PodMetrics, or None when metrics-server has none."""

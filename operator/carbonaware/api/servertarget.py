@@ -46,8 +46,10 @@ class Hardware(ApiModel):
             raise ValueError("set either minWatts/maxWatts or tdpWatts, not both")
         if (self.min_watts is None) != (self.max_watts is None):
             raise ValueError("minWatts and maxWatts must be set together")
-        if self.min_watts is not None and self.max_watts is not None and (
-            self.min_watts > self.max_watts
+        if (
+            self.min_watts is not None
+            and self.max_watts is not None
+            and (self.min_watts > self.max_watts)
         ):
             raise ValueError("minWatts must not exceed maxWatts")
         return self

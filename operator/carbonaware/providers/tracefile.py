@@ -8,6 +8,7 @@ trace is parsed one way everywhere. The shipped traces are described in
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,7 +103,7 @@ def load_trace(
     if len(rows) < 2:
         raise ConfigError(f"trace {file} has fewer than two rows")
     starts = tuple(sorted(rows))
-    steps = sorted(b - a for a, b in zip(starts, starts[1:], strict=False))
+    steps = sorted(b - a for a, b in itertools.pairwise(starts))
     step = steps[0]
     if step <= timedelta(0):
         raise ConfigError(f"trace {file} has a non-positive period")

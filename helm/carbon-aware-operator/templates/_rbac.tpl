@@ -1,0 +1,103 @@
+{{/*
+RBAC rules, shared by clusterrole.yaml (watchScope Cluster) and role.yaml (watchScope
+ReleaseNamespace). Each rule says why the operator needs it; nothing is granted that the
+operator or kopf does not call. No wildcards.
+*/}}
+
+{{/*
+carbonaware.rbac.namespacedRules: rules on namespaced resources.
+*/}}
+{{- define "carbonaware.rbac.namespacedRules" -}}
+# Custom resources: kopf lists and watches them, patches kopf's annotations and finalizers,
+# the handlers read them back by name.
+- apiGroups: ["carbonaware.io"]
+  resources: ["carbonawarejobs", "servertargets"]
+  verbs: ["get", "list", "watch", "patch"]
+# Status subresources: conditions, state, planned start, intensity and SCI are merge-patched
+# into status (by the handlers and by kopf); status is never read or replaced on its own.
+- apiGroups: ["carbonaware.io"]
+  resources: ["carbonawarejobs/status", "servertargets/status"]
+  verbs: ["patch"]
+# Jobs: create the Job of a CarbonAwareJob, watch managed plain Jobs, unsuspend them at release
+# and annotate them with the SCI estimate. Owner references and garbage collection delete them.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Pods: create the SSH-runner pods, follow the pods of released Jobs, annotate them with the SCI.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Secrets: read the SSH private key a ServerTarget names, to probe the server and run scripts.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Events: kopf posts an Event for every handler outcome, so `kubectl describe` shows transitions.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+# Pod metrics: CPU usage of a run's pods, read by name from metrics-server when no Prometheus
+# is configured.
+- apiGroups: ["metrics.k8s.io"]
+  resources: ["pods"]
+  verbs: ["get"]
+{{- end }}
+
+{{/*
+carbonaware.rbac.clusterRules: rules on cluster-scoped resources, granted in both scopes.
+*/}}
+{{- define "carbonaware.rbac.clusterRules" -}}
+# Nodes: instance type, region and capacity of the node a run used (read by name), for the
+# SCI estimate.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get"]
+# CRDs: kopf watches them to start serving carbonaware.io kinds (and kopf's peering kinds)
+# that appear or change after start-up.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/*
+carbonaware.rbac.namespaceScanRules: kopf lists and watches namespaces only when it serves named
+namespaces (watchScope ReleaseNamespace), to notice the served namespace being deleted or created.
+*/}}
+{{- define "carbonaware.rbac.namespaceScanRules" -}}
+# Namespaces: kopf checks that the served namespace exists and follows its deletion and re-creation.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/*
+carbonaware.rbac.clusterPeeringRules: kopf peering between replicas (replicaCount > 1, Cluster).
+*/}}
+{{- define "carbonaware.rbac.clusterPeeringRules" -}}
+# Peering: each replica writes its priority and keep-alive into the release's peering object.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  resourceNames: [{{ include "carbonaware.peeringName" . | quote }}]
+  verbs: ["patch"]
+# Peering: kopf lists and watches the peering kind to see the other replicas' keep-alives; list
+# and watch cannot be limited by name (kopf ignores other peering objects).
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/*
+carbonaware.rbac.namespacedPeeringRules: kopf peering between replicas (replicaCount > 1,
+ReleaseNamespace).
+*/}}
+{{- define "carbonaware.rbac.namespacedPeeringRules" -}}
+# Peering: each replica writes its priority and keep-alive into the release's peering object.
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  resourceNames: [{{ include "carbonaware.peeringName" . | quote }}]
+  verbs: ["patch"]
+# Peering: kopf lists and watches the peering kind to see the other replicas' keep-alives; list
+# and watch cannot be limited by name (kopf ignores other peering objects).
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["list", "watch"]
+{{- end }}

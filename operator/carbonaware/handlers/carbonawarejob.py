@@ -1,0 +1,113 @@
+"""kopf handlers for CarbonAwareJob: first sight, spec edits, deletion.
+
+First sight (create, or resume after a restart) parses the spec, decides at once with the
+region's latest snapshot and either releases or records the hold; from then on the refresh
+loop owns held jobs. Released jobs are followed through their children (``tracking``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from carbonaware import GROUP, VERSION
+from carbonaware.api.carbonawarejob import PLURAL
+from carbonaware.api.conditions import Reason
+from carbonaware.errors import SpecError
+from carbonaware.handlers import events
+from carbonaware.handlers import status as status_docs
+from carbonaware.handlers.context import OperatorContext, context_of
+from carbonaware.handlers.errors import kopf_errors
+from carbonaware.handlers.loop import decide_for, plan_changed, write_held
+from carbonaware.handlers.release import release
+from carbonaware.handlers.state import WorkKind
+from carbonaware.handlers.work import parse_spec, work_from_carbonawarejob
+
+
+def region_of(ctx: OperatorContext, spec: Any, namespace: str) -> str:
+    """spec.region, else the ServerTarget's region for SSH jobs, else the default."""
+    if spec.region:
+        return str(spec.region)
+    if spec.ssh is not None:
+        region = ctx.registry.target((namespace, spec.ssh.target_ref.name)).region
+        if region:
+            return region
+    return ctx.settings.default_region
+
+
+def _initialised(body: Any) -> bool:
+    return bool((body.get("status") or {}).get("latestStartTime"))
+
+
+async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> None:
+    """Parse, decide and act for a CarbonAwareJob that is not released yet. The status is
+    written when the plan changed, on first sight, or when ``rewrite`` (spec edits)."""
+    meta = body["metadata"]
+    key = (WorkKind.CARBON_AWARE_JOB.value, meta["namespace"], meta["name"])
+    now = ctx.clock()
+    async with ctx.registry.lock(key):
+        if ctx.registry.was_released(meta["uid"]) or (body.get("status") or {}).get("releaseTime"):
+            return
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except SpecError as exc:
+            doc = status_docs.failed(
+                (body.get("status") or {}).get("conditions") or [],
+                reason=Reason.INVALID_SPEC,
+                message=str(exc),
+                now=now,
+                generation=meta.get("generation"),
+            )
+            await ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], doc)
+            events.warn(ctx.kube, body, reason=Reason.INVALID_SPEC.value, message=str(exc))
+            ctx.registry.forget(key)
+            return
+        region = region_of(ctx, spec, meta["namespace"])
+        known = ctx.registry.get(key)
+        work = work_from_carbonawarejob(body, spec, region=region)
+        snapshot = await ctx.intensity.snapshot(region, now)
+        decision = decide_for(ctx, work, snapshot, now)
+        if decision.release and ctx.registry.has_capacity(work.target):
+            await release(
+                ctx,
+                work,
+                reason=decision.reason,
+                message=decision.message,
+                snapshot=snapshot,
+                now=now,
+            )
+            return
+        reason, message = decision.reason, decision.message
+        if decision.release:
+            reason = Reason.TARGET_BUSY
+            message = "The ServerTarget is busy; this job starts when a slot frees."
+        if rewrite or not _initialised(body) or plan_changed(work, decision, reason):
+            await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
+        ctx.registry.hold(work)
+        if known is None:
+            events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+async def carbonawarejob_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    with kopf_errors():
+        await plan(context_of(memo), body)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def carbonawarejob_spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Edits while held re-plan; edits after release are refused by the schema."""
+    with kopf_errors():
+        await plan(context_of(memo), body, rewrite=True)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def carbonawarejob_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Forget it; its Job or runner pod goes with it through the owner reference."""
+    ctx = context_of(memo)
+    key = (WorkKind.CARBON_AWARE_JOB.value, str(meta["namespace"]), str(meta["name"]))
+    ctx.registry.forget(key)
+    ctx.registry.forget_released(str(meta["uid"]))
+    ctx.registry.drop_lock(key)

@@ -1,0 +1,108 @@
+"""Per-region intensity snapshots: one provider fetch per region per refresh.
+
+The refresh loop refreshes every region that has held work; handlers that need a value
+between ticks (a new job's first decision) read the snapshot, fetching only a region nobody
+asked for yet. The provider chain's cache makes concurrent asks for one region a single
+upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from carbonaware.api.intensity import IntensityPoint
+from carbonaware.errors import ProviderError
+from carbonaware.metrics import Metrics
+from carbonaware.providers.base import Provider
+from carbonaware.scheduling.view import ForecastView
+
+logger = logging.getLogger(__name__)
+
+FORECAST_HORIZON = timedelta(hours=48)
+FORECAST_MIN_SPAN = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class RegionSnapshot:
+    """What is known about one region at ``taken``: the current period, the forecast (with
+    its precomputed view shared by every job in the region) and the last error, if any."""
+
+    region: str
+    taken: datetime
+    current: IntensityPoint | None
+    forecast: tuple[IntensityPoint, ...]
+    view: ForecastView | None
+    error: str | None
+
+    @property
+    def source(self) -> str | None:
+        if self.current is not None:
+            return self.current.source
+        return self.forecast[0].source if self.forecast else None
+
+
+class RegionIntensity:
+    """Snapshots by region, refreshed as a batch once per tick."""
+
+    def __init__(self, provider: Provider, metrics: Metrics) -> None:
+        self.provider = provider
+        self.metrics = metrics
+        self._snapshots: dict[str, RegionSnapshot] = {}
+
+    def get(self, region: str) -> RegionSnapshot | None:
+        return self._snapshots.get(region)
+
+    async def snapshot(self, region: str, now: datetime) -> RegionSnapshot:
+        """The latest snapshot of ``region``, fetched now if none was taken yet."""
+        known = self._snapshots.get(region)
+        if known is not None:
+            return known
+        return await self._refresh_one(region, now)
+
+    async def refresh(self, regions: Iterable[str], now: datetime) -> dict[str, RegionSnapshot]:
+        wanted = sorted(set(regions))
+        snapshots = await asyncio.gather(*(self._refresh_one(r, now) for r in wanted))
+        return dict(zip(wanted, snapshots, strict=True))
+
+    async def _refresh_one(self, region: str, now: datetime) -> RegionSnapshot:
+        errors: list[str] = []
+        current: IntensityPoint | None = None
+        forecast: list[IntensityPoint] = []
+        try:
+            current = await self.provider.current(region)
+        except ProviderError as exc:
+            errors.append(str(exc))
+        try:
+            forecast = await self.provider.forecast(region, now, now + FORECAST_HORIZON)
+        except ProviderError as exc:
+            errors.append(str(exc))
+        view = ForecastView.build(forecast, now) if forecast else None
+        snapshot = RegionSnapshot(
+            region=region,
+            taken=now,
+            current=current,
+            forecast=tuple(forecast),
+            view=view,
+            error="; ".join(errors) or None,
+        )
+        if errors:
+            logger.warning("intensity for region %s: %s", region, snapshot.error)
+        self._snapshots[region] = snapshot
+        self._export(snapshot, now)
+        return snapshot
+
+    def _export(self, snapshot: RegionSnapshot, now: datetime) -> None:
+        if snapshot.current is not None:
+            self.metrics.grid_intensity.labels(snapshot.region, snapshot.current.source).set(
+                snapshot.current.intensity
+            )
+        upcoming = [p for p in snapshot.forecast if now <= p.end <= now + FORECAST_MIN_SPAN]
+        if upcoming:
+            lowest = min(upcoming, key=lambda p: p.intensity)
+            self.metrics.grid_intensity_forecast_min.labels(snapshot.region, lowest.source).set(
+                lowest.intensity
+            )

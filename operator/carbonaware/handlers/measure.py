@@ -1,0 +1,234 @@
+"""Measuring a finished run: CPU used, the machine it ran on, the intensity over it, SCI.
+
+The I/O lives here (pods, nodes, Prometheus, the provider); the arithmetic is
+``carbonaware.sci``. CPU comes from Prometheus when one is configured, else from
+metrics.k8s.io samples taken while the run was going, else it is bounded by the run's
+reservation (the method then says so).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from carbonaware.api import labels
+from carbonaware.api.carbonawarejob import FunctionalUnit as SpecFunctionalUnit
+from carbonaware.api.intensity import IntensityPoint
+from carbonaware.errors import CarbonAwareError, MetricSourceError, ProviderError
+from carbonaware.handlers.context import OperatorContext
+from carbonaware.handlers.work import optional_time
+from carbonaware.metricsource.podmetrics import parse_cpu_quantity
+from carbonaware.metricsource.prometheus import PrometheusCpuReader
+from carbonaware.metricsource.reading import CpuReading
+from carbonaware.sci.estimate import (
+    FunctionalUnit,
+    MachineProfile,
+    RunUsage,
+    SciEstimate,
+    estimate_run,
+    machine_for_instance_type,
+    provider_from_provider_id,
+    pue_for_provider,
+    time_weighted_mean,
+)
+
+logger = logging.getLogger(__name__)
+
+SOURCE_RESERVATION = "reservation"
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class RunMeasurement:
+    estimate: SciEstimate
+    run_mean: float | None
+    cpu_source: str
+
+
+def memory_gib(quantity: str) -> float:
+    """A Kubernetes memory quantity (``512Mi``, ``2G``, ``1073741824``) in GiB."""
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+             "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3}  # fmt: skip
+    for suffix in sorted(units, key=len, reverse=True):
+        if quantity.endswith(suffix):
+            return float(quantity[: -len(suffix)]) * units[suffix] / GIB
+    return float(quantity) / GIB
+
+
+def pod_requests(pod: dict[str, Any]) -> tuple[float, float]:
+    """(vCPUs, GiB) the pod's containers request; limits stand in for missing requests."""
+    cpus = 0.0
+    memory = 0.0
+    for container in pod.get("spec", {}).get("containers", []):
+        resources = container.get("resources") or {}
+        wanted = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        if "cpu" in wanted:
+            cpus += parse_cpu_quantity(str(wanted["cpu"]))
+        if "memory" in wanted:
+            memory += memory_gib(str(wanted["memory"]))
+    return cpus, memory
+
+
+def pod_run_window(pod: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    """When the pod's containers ran: earliest start to latest finish."""
+    starts: list[datetime] = []
+    ends: list[datetime] = []
+    for state in pod.get("status", {}).get("containerStatuses") or []:
+        terminated = (state.get("state") or {}).get("terminated") or {}
+        start, end = (
+            optional_time(terminated.get("startedAt")),
+            optional_time(terminated.get("finishedAt")),
+        )
+        if start and end:
+            starts.append(start)
+            ends.append(end)
+    if not starts:
+        return None
+    return min(starts), max(ends)
+
+
+async def machine_of(ctx: OperatorContext, node_name: str | None) -> tuple[MachineProfile, float]:
+    """The node's machine profile and PUE (cloud provider's, else the configured one)."""
+    node = await ctx.kube.get_node(node_name) if node_name else None
+    node_labels = (node or {}).get("metadata", {}).get("labels") or {}
+    instance_type = node_labels.get("node.kubernetes.io/instance-type")
+    provider = provider_from_provider_id((node or {}).get("spec", {}).get("providerID"))
+    capacity = (node or {}).get("status", {}).get("capacity") or {}
+    vcpus = int(parse_cpu_quantity(str(capacity["cpu"]))) if "cpu" in capacity else None
+    memory = memory_gib(str(capacity["memory"])) if "memory" in capacity else None
+    machine = machine_for_instance_type(
+        instance_type, provider=provider, vcpus=vcpus or 1, memory_gib=memory
+    )
+    return machine, pue_for_provider(machine.provider or provider, ctx.settings.pue)
+
+
+async def intensity_over(
+    ctx: OperatorContext, region: str, start: datetime, end: datetime
+) -> tuple[float | None, list[IntensityPoint]]:
+    try:
+        points = await ctx.provider.forecast(region, start - timedelta(hours=1), end)
+    except ProviderError as exc:
+        logger.warning("no intensity for %s over the run: %s", region, exc)
+        return None, []
+    return time_weighted_mean(points, start, end), points
+
+
+async def cpu_reading(
+    ctx: OperatorContext, pod: dict[str, Any], start: datetime, end: datetime, reserved: float
+) -> CpuReading:
+    meta = pod.get("metadata", {})
+    if ctx.settings.prometheus_url:
+        try:
+            async with PrometheusCpuReader(ctx.settings.prometheus_url) as reader:
+                return await reader.run_reading(
+                    start,
+                    end,
+                    namespace=meta.get("namespace"),
+                    pod=meta.get("name"),
+                    node_labels={"node": pod.get("spec", {}).get("nodeName", "")},
+                    reserved_vcpus=reserved or None,
+                )
+        except MetricSourceError as exc:
+            logger.warning(
+                "CPU of %s/%s from Prometheus: %s", meta.get("namespace"), meta.get("name"), exc
+            )
+    samples = ctx.usage.reading(meta.get("namespace", ""), meta.get("name", ""), start, end)
+    if samples is not None:
+        return samples
+    # No measurement: bound the usage by the reservation (or one vCPU) for the whole run.
+    bound = (reserved or 1.0) * max((end - start).total_seconds(), 0.0)
+    return CpuReading(
+        bound, SOURCE_RESERVATION, "no CPU metrics: reserved vCPUs fully busy (upper bound)"
+    )
+
+
+async def measure_pods(
+    ctx: OperatorContext,
+    pods: list[dict[str, Any]],
+    *,
+    region: str,
+    created: datetime,
+    functional_unit: SpecFunctionalUnit,
+    fallback_window: tuple[datetime, datetime] | None,
+) -> RunMeasurement | None:
+    """SCI of a Job's run: the sum over its pods, each on its own node's profile."""
+    totals: dict[str, float] = {}
+    first_start: datetime | None = None
+    last_end: datetime | None = None
+    methods: set[str] = set()
+    sources: set[str] = set()
+    for pod in pods:
+        window = pod_run_window(pod) or fallback_window
+        if window is None:
+            continue
+        start, end = window
+        first_start = min(first_start or start, start)
+        last_end = max(last_end or end, end)
+        reserved, memory = pod_requests(pod)
+        try:
+            reading = await cpu_reading(ctx, pod, start, end, reserved)
+            machine, pue = await machine_of(ctx, pod.get("spec", {}).get("nodeName"))
+        except CarbonAwareError as exc:
+            logger.warning("cannot measure pod %s: %s", pod.get("metadata", {}).get("name"), exc)
+            continue
+        intensity, _ = await intensity_over(ctx, region, start, end)
+        if intensity is None:
+            continue
+        duration = end - start
+        avoided_intensity, _ = await intensity_over(ctx, region, created, created + duration)
+        estimate = estimate_run(
+            RunUsage(duration.total_seconds(), reading.core_seconds, reserved, memory),
+            machine,
+            intensity,
+            FunctionalUnit(functional_unit.name, float(functional_unit.quantity)),
+            avoided_intensity=avoided_intensity,
+            pue=pue,
+        )
+        for field in ("energy_kwh", "operational_grams", "embodied_grams", "total_grams",
+                      "cpu_core_seconds"):  # fmt: skip
+            totals[field] = totals.get(field, 0.0) + float(getattr(estimate, field))
+        if estimate.avoided_grams is not None:
+            totals["avoided_grams"] = totals.get("avoided_grams", 0.0) + estimate.avoided_grams
+        methods.add(estimate.method)
+        sources.add(reading.source)
+    if not totals or first_start is None or last_end is None:
+        return None
+    run_mean, _ = await intensity_over(ctx, region, first_start, last_end)
+    combined = SciEstimate(
+        energy_kwh=totals["energy_kwh"],
+        operational_grams=totals["operational_grams"],
+        embodied_grams=totals["embodied_grams"],
+        total_grams=totals["total_grams"],
+        per_unit_grams=totals["total_grams"] / functional_unit.quantity,
+        functional_unit=f"{functional_unit.quantity:g} {functional_unit.name}",
+        avoided_grams=totals.get("avoided_grams"),
+        method=";".join(sorted(methods)) + f";cpu={'|'.join(sorted(sources))}",
+        cpu_core_seconds=totals["cpu_core_seconds"],
+        intensity_g_per_kwh=run_mean or 0.0,
+    )
+    return RunMeasurement(combined, run_mean, "|".join(sorted(sources)))
+
+
+def sci_annotations(measurement: RunMeasurement) -> dict[str, str]:
+    estimate = measurement.estimate
+    values = {
+        labels.SCI_GRAMS: estimate.total_grams,
+        labels.SCI_PER_UNIT_GRAMS: estimate.per_unit_grams,
+        labels.ENERGY_KWH: estimate.energy_kwh,
+        labels.OPERATIONAL_GRAMS: estimate.operational_grams,
+        labels.EMBODIED_GRAMS: estimate.embodied_grams,
+        labels.CPU_CORE_SECONDS: estimate.cpu_core_seconds,
+        labels.AVOIDED_GRAMS: estimate.avoided_grams,
+        labels.INTENSITY_RUN_MEAN: measurement.run_mean,
+    }
+    return {key: f"{value:.6g}" for key, value in values.items() if value is not None}
+
+
+def record_metrics(ctx: OperatorContext, namespace: str, estimate: SciEstimate) -> None:
+    ctx.metrics.emitted_grams.labels(namespace).inc(estimate.total_grams)
+    ctx.metrics.energy_kwh.labels(namespace).inc(estimate.energy_kwh)
+    ctx.metrics.run_sci.labels(namespace).observe(estimate.per_unit_grams)
+    if estimate.avoided_grams is not None and estimate.avoided_grams > 0:
+        ctx.metrics.avoided_grams.labels(namespace).inc(estimate.avoided_grams)

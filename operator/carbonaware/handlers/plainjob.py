@@ -1,0 +1,100 @@
+"""kopf handlers for plain ``batch/v1`` Jobs that opt in.
+
+A Job created with ``suspend: true`` and the label ``carbonaware.io/managed: "true"`` is
+held exactly like a CarbonAwareJob (its schedule comes from ``carbonaware.io/...``
+annotations) and released by unsuspending it. Its status lives in annotations and Events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from carbonaware.api import labels
+from carbonaware.api.conditions import JobState, Reason
+from carbonaware.errors import SpecError
+from carbonaware.handlers import events
+from carbonaware.handlers.context import OperatorContext, context_of
+from carbonaware.handlers.errors import kopf_errors
+from carbonaware.handlers.loop import decide_for, plan_changed, write_held
+from carbonaware.handlers.release import release
+from carbonaware.handlers.state import WorkKind
+from carbonaware.handlers.work import work_from_plain_job
+
+MANAGED = {labels.MANAGED: "true"}
+
+
+def is_waiting(body: Any) -> bool:
+    """Suspended, and not released by us yet (a user may suspend a Job again later)."""
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    return bool(body.get("spec", {}).get("suspend")) and labels.RELEASE_TIME not in annotations
+
+
+async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
+    meta = body["metadata"]
+    key = (WorkKind.JOB.value, meta["namespace"], meta["name"])
+    now = ctx.clock()
+    async with ctx.registry.lock(key):
+        if not is_waiting(body) or ctx.registry.was_released(meta["uid"]):
+            ctx.registry.forget(key)
+            return
+        try:
+            work = work_from_plain_job(body, default_region=ctx.settings.default_region)
+        except SpecError as exc:
+            annotations = {
+                labels.STATE: JobState.FAILED.value,
+                labels.REASON: Reason.INVALID_SPEC.value,
+            }
+            await ctx.kube.patch_job(
+                meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}
+            )
+            events.warn(
+                ctx.kube,
+                body,
+                reason=Reason.INVALID_SPEC.value,
+                message=f"{exc}; the Job stays suspended",
+            )
+            return
+        snapshot = await ctx.intensity.snapshot(work.region, now)
+        decision = decide_for(ctx, work, snapshot, now)
+        if decision.release:
+            await release(
+                ctx,
+                work,
+                reason=decision.reason,
+                message=decision.message,
+                snapshot=snapshot,
+                now=now,
+            )
+            return
+        first = ctx.registry.get(key) is None and labels.STATE not in (
+            meta.get("annotations") or {}
+        )
+        if first or plan_changed(work, decision, decision.reason):
+            await write_held(ctx, work, decision, snapshot, now)
+        ctx.registry.hold(work)
+        if first:
+            events.info(
+                ctx.kube,
+                body,
+                reason="Held",
+                message=f"{decision.reason.value}: {decision.message}",
+            )
+
+
+@kopf.on.create("batch", "v1", "jobs", labels=MANAGED)
+@kopf.on.resume("batch", "v1", "jobs", labels=MANAGED)
+@kopf.on.update("batch", "v1", "jobs", labels=MANAGED, field="metadata.annotations")
+async def plain_job_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    with kopf_errors():
+        await plan_plain_job(context_of(memo), body)
+
+
+@kopf.on.delete("batch", "v1", "jobs", labels=MANAGED, optional=True)
+async def plain_job_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    ctx = context_of(memo)
+    key = (WorkKind.JOB.value, str(meta["namespace"]), str(meta["name"]))
+    ctx.registry.forget(key)
+    ctx.registry.forget_released(str(meta["uid"]))
+    ctx.registry.drop_lock(key)

@@ -1,0 +1,167 @@
+"""The in-memory index of held work, fed by watch events, read by the refresh loop.
+
+Nothing here calls the API: the index is rebuilt from kopf's initial listing after every
+restart, so it never needs persisting. Held CarbonAwareJobs and held plain Jobs share one
+shape (:class:`HeldWork`), which is all the refresh loop needs to re-plan and release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from carbonaware.api.carbonawarejob import SchedulePolicy
+from carbonaware.api.intensity import IntensityIndex
+from carbonaware.api.servertarget import ServerTargetSpec
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+TargetKey = tuple[str, str]  # (namespace, name)
+
+
+class WorkKind(enum.StrEnum):
+    CARBON_AWARE_JOB = "CarbonAwareJob"
+    JOB = "Job"
+
+
+@dataclass
+class HeldWork:
+    """A held job as the refresh loop sees it. ``body`` is the latest object seen."""
+
+    kind: WorkKind
+    namespace: str
+    name: str
+    uid: str
+    region: str
+    policy: SchedulePolicy
+    created: datetime
+    latest_start: datetime
+    expected_duration_seconds: int
+    max_intensity: float | None
+    max_index: IntensityIndex | None
+    priority: int
+    target: TargetKey | None
+    planned_start: datetime | None
+    held_reason: str | None
+    body: dict[str, Any]
+
+    @property
+    def key(self) -> Key:
+        return (self.kind.value, self.namespace, self.name)
+
+
+@dataclass
+class TargetState:
+    """A ServerTarget as last seen, its running jobs and when it was last probed."""
+
+    max_concurrent: int = 1
+    region: str | None = None
+    spec: ServerTargetSpec | None = None
+    body: dict[str, Any] | None = None
+    generation: int | None = None
+    last_probe: datetime | None = None
+    running: set[Key] = field(default_factory=set)
+
+    @property
+    def free(self) -> int:
+        return max(self.max_concurrent - len(self.running), 0)
+
+
+class Registry:
+    """Held work by key, ServerTarget capacity, and one lock per object.
+
+    The lock serialises the handlers and the refresh loop for one object, so a release
+    and a spec edit, or two releases after a restart, never interleave.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[Key, HeldWork] = {}
+        self._targets: dict[TargetKey, TargetState] = defaultdict(TargetState)
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._released: set[str] = set()
+
+    # ------------------------------------------------------------------ held work
+
+    def hold(self, work: HeldWork) -> None:
+        self._held[work.key] = work
+
+    def forget(self, key: Key) -> HeldWork | None:
+        return self._held.pop(key, None)
+
+    def remember_released(self, uid: str) -> None:
+        """Released objects are never held again, even if a late watch event says so."""
+        self._released.add(uid)
+
+    def was_released(self, uid: str) -> bool:
+        return uid in self._released
+
+    def forget_released(self, uid: str) -> None:
+        self._released.discard(uid)
+
+    def get(self, key: Key) -> HeldWork | None:
+        return self._held.get(key)
+
+    def held(self) -> list[HeldWork]:
+        return list(self._held.values())
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def __iter__(self) -> Iterator[HeldWork]:
+        return iter(list(self._held.values()))
+
+    def queued_on(self, target: TargetKey) -> int:
+        return sum(1 for work in self._held.values() if work.target == target)
+
+    # ------------------------------------------------------------------ targets
+
+    def set_target(
+        self, target: TargetKey, *, max_concurrent: int, region: str | None
+    ) -> TargetState:
+        state = self._targets[target]
+        state.max_concurrent = max_concurrent
+        state.region = region
+        return state
+
+    def has_capacity(self, target: TargetKey | None) -> bool:
+        """Room to start one more job on ``target`` (always, for in-cluster Jobs)."""
+        return target is None or self._targets[target].free > 0
+
+    def drop_target(self, target: TargetKey) -> None:
+        """Forget a deleted target, but keep counting runs still going on it."""
+        state = self._targets.get(target)
+        if state is None:
+            return
+        if state.running:
+            state.spec = state.body = None
+        else:
+            del self._targets[target]
+
+    def target(self, target: TargetKey) -> TargetState:
+        return self._targets[target]
+
+    def targets(self) -> dict[TargetKey, TargetState]:
+        return dict(self._targets)
+
+    def mark_running(self, target: TargetKey, key: Key) -> None:
+        self._targets[target].running.add(key)
+
+    def mark_finished(self, target: TargetKey, key: Key) -> None:
+        self._targets[target].running.discard(key)
+
+    # ------------------------------------------------------------------ locks
+
+    def lock(self, key: Key) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def drop_lock(self, key: Key) -> None:
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]

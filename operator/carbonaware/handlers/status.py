@@ -1,0 +1,185 @@
+"""Status documents for each transition of a CarbonAwareJob, and their plain-Job annotations.
+
+Pure functions: the handlers and the refresh loop decide, these say what to write. Every
+write carries the full ``conditions`` list (a JSON merge patch replaces lists whole).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from carbonaware.api import labels
+from carbonaware.api.conditions import (
+    ConditionStatus,
+    ConditionType,
+    JobState,
+    Reason,
+    format_time,
+    set_condition,
+)
+
+Status = dict[str, Any]
+Conditions = list[dict[str, object]]
+
+RELEASE_REASONS = frozenset(
+    {
+        Reason.LOW_CARBON_WINDOW,
+        Reason.THRESHOLD_MET,
+        Reason.DEADLINE_REACHED,
+        Reason.IMMEDIATE,
+        Reason.PROVIDER_UNAVAILABLE,
+    }
+)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def held(
+    conditions: Conditions,
+    *,
+    reason: Reason,
+    message: str,
+    now: datetime,
+    generation: int | None,
+    region: str,
+    latest_start: datetime,
+    planned_start: datetime | None,
+    planned_window_mean: float | None,
+    current: float | None,
+    source: str | None,
+    at_creation: float | None,
+) -> Status:
+    updated = set_condition(
+        conditions,
+        type=ConditionType.HELD,
+        status=ConditionStatus.TRUE,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    updated = set_condition(
+        updated,
+        type=ConditionType.RELEASED,
+        status=ConditionStatus.FALSE,
+        reason=reason,
+        message="Not released yet.",
+        now=now,
+        generation=generation,
+    )
+    intensity = {
+        "current": _round(current),
+        "atCreation": _round(at_creation),
+        "plannedWindowMean": _round(planned_window_mean),
+        "source": source,
+    }
+    return {
+        "conditions": updated,
+        "state": JobState.HELD.value,
+        "region": region,
+        "latestStartTime": format_time(latest_start),
+        "plannedStartTime": format_time(planned_start) if planned_start else None,
+        "observedGeneration": generation,
+        "intensity": {k: v for k, v in intensity.items() if v is not None},
+    }
+
+
+def released(
+    conditions: Conditions,
+    *,
+    reason: Reason,
+    message: str,
+    now: datetime,
+    generation: int | None,
+    region: str,
+    latest_start: datetime,
+    current: float | None,
+    source: str | None,
+    at_creation: float | None,
+    job_name: str | None = None,
+    pod_name: str | None = None,
+) -> Status:
+    updated = set_condition(
+        conditions,
+        type=ConditionType.HELD,
+        status=ConditionStatus.FALSE,
+        reason=reason,
+        message=f"Released: {message}",
+        now=now,
+        generation=generation,
+    )
+    updated = set_condition(
+        updated,
+        type=ConditionType.RELEASED,
+        status=ConditionStatus.TRUE,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    intensity = {
+        "current": _round(current),
+        "atRelease": _round(current),
+        "atCreation": _round(at_creation),
+        "source": source,
+    }
+    status: Status = {
+        "conditions": updated,
+        "state": JobState.RELEASED.value,
+        "region": region,
+        "latestStartTime": format_time(latest_start),
+        "releaseTime": format_time(now),
+        "observedGeneration": generation,
+        "intensity": {k: v for k, v in intensity.items() if v is not None},
+    }
+    if job_name:
+        status["jobName"] = job_name
+    if pod_name:
+        status["podName"] = pod_name
+    return status
+
+
+def failed(
+    conditions: Conditions,
+    *,
+    reason: Reason,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> Status:
+    updated = set_condition(
+        conditions,
+        type=ConditionType.FAILED,
+        status=ConditionStatus.TRUE,
+        reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    return {
+        "conditions": updated,
+        "state": JobState.FAILED.value,
+        "observedGeneration": generation,
+        "completionTime": format_time(now),
+    }
+
+
+def plain_job_annotations(status: Status, *, reason: Reason) -> dict[str, str | None]:
+    """The same facts for a plain Job, which has no status of ours: annotations."""
+    intensity = status.get("intensity") or {}
+
+    def number(value: float | None) -> str | None:
+        return None if value is None else f"{value:g}"
+
+    return {
+        labels.STATE: status.get("state"),
+        labels.REASON: reason.value,
+        labels.PLANNED_START_TIME: status.get("plannedStartTime"),
+        labels.LATEST_START_TIME: status.get("latestStartTime"),
+        labels.RELEASE_TIME: status.get("releaseTime"),
+        labels.INTENSITY_AT_CREATION: number(intensity.get("atCreation")),
+        labels.INTENSITY_AT_RELEASE: number(intensity.get("atRelease")),
+    }

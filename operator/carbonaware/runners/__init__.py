@@ -1,0 +1,1 @@
+"""Pure manifest builders for the children the operator creates, and the SSH runner."""

@@ -1,0 +1,278 @@
+"""``carbonaware runner ssh``: the entry point of the SSH-runner pod.
+
+It reads its options (from the command line; long texts from environment variables set by
+:mod:`carbonaware.runners.sshpod`), runs the job with :func:`carbonaware.runners.ssh.run_ssh_job`,
+streams the job's output to its own stdout/stderr, writes the result to the termination log
+and exits with the job's exit code.
+
+Exit codes (:data:`EXIT_CODES`); the termination log tells a runner failure from a job that
+happened to exit with the same number:
+
+====  ===========================================================================
+code  meaning
+====  ===========================================================================
+0-255 the remote job's own exit status (summary record in the termination log)
+124   the job reached ``timeoutSeconds`` and was stopped (summary, timedOut true)
+64    invalid options or spec (failure record, reason ``InvalidSpec``)
+66    the key file or known_hosts file could not be read (``InvalidSpec``)
+69    server unreachable: DNS, refused, timeout (``Unreachable``)
+70    the run could not be completed or observed, e.g. connection lost
+      (``ConnectionLost`` / ``RunnerError``)
+76    host key unknown or mismatched, or knownHosts missing (``HostKeyMismatch``)
+77    the server rejected the key or user (``AuthFailed``)
+====  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from carbonaware.errors import (
+    HostKeyMismatchError,
+    RunnerConnectionLostError,
+    RunnerError,
+    SpecError,
+    TargetAuthError,
+    TargetError,
+    TargetUnreachableError,
+)
+from carbonaware.runners.ssh import run_ssh_job
+from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec, SshTargetSpec, env_pairs
+from carbonaware.runners.summary import MAX_TERMINATION_MESSAGE_BYTES, RunFailure, RunSummary
+
+logger = logging.getLogger("carbonaware.runner")
+
+DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+
+EXIT_TIMED_OUT = 124
+EXIT_USAGE = 64
+EXIT_NO_INPUT = 66
+EXIT_UNREACHABLE = 69
+EXIT_RUNNER_ERROR = 70
+EXIT_HOST_KEY_MISMATCH = 76
+EXIT_AUTH_FAILED = 77
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_TIMED_OUT: "TimedOut",
+    EXIT_USAGE: "InvalidSpec",
+    EXIT_NO_INPUT: "InvalidSpec",
+    EXIT_UNREACHABLE: TargetUnreachableError.reason,
+    EXIT_RUNNER_ERROR: "RunnerError",
+    EXIT_HOST_KEY_MISMATCH: HostKeyMismatchError.reason,
+    EXIT_AUTH_FAILED: TargetAuthError.reason,
+}
+"""Runner exit codes other than the job's own, and the reason each stands for."""
+
+_TARGET_EXIT = {
+    TargetUnreachableError.reason: EXIT_UNREACHABLE,
+    TargetAuthError.reason: EXIT_AUTH_FAILED,
+    HostKeyMismatchError.reason: EXIT_HOST_KEY_MISMATCH,
+}
+
+
+@dataclass(frozen=True)
+class SshRunnerOptions:
+    """Everything the ``runner ssh`` command accepts, before validation."""
+
+    host: str
+    user: str
+    key_file: Path
+    port: int = 22
+    known_hosts: str | None = None
+    known_hosts_file: Path | None = None
+    host_key_policy: str = HostKeyPolicy.STRICT.value
+    working_dir: str | None = None
+    command: str | None = None
+    script: str | None = None
+    script_file: Path | None = None
+    env: Sequence[str] = ()
+    env_json: str | None = None
+    timeout_seconds: float | None = None
+    connect_timeout_seconds: float = 20.0
+    kill_grace_seconds: float = 10.0
+    sample_interval_seconds: float = 2.0
+    termination_log: Path | None = None
+
+
+class _InputError(Exception):
+    """An option or input file is unusable; carries the exit code to use."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def configure_logging() -> None:
+    """Runner messages go to stderr, prefixed so they stand out from the job's own output."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("carbonaware-runner: %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # asyncssh logs every channel at INFO; its warnings are enough here.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+def default_termination_log() -> Path | None:
+    """``/dev/termination-log`` when it exists and is writable (inside a pod), else None."""
+    path = DEFAULT_TERMINATION_LOG
+    return path if path.exists() and os.access(path, os.W_OK) else None
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+        raise _InputError(f"cannot read the {what} {path}: {reason}", EXIT_NO_INPUT) from None
+
+
+def _parse_env(options: SshRunnerOptions) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[str, str]] = []
+    if options.env_json:
+        try:
+            document = json.loads(options.env_json)
+        except ValueError:
+            raise _InputError("the env JSON is not valid JSON", EXIT_USAGE) from None
+        if not isinstance(document, dict | list):
+            raise _InputError(
+                'the env JSON must be [{"name": ..., "value": ...}] or {"NAME": "value"}',
+                EXIT_USAGE,
+            )
+        try:
+            pairs.extend(env_pairs(document))
+        except SpecError as exc:
+            raise _InputError(str(exc), EXIT_USAGE) from None
+    for item in options.env:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise _InputError(f"--env takes NAME=VALUE, got {name!r}", EXIT_USAGE)
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+def build_specs(options: SshRunnerOptions) -> tuple[SshTargetSpec, SshRunSpec]:
+    """Validate the options and read the key, known_hosts and script files."""
+    if options.known_hosts is not None and options.known_hosts_file is not None:
+        raise _InputError("give knownHosts as text or as a file, not both", EXIT_USAGE)
+    known_hosts = options.known_hosts
+    if options.known_hosts_file is not None:
+        known_hosts = _read_text(options.known_hosts_file, "known_hosts file")
+    script = options.script
+    if options.script_file is not None:
+        if script is not None:
+            raise _InputError("give the script as text or as a file, not both", EXIT_USAGE)
+        script = _read_text(options.script_file, "script file")
+    try:
+        policy = HostKeyPolicy(options.host_key_policy)
+    except ValueError:
+        raise _InputError(
+            f"host key policy must be Strict or AcceptAny, got {options.host_key_policy!r}",
+            EXIT_USAGE,
+        ) from None
+    try:
+        private_key = options.key_file.read_bytes()
+    except OSError as exc:
+        raise _InputError(
+            f"cannot read the private key file {options.key_file}: {exc.strerror or 'error'}",
+            EXIT_NO_INPUT,
+        ) from None
+    timeout = options.timeout_seconds if options.timeout_seconds else None
+    try:
+        target = SshTargetSpec(
+            host=options.host,
+            port=options.port,
+            user=options.user,
+            private_key=private_key,
+            known_hosts=known_hosts,
+            host_key_policy=policy,
+            connect_timeout_seconds=options.connect_timeout_seconds,
+        )
+        run = SshRunSpec(
+            command=options.command,
+            script=script,
+            working_dir=options.working_dir or None,
+            env=_parse_env(options),
+            timeout_seconds=timeout,
+            kill_grace_seconds=options.kill_grace_seconds,
+            sample_interval_seconds=options.sample_interval_seconds,
+        )
+    except SpecError as exc:
+        raise _InputError(str(exc), EXIT_USAGE) from None
+    return target, run
+
+
+def _write_termination_log(path: Path | None, text: str) -> None:
+    if path is None:
+        return
+    encoded = text.encode("utf-8")[:MAX_TERMINATION_MESSAGE_BYTES]
+    try:
+        path.write_bytes(encoded)
+    except OSError as exc:
+        logger.warning("cannot write the termination log %s: %s", path, exc.strerror)
+
+
+def exit_code_for(summary: RunSummary) -> int:
+    """The runner's exit code for a finished run (see the module docstring)."""
+    if summary.timed_out:
+        return EXIT_TIMED_OUT
+    if summary.exit_code is None:
+        return EXIT_RUNNER_ERROR
+    return summary.exit_code
+
+
+async def _run_until_signalled(target: SshTargetSpec, run: SshRunSpec) -> RunSummary:
+    """Run the job; SIGTERM/SIGINT to the runner (pod deletion) stops the remote job too."""
+    task = asyncio.create_task(run_ssh_job(target, run))
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, task.cancel)
+            handled.append(signum)
+    try:
+        return await task
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def run_ssh_runner_command(options: SshRunnerOptions) -> int:
+    """Run the job described by ``options``; returns the process exit code."""
+    termination_log = options.termination_log
+    try:
+        target, run = build_specs(options)
+    except _InputError as exc:
+        logger.error("%s", exc)
+        _write_termination_log(termination_log, RunFailure("InvalidSpec", str(exc)).to_json())
+        return exc.exit_code
+    try:
+        summary = asyncio.run(_run_until_signalled(target, run))
+    except TargetError as exc:
+        logger.error("%s", exc)
+        _write_termination_log(termination_log, RunFailure(exc.reason, str(exc)).to_json())
+        return _TARGET_EXIT.get(exc.reason, EXIT_UNREACHABLE)
+    except RunnerError as exc:
+        logger.error("%s", exc)
+        reason = "ConnectionLost" if isinstance(exc, RunnerConnectionLostError) else "RunnerError"
+        _write_termination_log(termination_log, RunFailure(reason, str(exc)).to_json())
+        return EXIT_RUNNER_ERROR
+    except asyncio.CancelledError:
+        message = "the runner was stopped before the job finished; the job was signalled to stop"
+        logger.error("%s", message)
+        _write_termination_log(termination_log, RunFailure("RunnerError", message).to_json())
+        return 128 + signal.SIGTERM
+    text = summary.to_json()
+    _write_termination_log(termination_log, text)
+    sys.stderr.flush()
+    logger.info("summary %s", text)
+    return exit_code_for(summary)

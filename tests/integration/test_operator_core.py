@@ -1,0 +1,338 @@
+"""The operator on the real local control plane: hold, release, track, survive SIGKILL.
+
+Grid intensity comes from a local server speaking the UK Carbon Intensity API, whose values
+each test controls; Job pods run on kwok nodes and complete on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .operatorproc import CRDS, OperatorProcess, operator_env, wait_for
+from .ukapi import UkApiServer, serve_uk_api
+
+pytestmark = pytest.mark.integration
+
+JOB_TEMPLATE = {
+    "spec": {
+        "backoffLimit": 0,
+        "template": {
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox",
+                        "command": ["sh", "-c", "echo training"],
+                        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}},
+                    }
+                ],
+            }
+        },
+    }
+}
+
+
+def caj(name: str, schedule: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "carbonaware.io/v1alpha1",
+        "kind": "CarbonAwareJob",
+        "metadata": {"name": name},
+        "spec": {"region": "GB", "schedule": schedule, "jobTemplate": JOB_TEMPLATE, **spec},
+    }
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for item in obj.get("status", {}).get("conditions", []):
+        if item["type"] == type_:
+            return dict(item)
+    return None
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@pytest.fixture(scope="module")
+def crds(local_plane: Any) -> Any:
+    local_plane.kubectl("apply", "-f", str(CRDS))
+    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
+        local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    return local_plane
+
+
+class Intensity:
+    """A switchable grid: ``now`` is the value of every period from now on, unless
+    ``low_from`` is set, in which case periods starting at or after it are ``low``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.low_from: datetime | None = None
+        self.low = 40.0
+
+    def __call__(self, start: datetime) -> float:
+        if self.low_from is not None and start >= self.low_from:
+            return self.low
+        return self.now
+
+
+@pytest.fixture
+def grid() -> Iterator[tuple[Intensity, UkApiServer]]:
+    intensity = Intensity(now=300.0)
+    with serve_uk_api(intensity) as server:
+        yield intensity, server
+
+
+@pytest.fixture
+def operator(
+    crds: Any, grid: tuple[Intensity, UkApiServer], tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    _, server = grid
+    env = operator_env(
+        crds.kubeconfig,
+        providers="ukci",
+        ukci_base_url=server.url,
+        provider_cache_ttl_seconds=1,
+        default_region="GB",
+    )
+    process = OperatorProcess(env, tmp_path / "operator.log")
+    process.start()
+    yield process
+    process.stop()
+    print(process.log()[-20000:])
+
+
+def get(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = plane.kubectl_json("get", kind, name, "-n", namespace)
+    return result
+
+
+def test_threshold_job_is_held_then_released_and_succeeds(
+    crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], operator: OperatorProcess
+) -> None:
+    intensity, _ = grid
+    crds.apply(caj("train", {"policy": "Threshold", "maxIntensity": 100}), namespace=namespace)
+
+    held = wait_for(
+        lambda: (c := condition(get(crds, "caj", namespace, "train"), "Held"))
+        and c["status"] == "True"
+        and c,
+        timeout=30,
+        what="the Held condition",
+    )
+    assert held["reason"] == "WaitingForThreshold"
+    obj = get(crds, "caj", namespace, "train")
+    assert obj["status"]["state"] == "Held"
+    assert obj["status"]["intensity"]["atCreation"] == 300
+    assert obj["status"]["latestStartTime"]
+    assert "jobName" not in obj["status"]
+    assert crds.kubectl_json("get", "jobs", "-n", namespace)["items"] == []
+
+    intensity.now = 50.0  # the grid turns clean
+    done = wait_for(
+        lambda: (o := get(crds, "caj", namespace, "train")).get("status", {}).get("state") == "Succeeded"
+        and o,
+        timeout=60,
+        what="the job to succeed",
+    )
+    status = done["status"]
+    assert condition(done, "Released")["reason"] == "ThresholdMet"  # type: ignore[index]
+    assert condition(done, "Complete")["status"] == "True"  # type: ignore[index]
+    assert status["intensity"]["atRelease"] == 50
+    assert status["intensity"]["atCreation"] == 300
+    created = when(done["metadata"]["creationTimestamp"])
+    assert created <= when(status["releaseTime"]) <= when(status["startTime"])
+    assert when(status["startTime"]) <= when(status["completionTime"])
+    job = get(crds, "job", namespace, status["jobName"])
+    assert job["metadata"]["ownerReferences"][0]["uid"] == done["metadata"]["uid"]
+    assert job["metadata"]["labels"]["carbonaware.io/job-uid"] == done["metadata"]["uid"]
+    events = crds.kubectl_json("get", "events", "-n", namespace)["items"]
+    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "train"}
+    assert {"Held", "Released", "Succeeded"} <= reasons
+
+
+def test_forecast_job_waits_for_the_planned_window(
+    crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], operator: OperatorProcess
+) -> None:
+    intensity, _ = grid
+    now = datetime.now(UTC)
+    intensity.low_from = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
+    crds.apply(
+        caj("nightly", {"policy": "Forecast", "maxDelaySeconds": 12 * 3600,
+                        "expectedDurationSeconds": 1800}),
+        namespace=namespace,
+    )  # fmt: skip
+    obj = wait_for(
+        lambda: (o := get(crds, "caj", namespace, "nightly")).get("status", {}).get("plannedStartTime")
+        and o,
+        timeout=30,
+        what="a planned start",
+    )
+    assert condition(obj, "Held")["reason"] == "WaitingForLowerIntensity"  # type: ignore[index]
+    assert when(obj["status"]["plannedStartTime"]) == intensity.low_from
+    assert obj["status"]["intensity"]["plannedWindowMean"] == 40
+
+    intensity.low_from = now - timedelta(hours=1)  # the low window is now
+    released = wait_for(
+        lambda: (o := get(crds, "caj", namespace, "nightly")).get("status", {}).get("releaseTime") and o,
+        timeout=30,
+        what="release in the low window",
+    )
+    assert condition(released, "Released")["reason"] == "LowCarbonWindow"  # type: ignore[index]
+
+
+def test_spec_edit_while_held_replans(
+    crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], operator: OperatorProcess
+) -> None:
+    crds.apply(caj("edit", {"policy": "Threshold", "maxIntensity": 100}), namespace=namespace)
+    first = wait_for(
+        lambda: get(crds, "caj", namespace, "edit").get("status", {}).get("latestStartTime"),
+        timeout=30,
+        what="a latest start",
+    )
+    crds.kubectl("patch", "caj", "edit", "-n", namespace, "--type=merge",
+                 "-p", json.dumps({"spec": {"schedule": {"maxDelaySeconds": 600}}}))  # fmt: skip
+    second = wait_for(
+        lambda: (t := get(crds, "caj", namespace, "edit").get("status", {}).get("latestStartTime")) != first
+        and t,
+        timeout=30,
+        what="the re-planned latest start",
+    )
+    created = when(get(crds, "caj", namespace, "edit")["metadata"]["creationTimestamp"])
+    assert when(second) == created + timedelta(seconds=600)
+
+
+def test_provider_down_releases_at_latest_start(crds: Any, namespace: str, tmp_path: Path) -> None:
+    env = operator_env(crds.kubeconfig, providers="ukci", ukci_base_url="http://127.0.0.1:9",
+                       provider_cache_ttl_seconds=1, tick_seconds=2)  # fmt: skip
+    process = OperatorProcess(env, tmp_path / "operator.log")
+    process.start()
+    try:
+        crds.apply(caj("blind", {"policy": "Forecast", "maxDelaySeconds": 20}), namespace=namespace)
+        held = wait_for(lambda: condition(get(crds, "caj", namespace, "blind"), "Held"),
+                        timeout=30, what="Held")  # fmt: skip
+        assert held["reason"] == "ForecastUnavailable"
+        obj = wait_for(
+            lambda: (o := get(crds, "caj", namespace, "blind")).get("status", {}).get("releaseTime") and o,
+            timeout=60,
+            what="release at the latest start",
+        )
+    finally:
+        process.stop()
+    status = obj["status"]
+    assert condition(obj, "Released")["reason"] in ("ProviderUnavailable", "DeadlineReached")  # type: ignore[index]
+    assert when(status["releaseTime"]) <= when(status["latestStartTime"])
+    assert when(status["latestStartTime"]) == when(
+        obj["metadata"]["creationTimestamp"]
+    ) + timedelta(seconds=20)
+
+
+def test_immediate_and_plain_suspended_job(
+    crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], operator: OperatorProcess
+) -> None:
+    intensity, _ = grid
+    crds.apply(caj("now", {"policy": "Immediate"}), namespace=namespace)
+    plain = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "plain",
+            "labels": {"carbonaware.io/managed": "true"},
+            "annotations": {
+                "carbonaware.io/policy": "Threshold",
+                "carbonaware.io/max-intensity": "100",
+            },
+        },
+        "spec": {"suspend": True, **JOB_TEMPLATE["spec"]},
+    }
+    crds.apply(plain, namespace=namespace)
+    released = wait_for(
+        lambda: (o := get(crds, "caj", namespace, "now")).get("status", {}).get("releaseTime") and o,
+        timeout=30,
+        what="the Immediate job's release",
+    )
+    assert condition(released, "Released")["reason"] == "Immediate"  # type: ignore[index]
+    annotations = wait_for(
+        lambda: (a := get(crds, "job", namespace, "plain")["metadata"].get("annotations", {})).get(
+            "carbonaware.io/state"
+        )
+        == "Held"
+        and a,
+        timeout=30,
+        what="the plain Job held",
+    )
+    assert annotations["carbonaware.io/reason"] == "WaitingForThreshold"
+    assert get(crds, "job", namespace, "plain")["spec"]["suspend"] is True
+    intensity.now = 50.0
+    job = wait_for(
+        lambda: (j := get(crds, "job", namespace, "plain"))["spec"]["suspend"] is False and j,
+        timeout=30,
+        what="the plain Job unsuspended",
+    )
+    assert job["metadata"]["annotations"]["carbonaware.io/reason"] == "ThresholdMet"
+    wait_for(
+        lambda: any(c["type"] == "Complete" and c["status"] == "True"
+                    for c in get(crds, "job", namespace, "plain").get("status", {}).get("conditions", [])),
+        timeout=60, what="the plain Job to complete",
+    )  # fmt: skip
+
+
+def test_deleting_the_resource_deletes_its_job(
+    crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], operator: OperatorProcess
+) -> None:
+    crds.apply(caj("gone", {"policy": "Immediate"}), namespace=namespace)
+    job_name = wait_for(lambda: get(crds, "caj", namespace, "gone").get("status", {}).get("jobName"),
+                        timeout=30, what="the Job")  # fmt: skip
+    crds.kubectl("delete", "caj", "gone", "-n", namespace, "--wait=false")
+    wait_for(
+        lambda: not any(j["metadata"]["name"] == job_name
+                        for j in crds.kubectl_json("get", "jobs", "-n", namespace)["items"]),
+        timeout=60, what="garbage collection of the Job",
+    )  # fmt: skip
+
+
+def test_sigkill_while_releasing_200_jobs_loses_and_duplicates_nothing(
+    crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], operator: OperatorProcess
+) -> None:
+    intensity, _ = grid
+    count = 200
+    manifests = [
+        caj(f"batch-{i:03d}", {"policy": "Threshold", "maxIntensity": 100}) for i in range(count)
+    ]
+    crds.kubectl("apply", "-n", namespace, "-f", "-",
+                 input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))  # fmt: skip
+
+    def held() -> int:
+        items = crds.kubectl_json("get", "caj", "-n", namespace)["items"]
+        return sum(1 for o in items if o.get("status", {}).get("state") == "Held")
+
+    wait_for(lambda: held() == count, timeout=120, what="all 200 jobs held")
+    intensity.now = 50.0
+
+    def jobs() -> list[dict[str, Any]]:
+        return list(crds.kubectl_json("get", "jobs", "-n", namespace)["items"])
+
+    first = wait_for(
+        lambda: len(jobs()) >= 10 and len(jobs()), timeout=60, what="releases to start"
+    )
+    operator.kill()
+    in_flight = len(jobs())
+    operator.start()
+
+    def all_released() -> bool:
+        items = crds.kubectl_json("get", "caj", "-n", namespace)["items"]
+        return len(items) == count and all(o.get("status", {}).get("releaseTime") for o in items)
+
+    wait_for(all_released, timeout=180, what="every job released after the restart")
+    owners = Counter(j["metadata"]["labels"]["carbonaware.io/job-uid"] for j in jobs())
+    uids = {o["metadata"]["uid"] for o in crds.kubectl_json("get", "caj", "-n", namespace)["items"]}
+    assert set(owners) == uids, "every CarbonAwareJob has a Job"
+    assert max(owners.values()) == 1, "no CarbonAwareJob has two Jobs"
+    assert first < count and in_flight < count, "the kill happened mid-release"

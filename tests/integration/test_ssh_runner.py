@@ -1,0 +1,645 @@
+"""The SSH runner, the probe and the runner command against a real OpenSSH server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from carbonaware.errors import (
+    HostKeyMismatchError,
+    RunnerConnectionLostError,
+    TargetAuthError,
+    TargetError,
+    TargetUnreachableError,
+)
+from carbonaware.runners.ssh import (
+    PROBE_OK_REASON,
+    HostKeyPolicy,
+    SshRunSpec,
+    SshTargetSpec,
+    probe_target,
+    run_ssh_job,
+)
+from carbonaware.runners.summary import parse_failure, parse_summary
+
+from .sshd import SshdServer, generate_key_pair, known_hosts_line, running_sshd, sshd_server
+
+__all__ = ["sshd_server"]
+
+pytestmark = pytest.mark.integration
+
+CARBONAWARE_CLI = Path(sys.executable).with_name("carbonaware")
+
+
+@dataclass
+class Captured:
+    """Job output lines as the runner passed them on, with the time each arrived."""
+
+    stdout: list[bytes] = field(default_factory=list)
+    stderr: list[bytes] = field(default_factory=list)
+    on_stdout: Callable[[bytes], None] | None = None
+
+    def out(self, line: bytes) -> None:
+        self.stdout.append(line)
+        if self.on_stdout is not None:
+            self.on_stdout(line)
+
+    def err(self, line: bytes) -> None:
+        self.stderr.append(line)
+
+    @property
+    def stdout_text(self) -> str:
+        return b"".join(self.stdout).decode()
+
+    @property
+    def stderr_text(self) -> str:
+        return b"".join(self.stderr).decode()
+
+
+def target_for(server: SshdServer, **overrides: object) -> SshTargetSpec:
+    values: dict[str, object] = {
+        "host": server.host,
+        "port": server.port,
+        "user": server.user,
+        "private_key": server.client_private_key,
+        "known_hosts": server.known_hosts,
+        "connect_timeout_seconds": 10.0,
+    }
+    values.update(overrides)
+    return SshTargetSpec(**values)  # type: ignore[arg-type]
+
+
+async def run(
+    server: SshdServer, spec: SshRunSpec, captured: Captured | None = None, **target: object
+) -> tuple[object, Captured]:
+    captured = captured or Captured()
+    summary = await run_ssh_job(
+        target_for(server, **target), spec, stdout=captured.out, stderr=captured.err
+    )
+    return summary, captured
+
+
+def process_gone(pid: int) -> bool:
+    """True when the process no longer exists or is a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+async def wait_until_async(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+def read_pid(path: Path) -> int:
+    assert wait_until(lambda: path.exists() and path.read_text().strip().isdigit())
+    return int(path.read_text().strip())
+
+
+# --------------------------------------------------------------------------- running jobs
+
+
+async def test_script_runs_in_working_dir_with_env_and_returns_exit_code(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    tricky = 'it\'s "quoted" $HOME `x` \\ and\na second line'
+    spec = SshRunSpec(
+        script='pwd\nprintf "%s\\n" "$GREETING"\nprintf "%s|" "$TRICKY"\necho to-stderr >&2\n'
+        "exit 3\n",
+        working_dir=str(tmp_path),
+        env=(("GREETING", "hello world"), ("TRICKY", tricky)),
+    )
+
+    summary, captured = await run(sshd_server, spec)
+
+    assert summary.exit_code == 3
+    assert not summary.timed_out
+    lines = captured.stdout_text.split("\n")
+    assert lines[0] == str(tmp_path)
+    assert lines[1] == "hello world"
+    assert captured.stdout_text.endswith(tricky + "|")
+    assert captured.stderr_text == "to-stderr\n"
+
+
+async def test_command_exit_zero_and_host_figures(sshd_server: SshdServer, tmp_path: Path) -> None:
+    spec = SshRunSpec(command="echo ok && ls", working_dir=str(tmp_path))
+    (tmp_path / "visible-file").write_text("x")
+
+    summary, captured = await run(sshd_server, spec)
+
+    assert summary.exit_code == 0
+    assert summary.succeeded
+    assert captured.stdout_text == "ok\nvisible-file\n"
+    assert summary.cpu_core_seconds is not None
+    assert summary.vcpus == os.cpu_count()
+    assert summary.samples >= 2
+    assert summary.host_utilisation is not None
+    assert 0.0 <= summary.host_utilisation <= 1.0
+    local_total_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    assert summary.memory_total_bytes == local_total_kib * 1024
+    assert summary.memory_used_bytes_max is not None
+    assert 0 < summary.memory_used_bytes_max <= summary.memory_total_bytes
+    assert summary.end_time >= summary.start_time
+    assert parse_summary(summary.to_json()) == parse_summary(summary.to_json())
+
+
+async def test_missing_working_dir_fails_without_running(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    spec = SshRunSpec(command=f"touch {marker}", working_dir=str(tmp_path / "absent"))
+
+    summary, captured = await run(sshd_server, spec)
+
+    assert summary.exit_code == 1
+    assert "cannot change to working directory" in captured.stderr_text
+    assert not marker.exists()
+
+
+async def test_shebang_script_runs_under_its_interpreter(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    spec = SshRunSpec(
+        script=f"#!{sys.executable}\nimport os, sys\nprint(os.getcwd())\nsys.exit(4)\n",
+        working_dir=str(tmp_path),
+    )
+
+    summary, captured = await run(sshd_server, spec)
+
+    assert summary.exit_code == 4
+    assert captured.stdout_text == f"{tmp_path}\n"
+
+
+async def test_output_is_streamed_while_the_job_runs(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    # The job only finishes successfully if the test reacted to its first line while it was
+    # still running: the line must have been passed on before the job ended.
+    go = tmp_path / "go"
+    script = (
+        "echo ready\n"
+        "i=0\n"
+        f'while [ ! -e "{go}" ]; do i=$((i+1)); [ "$i" -gt 1200 ] && exit 7; sleep 0.05; done\n'
+        "echo done\n"
+    )
+    captured = Captured(on_stdout=lambda line: go.touch() if line == b"ready\n" else None)
+
+    summary, _ = await run(sshd_server, SshRunSpec(script=script), captured)
+
+    assert summary.exit_code == 0
+    assert captured.stdout == [b"ready\n", b"done\n"]
+
+
+async def test_timeout_terminates_the_job_process_group(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    script = (
+        f"echo $$ > {tmp_path}/job.pid\n"
+        f"sleep 300 & echo $! > {tmp_path}/child.pid\n"
+        "wait\n"
+        f"touch {tmp_path}/finished\n"
+    )
+    spec = SshRunSpec(script=script, timeout_seconds=4, kill_grace_seconds=5)
+
+    summary, _ = await run(sshd_server, spec)
+
+    assert summary.timed_out
+    assert summary.exit_code == 128 + 15
+    job_pid, child_pid = read_pid(tmp_path / "job.pid"), read_pid(tmp_path / "child.pid")
+    assert wait_until(lambda: process_gone(job_pid))
+    assert wait_until(lambda: process_gone(child_pid))
+    assert not (tmp_path / "finished").exists()
+
+
+async def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    script = f"trap '' TERM\necho $$ > {tmp_path}/job.pid\nwhile :; do sleep 0.2; done\n"
+    spec = SshRunSpec(script=script, timeout_seconds=3, kill_grace_seconds=1)
+
+    summary, _ = await run(sshd_server, spec)
+
+    assert summary.timed_out
+    assert summary.exit_code == 128 + 9
+    job_pid = read_pid(tmp_path / "job.pid")
+    assert wait_until(lambda: process_gone(job_pid))
+
+
+async def test_cancelling_the_runner_stops_the_remote_job(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "job.pid"
+    spec = SshRunSpec(script=f"echo $$ > {pid_file}\nsleep 300\n", kill_grace_seconds=5)
+    task = asyncio.create_task(run(sshd_server, spec))
+    assert await wait_until_async(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    job_pid = int(pid_file.read_text())
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert wait_until(lambda: process_gone(job_pid))
+
+
+async def test_cpu_core_seconds_are_the_jobs_own(sshd_server: SshdServer) -> None:
+    # The job burns ~2 s of CPU and prints what its own rusage says; a second burner outside
+    # the job runs at the same time, so a whole-host measurement would be visibly off.
+    burn = (
+        "import resource, time\n"
+        "start = time.process_time()\n"
+        "while time.process_time() - start < 2.0:\n"
+        "    pass\n"
+        "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(usage.ru_utime + usage.ru_stime)\n"
+    )
+    noise = await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
+    try:
+        spec = SshRunSpec(command=f"{sys.executable} -c '{burn}'")
+        summary, captured = await run(sshd_server, spec)
+    finally:
+        noise.kill()
+        await noise.wait()
+
+    assert summary.exit_code == 0
+    own_seconds = float(captured.stdout_text.strip())
+    assert own_seconds >= 2.0
+    assert summary.cpu_core_seconds is not None
+    assert summary.cpu_core_seconds == pytest.approx(own_seconds, rel=0.2)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.fixture
+def other_key_pair(tmp_path: Path) -> tuple[str, str]:
+    return generate_key_pair(tmp_path, "other_key")
+
+
+def failure_cases(server: SshdServer, other: tuple[str, str]) -> dict[str, dict[str, object]]:
+    wrong_host_key = known_hosts_line(server.host, server.port, other[1])
+    return {
+        "wrong host key": {"known_hosts": wrong_host_key},
+        "no known_hosts": {"known_hosts": None},
+        "wrong user key": {"private_key": other[0]},
+        "wrong user": {"user": "nobody-such-user"},
+        "closed port": {"port": _closed_port()},
+        "unresolvable name": {"host": "no-such-host.invalid"},
+    }
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+EXPECTED: dict[str, type[TargetError]] = {
+    "wrong host key": HostKeyMismatchError,
+    "no known_hosts": HostKeyMismatchError,
+    "wrong user key": TargetAuthError,
+    "wrong user": TargetAuthError,
+    "closed port": TargetUnreachableError,
+    "unresolvable name": TargetUnreachableError,
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+async def test_connection_failures_raise_and_run_nothing(
+    sshd_server: SshdServer, tmp_path: Path, other_key_pair: tuple[str, str], case: str
+) -> None:
+    overrides = failure_cases(sshd_server, other_key_pair)[case]
+    marker = tmp_path / "ran"
+
+    with pytest.raises(EXPECTED[case]) as raised:
+        await run(sshd_server, SshRunSpec(command=f"touch {marker}"), **overrides)
+
+    assert not marker.exists()
+    assert raised.value.reason == EXPECTED[case].reason
+    message = str(raised.value)
+    assert "PRIVATE KEY" not in message
+    if EXPECTED[case] is HostKeyMismatchError:
+        # The message names the key the server presented, so the user can check and add it.
+        host_key_blob = sshd_server.host_public_key.split()[1]
+        assert host_key_blob in message
+        assert f"[{sshd_server.host}]:{sshd_server.port}" in message
+
+    probe = await probe_target(
+        host=str(overrides.get("host", sshd_server.host)),
+        port=int(overrides.get("port", sshd_server.port)),  # type: ignore[call-overload]
+        user=str(overrides.get("user", sshd_server.user)),
+        private_key=str(overrides.get("private_key", sshd_server.client_private_key)),
+        known_hosts=overrides.get("known_hosts", sshd_server.known_hosts),  # type: ignore[arg-type]
+        host_key_policy=HostKeyPolicy.STRICT,
+        timeout=10.0,
+    )
+    assert not probe.reachable
+    assert probe.reason == EXPECTED[case].reason
+
+
+async def test_probe_succeeds_with_the_right_host_key(sshd_server: SshdServer) -> None:
+    probe = await probe_target(
+        sshd_server.host,
+        sshd_server.port,
+        sshd_server.user,
+        sshd_server.client_private_key,
+        sshd_server.known_hosts,
+        HostKeyPolicy.STRICT,
+        10.0,
+    )
+
+    assert probe.reachable
+    assert probe.reason == PROBE_OK_REASON == "Connected"
+
+
+async def test_accept_any_connects_without_known_hosts_only_when_chosen(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+
+    with pytest.raises(HostKeyMismatchError):
+        await run(sshd_server, SshRunSpec(command=f"touch {marker}"), known_hosts=None)
+    assert not marker.exists()
+
+    summary, _ = await run(
+        sshd_server,
+        SshRunSpec(command=f"touch {marker}"),
+        known_hosts=None,
+        host_key_policy=HostKeyPolicy.ACCEPT_ANY,
+    )
+    assert summary.exit_code == 0
+    assert marker.exists()
+
+    probe = await probe_target(
+        sshd_server.host,
+        sshd_server.port,
+        sshd_server.user,
+        sshd_server.client_private_key,
+        None,
+        HostKeyPolicy.ACCEPT_ANY,
+        10.0,
+    )
+    assert probe.reachable
+    assert "AcceptAny" in probe.message
+
+
+async def test_unparsable_known_hosts_is_reported_without_echoing_it(
+    sshd_server: SshdServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    pasted = sshd_server.known_hosts + sshd_server.client_private_key
+
+    with pytest.raises(HostKeyMismatchError) as raised:
+        await run(sshd_server, SshRunSpec(command=f"touch {marker}"), known_hosts=pasted)
+
+    assert re.search(r"\(line \d+\)", str(raised.value))
+    for fragment in _key_fragments(sshd_server.client_private_key):
+        assert fragment not in str(raised.value)
+    assert not marker.exists()
+
+
+async def test_a_dropped_connection_is_reported_as_lost(tmp_path: Path) -> None:
+    pid_file = tmp_path / "job.pid"
+    with running_sshd() as server:
+        task = asyncio.create_task(
+            run(server, SshRunSpec(script=f"echo $$ > {pid_file}\nsleep 300\n"))
+        )
+        assert await wait_until_async(lambda: pid_file.exists() and pid_file.read_text() != "")
+        # Kill the per-connection sshd processes (children of the listener), not the job.
+        children = [
+            int(entry.name)
+            for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and _parent_pid(int(entry.name)) == server.pid
+        ]
+        assert children
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+
+        with pytest.raises(RunnerConnectionLostError):
+            await task
+    job_pid = int(pid_file.read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(job_pid, signal.SIGKILL)
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def _key_fragments(private_key: str) -> list[str]:
+    """The base64 body lines of the key: any of them in output would be a leak."""
+    return [line for line in private_key.splitlines() if line and "PRIVATE KEY" not in line]
+
+
+async def test_private_key_never_appears_in_logs_output_or_errors(
+    sshd_server: SshdServer,
+    tmp_path: Path,
+    other_key_pair: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+
+    summary, captured = await run(sshd_server, SshRunSpec(command="echo ran"))
+    assert summary.exit_code == 0
+    texts += [captured.stdout_text, captured.stderr_text, summary.to_json()]
+    texts.append(repr(target_for(sshd_server)))
+
+    for overrides in (
+        {"known_hosts": known_hosts_line(sshd_server.host, sshd_server.port, other_key_pair[1])},
+        {"user": "nobody-such-user"},
+    ):
+        with pytest.raises(TargetError) as raised:
+            await run(sshd_server, SshRunSpec(command="echo ran"), **overrides)
+        texts += [str(raised.value), repr(raised.value)]
+
+    with pytest.raises(TargetAuthError) as unreadable:
+        await run(sshd_server, SshRunSpec(command="true"), private_key="not a key\n" * 3)
+    texts.append(str(unreadable.value))
+
+    out, err = capsys.readouterr()
+    texts += [out, err, caplog.text]
+    everything = "\n".join(texts)
+    assert "ran" in everything  # the capture did see the run
+    for fragment in _key_fragments(sshd_server.client_private_key):
+        assert fragment not in everything
+    assert "not a key" not in everything
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@pytest.fixture
+def key_file(sshd_server: SshdServer, tmp_path: Path) -> Path:
+    path = tmp_path / "id"
+    path.write_text(sshd_server.client_private_key)
+    path.chmod(0o400)
+    return path
+
+
+def run_cli(
+    server: SshdServer,
+    key_file: Path,
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    termination_log = tmp_path / "termination-log"
+    termination_log.write_text("")
+    result = subprocess.run(
+        [
+            str(CARBONAWARE_CLI),
+            "runner",
+            "ssh",
+            f"--host={server.host}",
+            f"--port={server.port}",
+            f"--user={server.user}",
+            f"--key-file={key_file}",
+            f"--termination-log={termination_log}",
+            "--connect-timeout-seconds=10",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+    return result, termination_log.read_text()
+
+
+@pytest.fixture
+def known_hosts_file(sshd_server: SshdServer, tmp_path: Path) -> Path:
+    path = tmp_path / "known_hosts"
+    path.write_text(sshd_server.known_hosts)
+    return path
+
+
+def test_cli_streams_and_exits_with_the_remote_code(
+    sshd_server: SshdServer, key_file: Path, known_hosts_file: Path, tmp_path: Path
+) -> None:
+    result, record = run_cli(
+        sshd_server,
+        key_file,
+        tmp_path,
+        f"--known-hosts-file={known_hosts_file}",
+        f"--working-dir={tmp_path}",
+        "--env=A=1",
+        env={
+            "CARBONAWARE_SSH_COMMAND": 'pwd; echo "$A$B"; echo oops >&2; exit 5',
+            "CARBONAWARE_SSH_ENV": json.dumps([{"name": "B", "value": "two"}]),
+        },
+    )
+
+    assert result.returncode == 5
+    assert result.stdout == f"{tmp_path}\n1two\n"
+    assert "oops\n" in result.stderr
+    summary = parse_summary(record)
+    assert summary.exit_code == 5
+    assert not summary.timed_out
+    everything = result.stdout + result.stderr + record
+    for fragment in _key_fragments(sshd_server.client_private_key):
+        assert fragment not in everything
+
+
+def test_cli_timeout_exits_124(
+    sshd_server: SshdServer, key_file: Path, known_hosts_file: Path, tmp_path: Path
+) -> None:
+    result, record = run_cli(
+        sshd_server,
+        key_file,
+        tmp_path,
+        f"--known-hosts-file={known_hosts_file}",
+        "--command=sleep 300",
+        "--timeout-seconds=1",
+        "--kill-grace-seconds=2",
+    )
+
+    assert result.returncode == 124
+    assert parse_summary(record).timed_out
+
+
+@pytest.mark.parametrize(
+    ("case", "exit_code", "reason"),
+    [
+        ("wrong host key", 76, "HostKeyMismatch"),
+        ("wrong user", 77, "AuthFailed"),
+        ("closed port", 69, "Unreachable"),
+    ],
+)
+def test_cli_connection_failures_have_distinct_exit_codes(
+    sshd_server: SshdServer,
+    key_file: Path,
+    tmp_path: Path,
+    other_key_pair: tuple[str, str],
+    case: str,
+    exit_code: int,
+    reason: str,
+) -> None:
+    marker = tmp_path / "ran"
+    args = [f"--command=touch {marker}"]
+    known_hosts = sshd_server.known_hosts
+    if case == "wrong host key":
+        known_hosts = known_hosts_line(sshd_server.host, sshd_server.port, other_key_pair[1])
+    elif case == "wrong user":
+        args.append("--user=nobody-such-user")
+    else:
+        args.append(f"--port={_closed_port()}")
+
+    result, record = run_cli(
+        sshd_server,
+        key_file,
+        tmp_path,
+        *args,
+        env={"CARBONAWARE_SSH_KNOWN_HOSTS": known_hosts},
+    )
+
+    assert result.returncode == exit_code
+    assert parse_failure(record).reason == reason
+    assert not marker.exists()
+    for fragment in _key_fragments(sshd_server.client_private_key):
+        assert fragment not in result.stdout + result.stderr + record
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_temp_dirs() -> Iterator[None]:
+    """Every run removes the private temporary directory it made on the server."""
+    before = set(Path("/tmp").glob("carbonaware.*"))
+    yield
+    assert wait_until(lambda: set(Path("/tmp").glob("carbonaware.*")) <= before, 10)

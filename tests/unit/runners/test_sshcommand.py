@@ -1,0 +1,117 @@
+"""Option handling of `carbonaware runner ssh` before anything connects."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from carbonaware.runners.sshcommand import (
+    EXIT_NO_INPUT,
+    EXIT_RUNNER_ERROR,
+    EXIT_TIMED_OUT,
+    EXIT_USAGE,
+    SshRunnerOptions,
+    build_specs,
+    exit_code_for,
+    run_ssh_runner_command,
+)
+from carbonaware.runners.sshspec import HostKeyPolicy
+from carbonaware.runners.summary import RunSummary, parse_failure
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "id"
+    path.write_text(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    return path
+
+
+def options(default_key_file: Path, **overrides: object) -> SshRunnerOptions:
+    values: dict[str, object] = {
+        "host": "server.example",
+        "user": "batch",
+        "key_file": default_key_file,
+        "command": "echo hi",
+    }
+    values.update(overrides)
+    return SshRunnerOptions(**values)  # type: ignore[arg-type]
+
+
+def test_env_from_json_and_flags_is_merged_in_order(key_file: Path) -> None:
+    target, run = build_specs(
+        options(
+            key_file,
+            env_json=json.dumps([{"name": "A", "value": "1"}]),
+            env=("B=two=2", "C="),
+            timeout_seconds=0,
+            host_key_policy="AcceptAny",
+        )
+    )
+
+    assert run.env == (("A", "1"), ("B", "two=2"), ("C", ""))
+    assert run.timeout_seconds is None
+    assert target.host_key_policy is HostKeyPolicy.ACCEPT_ANY
+    assert target.private_key == key_file.read_bytes()
+
+
+def test_files_are_read(key_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "known_hosts").write_text("h ssh-ed25519 AAAA\n")
+    (tmp_path / "job.sh").write_text("echo from file\n")
+
+    target, run = build_specs(
+        options(
+            key_file,
+            command=None,
+            script_file=tmp_path / "job.sh",
+            known_hosts_file=tmp_path / "known_hosts",
+        )
+    )
+
+    assert target.known_hosts == "h ssh-ed25519 AAAA\n"
+    assert run.script == "echo from file\n"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "exit_code"),
+    [
+        ({"command": None}, EXIT_USAGE),
+        ({"script": "echo also"}, EXIT_USAGE),
+        ({"env": ("NOEQUALS",)}, EXIT_USAGE),
+        ({"env": ("1BAD=x",)}, EXIT_USAGE),
+        ({"env_json": "{not json"}, EXIT_USAGE),
+        ({"env_json": '"a string"'}, EXIT_USAGE),
+        ({"host_key_policy": "Sometimes"}, EXIT_USAGE),
+        ({"port": 0}, EXIT_USAGE),
+        ({"known_hosts": "x", "known_hosts_file": Path("/x")}, EXIT_USAGE),
+        ({"known_hosts_file": Path("/nonexistent/known_hosts")}, EXIT_NO_INPUT),
+        ({"key_file": Path("/nonexistent/id")}, EXIT_NO_INPUT),
+    ],
+)
+def test_bad_options_exit_with_a_usage_code_and_a_failure_record(
+    key_file: Path, tmp_path: Path, overrides: dict[str, object], exit_code: int
+) -> None:
+    termination_log = tmp_path / "termination-log"
+
+    code = run_ssh_runner_command(options(key_file, termination_log=termination_log, **overrides))
+
+    assert code == exit_code
+    failure = parse_failure(termination_log.read_text())
+    assert failure.reason == "InvalidSpec"
+    assert failure.message
+
+
+def _summary(exit_code: int | None, timed_out: bool) -> RunSummary:
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    return RunSummary(exit_code, timed_out, 1.0, 1.0, 2, 0.5, 1, 1, 2, 2, moment, moment)
+
+
+def test_exit_code_mapping() -> None:
+    assert exit_code_for(_summary(0, False)) == 0
+    assert exit_code_for(_summary(3, False)) == 3
+    assert exit_code_for(_summary(143, True)) == EXIT_TIMED_OUT
+    assert exit_code_for(_summary(None, False)) == EXIT_RUNNER_ERROR

@@ -1,0 +1,211 @@
+"""The remote wrapper, run under the local /bin/sh exactly as sshd would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from carbonaware.errors import RunnerError
+from carbonaware.runners.sshscript import (
+    BOOTSTRAP_COMMAND,
+    ControlLine,
+    build_kill_command,
+    build_sample_once_command,
+    build_sampler_command,
+    build_wrapper_script,
+    new_marker,
+    split_control_line,
+)
+from carbonaware.runners.sshspec import SshRunSpec
+
+
+def run_like_sshd(
+    spec: SshRunSpec, tmp_path: Path, marker: str | None = None
+) -> tuple[subprocess.CompletedProcess[bytes], list[ControlLine], bytes]:
+    """Run the bootstrap under /bin/sh -c with the wrapper on stdin, as sshd does."""
+    marker = marker or new_marker()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    result = subprocess.run(
+        ["/bin/sh", "-c", BOOTSTRAP_COMMAND],
+        input=build_wrapper_script(spec, marker).encode(),
+        capture_output=True,
+        env={**os.environ, "TMPDIR": str(scratch), "HOME": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    controls: list[ControlLine] = []
+    job_stderr = b""
+    for line in result.stderr.splitlines(keepends=True):
+        output, control = split_control_line(line, marker)
+        job_stderr += output
+        if control is not None:
+            controls.append(control)
+    return result, controls, job_stderr
+
+
+def test_exit_code_env_and_working_dir(tmp_path: Path) -> None:
+    workdir = tmp_path / "dir with spaces"
+    workdir.mkdir()
+    spec = SshRunSpec(
+        command='pwd; echo "$ALPHA/$BETA"; exit 42',
+        working_dir=str(workdir),
+        env=(("ALPHA", "a b"), ("BETA", "$(not run)")),
+    )
+
+    result, controls, _ = run_like_sshd(spec, tmp_path)
+
+    assert result.returncode == 42
+    assert result.stdout.decode() == f"{workdir}\na b/$(not run)\n"
+    kinds = [control.kind for control in controls]
+    assert kinds == ["start", "end"]
+    assert controls[0].pgid is not None
+    assert controls[0].pgid > 1
+    assert controls[1].exit_code == 42
+    assert controls[1].cpu_core_seconds is not None
+
+
+def test_script_text_is_passed_verbatim(tmp_path: Path) -> None:
+    script = (
+        "cat <<'X'\n"
+        "quotes ' \" ` $(date) ${HOME} \\\n"
+        "X\n"
+        "echo CARBONAWARE_EOF_0000\n"
+        "printf 'no trailing newline'"
+    )
+
+    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout.decode() == (
+        "quotes ' \" ` $(date) ${HOME} \\\nCARBONAWARE_EOF_0000\nno trailing newline"
+    )
+
+
+def test_job_env_cannot_clobber_the_wrapper(tmp_path: Path) -> None:
+    spec = SshRunSpec(
+        command='echo "$d $m $p $rc"; exit 3',
+        env=(("d", "/"), ("m", "x"), ("p", "1"), ("rc", "0")),
+    )
+
+    result, controls, _ = run_like_sshd(spec, tmp_path)
+
+    assert result.returncode == 3
+    assert result.stdout == b"/ x 1 0\n"
+    assert [control.kind for control in controls] == ["start", "end"]
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_temporary_directory_is_removed(tmp_path: Path) -> None:
+    result, _, _ = run_like_sshd(SshRunSpec(command="ls -d $TMPDIR/carbonaware.*"), tmp_path)
+
+    assert result.returncode == 0
+    assert b"carbonaware." in result.stdout
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_home_relative_working_dir(tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+
+    result, _, _ = run_like_sshd(SshRunSpec(command="pwd", working_dir="~/jobs"), tmp_path)
+
+    assert result.stdout.decode().strip() == str(tmp_path / "jobs")
+
+
+def test_missing_working_dir_stops_before_the_job(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    spec = SshRunSpec(command=f"touch {marker}", working_dir=str(tmp_path / "absent"))
+
+    result, controls, stderr = run_like_sshd(spec, tmp_path)
+
+    assert result.returncode == 1
+    assert controls == []
+    assert b"cannot change to working directory" in stderr
+    assert not marker.exists()
+
+
+def test_shebang_picks_the_interpreter(tmp_path: Path) -> None:
+    script = f"#!{sys.executable} -u\nimport sys\nprint(sys.argv[0].endswith('/job'))\n"
+
+    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout == b"True\n"
+
+
+def test_the_job_runs_in_its_own_process_group(tmp_path: Path) -> None:
+    result, controls, _ = run_like_sshd(SshRunSpec(command="ps -o pgid= -p $$; echo $$"), tmp_path)
+
+    pgid, pid = (int(value) for value in result.stdout.split())
+    assert pgid == pid == controls[0].pgid
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+
+
+def test_processes_left_in_the_job_group_are_stopped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "straggler"
+    spec = SshRunSpec(command=f"sleep 300 & echo $! > {pid_file}; exit 0")
+
+    result, _, _ = run_like_sshd(spec, tmp_path)
+
+    assert result.returncode == 0
+    straggler = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while not _gone(straggler) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(straggler)
+
+
+def test_kill_command_targets_the_group() -> None:
+    command = build_kill_command(4242, "TERM")
+
+    assert "kill -s TERM -- -4242" in command
+    with pytest.raises(RunnerError):
+        build_kill_command(1, "TERM")
+    with pytest.raises(RunnerError):
+        build_kill_command(4242, "HUP")
+
+
+def test_sample_commands_run_and_report_vcpus(tmp_path: Path) -> None:
+    once = subprocess.run(
+        ["/bin/sh", "-c", build_sample_once_command()], capture_output=True, text=True, check=True
+    )
+    loop = subprocess.Popen(
+        ["/bin/sh", "-c", build_sampler_command(0.1)], stdout=subprocess.PIPE, text=True
+    )
+    assert loop.stdout is not None
+    first_lines = [loop.stdout.readline() for _ in range(8)]
+    loop.kill()
+    loop.wait()
+
+    assert once.stdout.startswith(f"vcpus {os.cpu_count()}\ncpu ")
+    assert "MemAvailable:" in once.stdout
+    assert once.stdout.rstrip().endswith("sample-end")
+    assert first_lines[0].startswith("cpu ")
+    assert first_lines.count("sample-end\n") == 2
+
+
+def test_split_control_line() -> None:
+    marker = new_marker()
+
+    assert split_control_line(b"plain\n", marker) == (b"plain\n", None)
+    output, control = split_control_line(f"partial{marker} start 123\n".encode(), marker)
+    assert output == b"partial"
+    assert control == ControlLine(kind="start", pgid=123)
+    _, end = split_control_line(
+        f"{marker} end 7 0m0.00s 0m0.00s 0m1.50s 0m0.50s \n".encode(), marker
+    )
+    assert end == ControlLine(kind="end", exit_code=7, cpu_core_seconds=2.0)
+    assert split_control_line(f"{marker} what\n".encode(), marker)[1] == ControlLine("unknown")
+    assert new_marker() != marker
