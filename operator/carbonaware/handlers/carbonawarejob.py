@@ -103,6 +103,18 @@ async def carbonawarejob_spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any
         await plan(context_of(memo), body, rewrite=True)
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def carbonawarejob_event(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Count objects by state for the metrics (no API calls)."""
+    meta = body.get("metadata", {})
+    key = (WorkKind.CARBON_AWARE_JOB.value, str(meta.get("namespace")), str(meta.get("name")))
+    deleted = event.get("type") == "DELETED"
+    state = (body.get("status") or {}).get("state")
+    context_of(memo).registry.observe_state(key, None if deleted else state or "Held")
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 async def carbonawarejob_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Forget it; its Job or runner pod goes with it through the owner reference."""

@@ -31,6 +31,7 @@ class OperatorContext:
     usage: UsageSampler = field(default_factory=UsageSampler)
     clock: Callable[[], datetime] = wall_clock
     background: set[Any] = field(default_factory=set)
+    exported_states: set[tuple[str, str, str]] = field(default_factory=set)
 
     @property
     def tick(self) -> timedelta:

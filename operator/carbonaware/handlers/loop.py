@@ -175,7 +175,18 @@ async def refresh_once(ctx: OperatorContext, now: datetime) -> None:
         if not decision.release and plan_changed(work, decision, decision.reason):
             jobs.append(functools.partial(hold_one, work, decision.reason, decision.message))
     await bounded(jobs)
+    export_states(ctx)
     ctx.metrics.refresh_duration.observe(time.perf_counter() - started)
+
+
+def export_states(ctx: OperatorContext) -> None:
+    """``carbonaware_jobs``: every (namespace, kind, state) seen so far, zero when emptied."""
+    counts = ctx.registry.state_counts()
+    for labels_ in ctx.exported_states - set(counts):
+        ctx.metrics.jobs.labels(*labels_).set(0)
+    for labels_, count in counts.items():
+        ctx.metrics.jobs.labels(*labels_).set(count)
+    ctx.exported_states |= set(counts)
 
 
 async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bool]]) -> None:

@@ -83,6 +83,7 @@ class Registry:
         self._targets: dict[TargetKey, TargetState] = defaultdict(TargetState)
         self._locks: dict[Key, asyncio.Lock] = {}
         self._released: set[str] = set()
+        self._states: dict[Key, str] = {}
 
     # ------------------------------------------------------------------ held work
 
@@ -116,6 +117,22 @@ class Registry:
 
     def queued_on(self, target: TargetKey) -> int:
         return sum(1 for work in self._held.values() if work.target == target)
+
+    # ------------------------------------------------------------------ states (metrics)
+
+    def observe_state(self, key: Key, state: str | None) -> None:
+        """The state an object's watch event showed; None when it was deleted."""
+        if state is None:
+            self._states.pop(key, None)
+        else:
+            self._states[key] = state
+
+    def state_counts(self) -> dict[tuple[str, str, str], int]:
+        """Objects by (namespace, kind, state)."""
+        counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        for (kind, namespace, _), state in self._states.items():
+            counts[(namespace, kind, state)] += 1
+        return dict(counts)
 
     # ------------------------------------------------------------------ targets
 

@@ -270,7 +270,12 @@ async def child_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 async def plain_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if event.get("type") == "DELETED":
+    meta = body.get("metadata", {})
+    key = (WorkKind.JOB.value, str(meta.get("namespace")), str(meta.get("name")))
+    state = (meta.get("annotations") or {}).get(labels.STATE)
+    deleted = event.get("type") == "DELETED"
+    context_of(memo).registry.observe_state(key, None if deleted or not state else state)
+    if deleted:
         return
     with kopf_errors():
         await follow_plain_job(context_of(memo), dict(body))
