@@ -31,8 +31,10 @@ T = TypeVar("T")
 Body = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
+BAD_REQUEST = 400
 NOT_FOUND = 404
 CONFLICT = 409
+UNPROCESSABLE = 422
 
 
 def _decode(response: Any) -> Body:

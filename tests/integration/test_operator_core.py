@@ -137,7 +137,8 @@ def test_threshold_job_is_held_then_released_and_succeeds(
 
     intensity.now = 50.0  # the grid turns clean
     done = wait_for(
-        lambda: (o := get(crds, "caj", namespace, "train")).get("status", {}).get("state") == "Succeeded"
+        lambda: (o := get(crds, "caj", namespace, "train")).get("status", {}).get("state")
+        == "Succeeded"
         and o,
         timeout=60,
         what="the job to succeed",
@@ -170,7 +171,9 @@ def test_forecast_job_waits_for_the_planned_window(
         namespace=namespace,
     )  # fmt: skip
     obj = wait_for(
-        lambda: (o := get(crds, "caj", namespace, "nightly")).get("status", {}).get("plannedStartTime")
+        lambda: (o := get(crds, "caj", namespace, "nightly"))
+        .get("status", {})
+        .get("plannedStartTime")
         and o,
         timeout=30,
         what="a planned start",
@@ -181,7 +184,8 @@ def test_forecast_job_waits_for_the_planned_window(
 
     intensity.low_from = now - timedelta(hours=1)  # the low window is now
     released = wait_for(
-        lambda: (o := get(crds, "caj", namespace, "nightly")).get("status", {}).get("releaseTime") and o,
+        lambda: (o := get(crds, "caj", namespace, "nightly")).get("status", {}).get("releaseTime")
+        and o,
         timeout=30,
         what="release in the low window",
     )
@@ -200,7 +204,8 @@ def test_spec_edit_while_held_replans(
     crds.kubectl("patch", "caj", "edit", "-n", namespace, "--type=merge",
                  "-p", json.dumps({"spec": {"schedule": {"maxDelaySeconds": 600}}}))  # fmt: skip
     second = wait_for(
-        lambda: (t := get(crds, "caj", namespace, "edit").get("status", {}).get("latestStartTime")) != first
+        lambda: (t := get(crds, "caj", namespace, "edit").get("status", {}).get("latestStartTime"))
+        != first
         and t,
         timeout=30,
         what="the re-planned latest start",
@@ -220,7 +225,8 @@ def test_provider_down_releases_at_latest_start(crds: Any, namespace: str, tmp_p
                         timeout=30, what="Held")  # fmt: skip
         assert held["reason"] == "ForecastUnavailable"
         obj = wait_for(
-            lambda: (o := get(crds, "caj", namespace, "blind")).get("status", {}).get("releaseTime") and o,
+            lambda: (o := get(crds, "caj", namespace, "blind")).get("status", {}).get("releaseTime")
+            and o,
             timeout=60,
             what="release at the latest start",
         )
@@ -254,7 +260,8 @@ def test_immediate_and_plain_suspended_job(
     }
     crds.apply(plain, namespace=namespace)
     released = wait_for(
-        lambda: (o := get(crds, "caj", namespace, "now")).get("status", {}).get("releaseTime") and o,
+        lambda: (o := get(crds, "caj", namespace, "now")).get("status", {}).get("releaseTime")
+        and o,
         timeout=30,
         what="the Immediate job's release",
     )
@@ -277,19 +284,22 @@ def test_immediate_and_plain_suspended_job(
         what="the plain Job unsuspended",
     )
     assert job["metadata"]["annotations"]["carbonaware.io/reason"] == "ThresholdMet"
-    wait_for(
-        lambda: any(c["type"] == "Complete" and c["status"] == "True"
-                    for c in get(crds, "job", namespace, "plain").get("status", {}).get("conditions", [])),
-        timeout=60, what="the plain Job to complete",
-    )  # fmt: skip
+
+    def plain_complete() -> bool:
+        conditions = get(crds, "job", namespace, "plain").get("status", {}).get("conditions", [])
+        return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
+
+    wait_for(plain_complete, timeout=60, what="the plain Job to complete")
 
 
 def test_deleting_the_resource_deletes_its_job(
     crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], operator: OperatorProcess
 ) -> None:
     crds.apply(caj("gone", {"policy": "Immediate"}), namespace=namespace)
-    job_name = wait_for(lambda: get(crds, "caj", namespace, "gone").get("status", {}).get("jobName"),
-                        timeout=30, what="the Job")  # fmt: skip
+    job_name = wait_for(
+        lambda: get(crds, "caj", namespace, "gone").get("status", {}).get("jobName"),
+        timeout=30, what="the Job",
+    )  # fmt: skip
     crds.kubectl("delete", "caj", "gone", "-n", namespace, "--wait=false")
     wait_for(
         lambda: not any(j["metadata"]["name"] == job_name
@@ -306,8 +316,8 @@ def test_sigkill_while_releasing_200_jobs_loses_and_duplicates_nothing(
     manifests = [
         caj(f"batch-{i:03d}", {"policy": "Threshold", "maxIntensity": 100}) for i in range(count)
     ]
-    crds.kubectl("apply", "-n", namespace, "-f", "-",
-                 input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))  # fmt: skip
+    listing = {"apiVersion": "v1", "kind": "List", "items": manifests}
+    crds.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(listing))
 
     def held() -> int:
         items = crds.kubectl_json("get", "caj", "-n", namespace)["items"]
@@ -335,4 +345,5 @@ def test_sigkill_while_releasing_200_jobs_loses_and_duplicates_nothing(
     uids = {o["metadata"]["uid"] for o in crds.kubectl_json("get", "caj", "-n", namespace)["items"]}
     assert set(owners) == uids, "every CarbonAwareJob has a Job"
     assert max(owners.values()) == 1, "no CarbonAwareJob has two Jobs"
-    assert first < count and in_flight < count, "the kill happened mid-release"
+    assert first < count, "the kill happened mid-release"
+    assert in_flight < count, "the kill happened mid-release"

@@ -75,7 +75,7 @@ class UkApiServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: UkApiServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read ``server.requests`` instead."""
 
     def do_GET(self) -> None:

@@ -9,7 +9,7 @@ import enum
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from carbonaware.api.base import ApiModel
 from carbonaware.api.conditions import Condition
@@ -21,6 +21,8 @@ PLURAL = "carbonawarejobs"
 DEFAULT_MAX_DELAY_SECONDS = 86400
 DEFAULT_EXPECTED_DURATION_SECONDS = 3600
 MAX_SECONDS = 31_536_000  # one year: longer holds are almost certainly a unit mistake
+MAX_INTENSITY = 5000  # gCO2e/kWh: above any real grid; larger values are a unit mistake
+MAX_PRIORITY = 1_000_000  # priorities run from -MAX_PRIORITY to MAX_PRIORITY
 
 
 class SchedulePolicy(enum.StrEnum):
@@ -46,8 +48,18 @@ class Schedule(ApiModel):
     max_delay_seconds: int = Field(DEFAULT_MAX_DELAY_SECONDS, ge=0, le=MAX_SECONDS)
     deadline_time: datetime | None = None
     expected_duration_seconds: int = Field(DEFAULT_EXPECTED_DURATION_SECONDS, ge=1, le=MAX_SECONDS)
-    max_intensity: int | None = Field(None, ge=0, le=5000)
+    max_intensity: int | None = Field(None, ge=0, le=MAX_INTENSITY)
     max_index: IndexLevel | None = None
+
+    @field_validator("deadline_time")
+    @classmethod
+    def _deadline_has_a_zone(cls, value: datetime | None) -> datetime | None:
+        """RFC 3339 times carry a zone (the CRD's ``date-time`` format insists on one)."""
+        if value is not None and value.utcoffset() is None:
+            raise ValueError(
+                "deadlineTime must be an RFC 3339 time with a zone, e.g. 2030-01-31T18:00:00Z"
+            )
+        return value
 
     @model_validator(mode="after")
     def _threshold_fields(self) -> Self:
@@ -62,7 +74,10 @@ class Schedule(ApiModel):
         """The latest moment the run may start: the earlier of the two bounds (DESIGN)."""
         bound = created + timedelta(seconds=self.max_delay_seconds)
         if self.deadline_time is not None:
-            by_deadline = self.deadline_time - timedelta(seconds=self.expected_duration_seconds)
+            try:
+                by_deadline = self.deadline_time - timedelta(seconds=self.expected_duration_seconds)
+            except OverflowError:  # a deadline near year 1: long past, start at once
+                by_deadline = created
             bound = min(bound, by_deadline)
         return max(bound, created)
 
@@ -88,6 +103,9 @@ class SshRun(ApiModel):
     def _command_or_script(self) -> Self:
         if (self.command is None) == (self.script is None):
             raise ValueError("exactly one of ssh.command or ssh.script must be set")
+        names = [item.name for item in self.env]
+        if len(set(names)) != len(names):
+            raise ValueError("ssh.env names must be unique (the CRD's list-map key)")
         return self
 
 
@@ -96,6 +114,17 @@ class JobTemplate(ApiModel):
 
     metadata: dict[str, Any] | None = None
     spec: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _as_the_crd_allows(self) -> Self:
+        """The few rules the CRD puts on an otherwise free-form template."""
+        if self.metadata is not None and not set(self.metadata) <= {"labels", "annotations"}:
+            raise ValueError("jobTemplate.metadata may only hold labels and annotations")
+        if not isinstance(self.spec.get("template"), dict):
+            raise ValueError("jobTemplate.spec.template must be set (a pod template)")
+        if self.spec.get("suspend") is True:
+            raise ValueError("jobTemplate.spec.suspend must not be true")
+        return self
 
 
 class FunctionalUnit(ApiModel):
@@ -111,7 +140,7 @@ class CarbonAwareJobSpec(ApiModel):
     description: str | None = Field(None, max_length=4096)
     region: str | None = Field(None, min_length=1, max_length=64)
     schedule: Schedule = Field(default_factory=Schedule)
-    priority: int = Field(0, ge=-1_000_000, le=1_000_000)
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     job_template: JobTemplate | None = None
     ssh: SshRun | None = None
     sci: SciSpec = Field(default_factory=SciSpec)

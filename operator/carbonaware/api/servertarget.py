@@ -9,7 +9,7 @@ import enum
 from datetime import datetime
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from carbonaware.api.base import ApiModel
 from carbonaware.api.conditions import Condition
@@ -58,13 +58,21 @@ class Hardware(ApiModel):
 class ServerTargetSpec(ApiModel):
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(22, ge=1, le=65535)
-    user: str = Field(min_length=1, max_length=64)
+    user: str = Field(min_length=1, max_length=64, pattern=r"^[a-z_][a-z0-9_.-]*[$]?$")
     private_key_secret_ref: SecretKeyRef
     known_hosts: str | None = Field(None, min_length=1, max_length=65536)
     host_key_policy: HostKeyPolicy = HostKeyPolicy.STRICT
     region: str | None = Field(None, min_length=1, max_length=64)
     max_concurrent: int = Field(1, ge=1, le=1000)
     hardware: Hardware | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_one_name(cls, value: str) -> str:
+        """No spaces, and nothing ssh could read as an option."""
+        if " " in value or value.startswith("-"):
+            raise ValueError("host must be a DNS name or an IP address (no spaces, no leading '-')")
+        return value
 
     @model_validator(mode="after")
     def _known_hosts_required(self) -> Self:

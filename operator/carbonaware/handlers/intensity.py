@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,16 @@ logger = logging.getLogger(__name__)
 
 FORECAST_HORIZON = timedelta(hours=48)
 FORECAST_MIN_SPAN = timedelta(hours=24)
+# The provider cache notes when it asks again after a failure; the note changes with every
+# back-off round, so it is left out of the problem shown in conditions and logged once.
+BACKOFF_NOTE = re.compile(r" \(not asked again until [^)]*\)")
+
+
+def describe_problems(errors: Iterable[ProviderError]) -> str | None:
+    """Why a region has no data, each distinct problem once (current and forecast often
+    fail alike, e.g. for an unknown region)."""
+    texts = dict.fromkeys(BACKOFF_NOTE.sub("", str(error)) for error in errors)
+    return "; ".join(texts) or None
 
 
 @dataclass(frozen=True)
@@ -69,17 +80,17 @@ class RegionIntensity:
         return dict(zip(wanted, snapshots, strict=True))
 
     async def _refresh_one(self, region: str, now: datetime) -> RegionSnapshot:
-        errors: list[str] = []
+        errors: list[ProviderError] = []
         current: IntensityPoint | None = None
         forecast: list[IntensityPoint] = []
         try:
             current = await self.provider.current(region)
         except ProviderError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
         try:
             forecast = await self.provider.forecast(region, now, now + FORECAST_HORIZON)
         except ProviderError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
         view = ForecastView.build(forecast, now) if forecast else None
         snapshot = RegionSnapshot(
             region=region,
@@ -87,9 +98,11 @@ class RegionIntensity:
             current=current,
             forecast=tuple(forecast),
             view=view,
-            error="; ".join(errors) or None,
+            error=describe_problems(errors),
         )
-        if errors:
+        previous = self._snapshots.get(region)
+        if errors and (previous is None or previous.error != snapshot.error):
+            # once per distinct problem, not once per tick (an unknown region never heals)
             logger.warning("intensity for region %s: %s", region, snapshot.error)
         self._snapshots[region] = snapshot
         self._export(snapshot, now)

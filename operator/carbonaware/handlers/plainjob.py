@@ -42,6 +42,9 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
         try:
             work = work_from_plain_job(body, default_region=ctx.settings.default_region)
         except SpecError as exc:
+            current = meta.get("annotations") or {}
+            if current.get(labels.REASON) == Reason.INVALID_SPEC.value:
+                return  # already reported; our own annotation patch brought us here again
             annotations = {
                 labels.STATE: JobState.FAILED.value,
                 labels.REASON: Reason.INVALID_SPEC.value,

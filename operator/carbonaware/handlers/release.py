@@ -15,14 +15,14 @@ from typing import Any
 from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason, format_time
-from carbonaware.errors import KubernetesError, TargetError
+from carbonaware.errors import KubernetesError, SpecError, TargetError
 from carbonaware.handlers import events
 from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.sshjobs import TargetMissingError, start_ssh_run
 from carbonaware.handlers.state import HeldWork, WorkKind
-from carbonaware.k8s import CONFLICT
+from carbonaware.k8s import BAD_REQUEST, CONFLICT, UNPROCESSABLE
 from carbonaware.runners.jobs import build_job, child_name
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ async def create_child_job(ctx: OperatorContext, work: HeldWork, facts: dict[str
     try:
         await ctx.kube.create_job(work.namespace, manifest)
     except KubernetesError as exc:
+        if exc.status in (BAD_REQUEST, UNPROCESSABLE):
+            # The Job API refused the template: retrying cannot help; the user must fix it.
+            raise SpecError(f"the Job API refused spec.jobTemplate: {exc}") from exc
         if exc.status != CONFLICT:
             raise
         existing = await ctx.kube.get_job(work.namespace, name)
@@ -89,7 +92,11 @@ async def release(
         facts = {labels.REASON: reason.value, labels.RELEASE_TIME: format_time(now)}
         if current is not None:
             facts[labels.INTENSITY_AT_RELEASE] = f"{current:g}"
-        job_name = await create_child_job(ctx, work, facts)
+        try:
+            job_name = await create_child_job(ctx, work, facts)
+        except SpecError as exc:
+            await fail_release(ctx, work, exc, now)
+            return
     else:
         try:
             pod_name = await start_ssh_run(ctx, work, now=now)
@@ -123,14 +130,16 @@ async def release(
 
 
 async def fail_release(
-    ctx: OperatorContext, work: HeldWork, error: TargetMissingError | TargetError, now: datetime
+    ctx: OperatorContext, work: HeldWork, error: SpecError | TargetError, now: datetime
 ) -> None:
-    """The job cannot start at all (no such ServerTarget, no key): end it Failed, once."""
-    reason = (
-        Reason.TARGET_NOT_FOUND
-        if isinstance(error, TargetMissingError)
-        else Reason.SECRET_NOT_FOUND
-    )
+    """The job cannot start at all (no such ServerTarget, no key, a template the Job API
+    refuses): end it Failed, once, with a reason the user can act on."""
+    if isinstance(error, TargetMissingError):
+        reason = Reason.TARGET_NOT_FOUND
+    elif isinstance(error, SpecError):
+        reason = Reason.INVALID_SPEC
+    else:
+        reason = Reason.SECRET_NOT_FOUND
     doc = status_docs.failed(
         (work.body.get("status") or {}).get("conditions") or [],
         reason=reason,

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from carbonaware.api import labels
-from carbonaware.api.carbonawarejob import CarbonAwareJobSpec, Schedule
+from carbonaware.api.carbonawarejob import (
+    MAX_INTENSITY,
+    MAX_PRIORITY,
+    MAX_SECONDS,
+    CarbonAwareJobSpec,
+    IndexLevel,
+    Schedule,
+    SchedulePolicy,
+)
 from carbonaware.errors import SpecError
 from carbonaware.handlers.state import HeldWork, TargetKey, WorkKind
 
@@ -21,6 +30,23 @@ SCHEDULE_ANNOTATIONS = {
     labels.MAX_INTENSITY: "maxIntensity",
     labels.MAX_INDEX: "maxIndex",
 }
+
+# What each annotation must hold: the second half of every message about a bad value.
+ANNOTATION_RULES = {
+    labels.POLICY: f"must be one of {', '.join(SchedulePolicy)}",
+    labels.MAX_DELAY_SECONDS: f"must be a whole number of seconds from 0 to {MAX_SECONDS}",
+    labels.DEADLINE_TIME: "must be an RFC 3339 time with a zone, such as 2030-01-31T18:00:00Z",
+    labels.EXPECTED_DURATION_SECONDS: f"must be a whole number of seconds from 1 to {MAX_SECONDS}",
+    labels.MAX_INTENSITY: f"must be a whole number of gCO2e/kWh from 0 to {MAX_INTENSITY}",
+    labels.MAX_INDEX: f"must be one of {', '.join(IndexLevel)}",
+    labels.PRIORITY: f"must be a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY}",
+    labels.REGION: "must be a region key of at most 64 characters (GB, GB-13, DE...)",
+}
+THRESHOLD_ANNOTATIONS = (labels.MAX_INTENSITY, labels.MAX_INDEX)
+# Plain ASCII digits only: int() would also take "1_000" or other scripts' digits.
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,19}")
+MAX_REGION_LENGTH = 64
+SHOWN_VALUE_LENGTH = 64
 
 
 def parse_time(text: str) -> datetime:
@@ -89,8 +115,35 @@ def work_from_carbonawarejob(body: Any, spec: CarbonAwareJobSpec, *, region: str
     )
 
 
+def bad_annotation(key: str, value: object) -> str:
+    """``annotation <key> must ..., got '<value>'``: what is wrong and what to write instead."""
+    shown = str(value)
+    if len(shown) > SHOWN_VALUE_LENGTH:
+        shown = shown[:SHOWN_VALUE_LENGTH] + "..."
+    return f"annotation {key} {ANNOTATION_RULES[key]}, got {shown!r}"
+
+
+def threshold_problem(annotations: dict[str, str]) -> str:
+    """The message for a schedule whose fields are each fine but do not fit together."""
+    present = [key for key in THRESHOLD_ANNOTATIONS if key in annotations]
+    if present:
+        names = " and ".join(f"annotation {key}" for key in present)
+        return (
+            f"{names} must only be set with {labels.POLICY} Threshold; remove "
+            f"{'it' if len(present) == 1 else 'them'} or set {labels.POLICY} to Threshold"
+        )
+    return (
+        f"annotation {labels.POLICY} Threshold must come with {labels.MAX_INTENSITY} "
+        f"(gCO2e/kWh) or {labels.MAX_INDEX} ({', '.join(IndexLevel)})"
+    )
+
+
 def schedule_from_annotations(annotations: dict[str, str]) -> Schedule:
-    """The schedule of a plain Job, from its ``carbonaware.io/...`` annotations."""
+    """The schedule of a plain Job, from its ``carbonaware.io/...`` annotations.
+
+    Raises :class:`SpecError` naming every annotation that must change, and nothing else
+    whatever the annotations hold (they are free text written by users).
+    """
     raw = {
         field: annotations[key] for key, field in SCHEDULE_ANNOTATIONS.items() if key in annotations
     }
@@ -98,29 +151,80 @@ def schedule_from_annotations(annotations: dict[str, str]) -> Schedule:
         return Schedule.model_validate(raw)
     except ValidationError as exc:
         inverse = {field: key for key, field in SCHEDULE_ANNOTATIONS.items()}
-        parts = []
+        parts: list[str] = []
         for problem in exc.errors():
-            field = str(problem["loc"][0]) if problem["loc"] else ""
-            parts.append(f"annotation {inverse.get(field, 'schedule')}: {problem['msg']}")
+            key = inverse.get(str(problem["loc"][0])) if problem["loc"] else None
+            message = (
+                bad_annotation(key, annotations[key]) if key else threshold_problem(annotations)
+            )
+            if message not in parts:
+                parts.append(message)
         raise SpecError("; ".join(parts)) from exc
 
 
+def priority_from_annotations(annotations: dict[str, str]) -> int:
+    text = annotations.get(labels.PRIORITY)
+    if text is None:
+        return 0
+    if WHOLE_NUMBER.fullmatch(text.strip()) is None:
+        raise SpecError(bad_annotation(labels.PRIORITY, text))
+    priority = int(text)
+    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        raise SpecError(bad_annotation(labels.PRIORITY, text))
+    return priority
+
+
+def region_from_annotations(annotations: dict[str, str], default_region: str) -> str:
+    region = annotations.get(labels.REGION)
+    if not region:
+        return default_region
+    if len(region) > MAX_REGION_LENGTH:
+        raise SpecError(bad_annotation(labels.REGION, region))
+    return region
+
+
+def recorded_planned_start(annotations: dict[str, str]) -> datetime | None:
+    """The planned start the operator wrote last time; anything unreadable is rewritten."""
+    text = annotations.get(labels.PLANNED_START_TIME)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.utcoffset() is not None else None
+
+
 def work_from_plain_job(body: Any, *, default_region: str) -> HeldWork:
+    """A managed plain Job as held work. Bad annotations raise :class:`SpecError` (all of
+    them in one message); nothing else escapes, so the caller can mark the Job and go on."""
     meta = body["metadata"]
     annotations: dict[str, str] = dict(meta.get("annotations") or {})
-    schedule = schedule_from_annotations(annotations)
+    problems: list[str] = []
+    schedule: Schedule | None = None
+    priority = 0
+    region = default_region
     try:
-        priority = int(annotations.get(labels.PRIORITY, "0"))
-    except ValueError as exc:
-        raise SpecError(f"annotation {labels.PRIORITY} must be an integer") from exc
+        schedule = schedule_from_annotations(annotations)
+    except SpecError as exc:
+        problems.append(str(exc))
+    try:
+        priority = priority_from_annotations(annotations)
+    except SpecError as exc:
+        problems.append(str(exc))
+    try:
+        region = region_from_annotations(annotations, default_region)
+    except SpecError as exc:
+        problems.append(str(exc))
+    if problems or schedule is None:
+        raise SpecError("; ".join(problems))
     created = created_at(body)
-    planned = annotations.get(labels.PLANNED_START_TIME)
     return HeldWork(
         kind=WorkKind.JOB,
         namespace=meta["namespace"],
         name=meta["name"],
         uid=meta["uid"],
-        region=annotations.get(labels.REGION) or default_region,
+        region=region,
         policy=schedule.policy,
         created=created,
         latest_start=schedule.latest_start(created),
@@ -129,7 +233,7 @@ def work_from_plain_job(body: Any, *, default_region: str) -> HeldWork:
         max_index=schedule.max_index.as_index() if schedule.max_index else None,
         priority=priority,
         target=None,
-        planned_start=parse_time(planned) if planned else None,
+        planned_start=recorded_planned_start(annotations),
         held_reason=annotations.get(labels.REASON),
         body=dict(body),
     )

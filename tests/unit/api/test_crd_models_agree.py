@@ -59,9 +59,8 @@ def bounds_from_schema(schema: dict[str, Any]) -> dict[str, int]:
     for key in ("minimum", "maximum", "minLength", "maxLength"):
         if key in schema:
             found[key] = schema[key]
-    if kind == "array":
-        if "maxItems" in schema:
-            found["maxLength"] = schema["maxItems"]
+    if kind == "array" and "maxItems" in schema:
+        found["maxLength"] = schema["maxItems"]
     for rule in schema.get("x-kubernetes-validations", []):
         text = rule["rule"].strip()
         if match := CEL_RANGE.match(text):
@@ -89,7 +88,9 @@ def compare(model: type[BaseModel], schema: dict[str, Any], path: str) -> list[s
         inner, optional = unwrap(info.annotation)
         model_required = info.is_required()
         if model_required != (alias in required):
-            problems.append(f"{where}: required in model={model_required}, in CRD={alias in required}")
+            problems.append(
+                f"{where}: required in model={model_required}, in CRD={alias in required}"
+            )
         if optional and "default" in sub:
             problems.append(f"{where}: optional in the model but defaulted in the CRD")
         user_facing = path.startswith("spec")
@@ -125,7 +126,11 @@ def compare_type(annotation: Any, schema: dict[str, Any], where: str) -> list[st
             schema.get("x-kubernetes-preserve-unknown-fields") or "properties" in schema
         )
         return [] if ok else [f"{where}: model is a free-form dict, CRD is not an open object"]
-    if isinstance(annotation, type) and issubclass(annotation, str) and hasattr(annotation, "__members__"):
+    if (
+        isinstance(annotation, type)
+        and issubclass(annotation, str)
+        and hasattr(annotation, "__members__")
+    ):
         values = sorted(member.value for member in annotation)  # type: ignore[attr-defined]
         if kind != "string" or sorted(schema.get("enum", [])) != values:
             return [f"{where}: enum {values} != CRD {schema.get('enum')}"]
