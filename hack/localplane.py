@@ -428,6 +428,7 @@ spec:
   next:
     statusTemplate: |
       {{ $now := Now }}
+      {{ $started := or .status.startTime $now }}
       {{ $exitCode := index .metadata.annotations "@EXIT_CODE_ANNOTATION@" }}
       containerStatuses:
       {{ range .spec.containers }}
@@ -441,7 +442,7 @@ spec:
             exitCode: {{ $exitCode }}
             finishedAt: {{ $now | Quote }}
             reason: Error
-            startedAt: {{ $now | Quote }}
+            startedAt: {{ $started | Quote }}
       {{ end }}
       phase: Failed
 ---
@@ -470,6 +471,7 @@ _POD_IP = (
 )
 
 _SUCCEEDED_STATUS = """{{ $now := Now }}
+      {{ $started := or .status.startTime $now }}
       containerStatuses:
       {{ range .spec.containers }}
       - image: {{ .image | Quote }}
@@ -482,7 +484,7 @@ _SUCCEEDED_STATUS = """{{ $now := Now }}
             exitCode: 0
             finishedAt: {{ $now | Quote }}
             reason: Completed
-            startedAt: {{ $now | Quote }}
+            startedAt: {{ $started | Quote }}
       {{ end }}
       phase: Succeeded"""
 

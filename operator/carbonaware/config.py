@@ -59,7 +59,8 @@ class OperatorSettings(BaseSettings):
     pue: float = Field(1.0, ge=1.0, description="PUE for on-premises servers and unknown clouds.")
 
     # --- endpoints
-    metrics_port: int = Field(8080, ge=0, le=65535)
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus metrics; 0 = off.")
+    metrics_address: str = Field("0.0.0.0", description="Address the metrics server binds.")
     health_port: int = Field(8081, ge=0, le=65535)
     namespace: str | None = Field(None, description="Watch one namespace; None = all.")
 

@@ -19,7 +19,8 @@ from carbonaware.handlers.loop import run_forever
 from carbonaware.handlers.peering import PeeringGate
 from carbonaware.k8s import Kube
 from carbonaware.metrics import Metrics
-from carbonaware.providers.factory import build_provider
+from carbonaware.providers.base import Outcome, RequestHook
+from carbonaware.providers.factory import HTTP_PROVIDERS, build_provider
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +42,27 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.batching.worker_limit = 64
 
 
+def provider_request_hooks(metrics: Metrics) -> tuple[RequestHook, RequestHook]:
+    """``(on_request, on_fetch)`` for the provider chain, feeding
+    ``carbonaware_provider_requests_total``: every HTTP attempt of an HTTP provider (``ok`` or
+    the failure's outcome, retries included), every fetch of a local source (static, trace),
+    and every ``stale`` answer (a remembered value served because the upstream failed)."""
+
+    def count(provider: str, outcome: str) -> None:
+        metrics.provider_requests.labels(provider, outcome).inc()
+
+    def count_fetch(provider: str, outcome: str) -> None:
+        # HTTP providers' fetches are already counted attempt by attempt by ``count``.
+        if outcome == Outcome.STALE or provider not in HTTP_PROVIDERS:
+            count(provider, outcome)
+
+    return count, count_fetch
+
+
 def build_context(settings: OperatorSettings, metrics: Metrics | None = None) -> OperatorContext:
     metrics = metrics or Metrics()
-    provider = build_provider(
-        settings,
-        on_request=lambda name, outcome: metrics.provider_requests.labels(name, outcome).inc(),
-    )
+    on_request, on_fetch = provider_request_hooks(metrics)
+    provider = build_provider(settings, on_request=on_request, on_fetch=on_fetch)
     return OperatorContext(
         settings=settings,
         kube=Kube.connect(),
@@ -63,9 +79,10 @@ async def started(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if not isinstance(ctx, OperatorContext):
         operator_settings = getattr(memo, "settings", None) or OperatorSettings()
         ctx = build_context(operator_settings)
+        serve_metrics(
+            ctx.metrics, operator_settings.metrics_port, operator_settings.metrics_address
+        )
         memo.ctx = ctx
-        if operator_settings.metrics_port:
-            ctx.metrics.serve(operator_settings.metrics_port)
     gate = PeeringGate(ctx.kube, getattr(memo, "peering", None))
     memo.loop_task = asyncio.create_task(run_forever(ctx, gate.is_active), name="refresh-loop")
     memo.loop_task.add_done_callback(_stop_if_loop_died)
@@ -75,6 +92,19 @@ async def started(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         ctx.settings.default_region,
         ctx.settings.tick_seconds,
     )
+
+
+def serve_metrics(metrics: Metrics, port: int, address: str = "0.0.0.0") -> None:
+    """``/metrics`` on ``port`` (0: off). A port that cannot be bound stops the operator: a
+    retry of this handler would find the context built and run on without metrics."""
+    if not port:
+        return
+    try:
+        metrics.serve(port, address)
+    except OSError as exc:
+        raise kopf.PermanentError(
+            f"cannot serve metrics on port {port} (CARBONAWARE_METRICS_PORT): {exc.strerror or exc}"
+        ) from exc
 
 
 def _stop_if_loop_died(task: asyncio.Task[None]) -> None:

@@ -107,7 +107,8 @@ def released(
         type=ConditionType.HELD,
         status=ConditionStatus.FALSE,
         reason=reason,
-        message=f"Released: {message}",
+        # The policy's release messages already begin with "Released ...".
+        message=message if message.startswith("Released") else f"Released: {message}",
         now=now,
         generation=generation,
     )
@@ -132,6 +133,7 @@ def released(
         "region": region,
         "latestStartTime": format_time(latest_start),
         "releaseTime": format_time(now),
+        "plannedStartTime": None,  # the plan is done; a merge patch null removes it
         "observedGeneration": generation,
         "intensity": {k: v for k, v in intensity.items() if v is not None},
     }

@@ -1,0 +1,111 @@
+"""`make demo` end to end: everything starts, the jobs settle, a re-run reuses the plane,
+and `make demo-down` leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import REPO_ROOT
+from .sshd import ensure_openssh_server
+
+pytestmark = pytest.mark.integration
+
+DEMO = REPO_ROOT / "hack" / "demo.py"
+CAJ_NAMES = (
+    "forecast-24h-training",
+    "forecast-60s-etl",
+    "immediate-report",
+    "ssh-cleanup-archives",
+    "ssh-compress-logs",
+    "threshold-low-backfill",
+    "threshold-met-reindex",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _run(command: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, str(DEMO), command],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def _pids(work: Path) -> list[int]:
+    state: dict[str, Any] = json.loads((work / "demo.json").read_text())
+    plane: dict[str, Any] = json.loads((work / "plane" / "state.json").read_text())
+    pids = [state["operator"]["pid"], state["sshd"]["pid"]]
+    return pids + [c["pid"] for c in plane["components"].values()]
+
+
+def _get_caj_table(output: str) -> dict[str, str]:
+    """NAME -> STATE from the printed `kubectl get caj` table."""
+    section = output.split("--- kubectl get caj -n carbon-demo", 1)[1].split("\n---", 1)[0]
+    # The rest of the heading line, then kubectl's header, then one row per object.
+    rows = [line.split() for line in section.strip().splitlines()[2:]]
+    return {row[0]: row[1] for row in rows if len(row) > 1}
+
+
+def test_demo_up_again_and_down(tmp_path: Path) -> None:
+    ensure_openssh_server()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONAWARE_DEMO")}
+    env.update(CARBONAWARE_DEMO_DIR=str(tmp_path / "demo"), CARBONAWARE_DEMO_METRICS_PORT=str(port))
+    work = tmp_path / "demo"
+    try:
+        first = _run("up", env)
+        states = _get_caj_table(first)
+        assert sorted(states) == sorted(CAJ_NAMES), first
+        assert states["threshold-met-reindex"] == "Succeeded"
+        assert states["threshold-low-backfill"] == "Held"
+        assert states["immediate-report"] == "Succeeded"
+        assert states["forecast-60s-etl"] == "Succeeded"
+        assert states["ssh-compress-logs"] == "Succeeded"
+        assert states["ssh-cleanup-archives"] == "Succeeded"
+        # The second SSH job met the busy server (maxConcurrent 1) before it ran.
+        assert "ssh-cleanup-archives         Held (TargetBusy" in first
+        assert "carbonaware.io/state: Held" in first  # the plain managed Job
+        assert 'carbonaware_servertarget_reachable{namespace="carbon-demo"' in first
+        assert f"http://127.0.0.1:{port}/metrics" in first
+        assert "Carbon Intensity API, NESO (CC BY 4.0)" in first
+        first_pids = _pids(work)
+
+        second = _run("up", env)
+        assert "reusing the running control plane" in second
+        assert sorted(_get_caj_table(second)) == sorted(CAJ_NAMES)
+        operator_and_sshd = first_pids[:2]
+        assert not any(_alive(pid) for pid in operator_and_sshd)
+        assert all(_alive(pid) for pid in first_pids[2:]), "the plane was not reused"
+        second_pids = _pids(work)
+    finally:
+        down = _run("down", env)
+    assert "nothing left running" in down
+    assert not [pid for pid in second_pids if _alive(pid)]
