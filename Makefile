@@ -1,8 +1,11 @@
-# Developer entry points. `make demo` is the quickest way to see the operator work.
+# Developer entry points. `make demo` is the quickest way to see the operator work;
+# `make test` runs everything CI runs (.ci/run calls it on a fresh clone).
 
 PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
 
-.PHONY: demo demo-down
+.PHONY: demo demo-down test check unit integration venv deps plane-binaries bench
 
 # demo starts a local control plane (built from source once, ~15 min on 2 cores), a local
 # OpenSSH server, the operator replaying the GB 2024 grid trace, and example jobs in the
@@ -13,3 +16,44 @@ demo:
 # demo-down stops everything `make demo` started: the operator, sshd and the control plane.
 demo-down:
 	$(PYTHON) hack/demo.py down
+
+# test runs the whole suite: lint, types, import layers, unit tests, then the integration
+# tests against a real control plane, sshd and Prometheus. It installs what it needs.
+test: check deps plane-binaries
+	$(PY) -m pytest -q -ra tests
+
+# check is the static part: ruff (lint and format), mypy --strict, the import-layer contract.
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+integration: venv deps plane-binaries
+	$(PY) -m pytest -q -ra tests/integration
+
+# venv creates .venv and installs the package with its test and benchmark extras.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+# deps installs the Debian packages the tests run for real (etcd, sshd, Prometheus...).
+deps:
+	$(PYTHON) hack/debian.py
+
+# plane-binaries builds kube-apiserver, controller-manager, scheduler, kubectl, kwok and helm
+# from their Go modules once; they are cached under ~/.cache/carbon-aware-operator.
+plane-binaries: deps
+	$(PYTHON) hack/localplane.py build
+
+# bench runs the benchmarks whose figures docs/benchmarks.md reports.
+bench: venv plane-binaries
+	$(PY) bench/scheduling.py
+	$(PY) bench/localplane.py

@@ -61,6 +61,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+# The sibling scripts in hack/ are modules too, whether this file runs as a script or is
+# imported by path from the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import debian
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_TOOLS_MODULE = REPO_ROOT / "hack" / "k8s"
 
@@ -724,24 +729,18 @@ def build_helm() -> float | None:
     return _go_install("helm.sh/helm/v3/cmd/helm", HELM_VERSION, ldflags, helm_bin_dir(), "helm")
 
 
-def _apt_install(package: str) -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "-n", "apt-get"]
-    install = [*apt, "install", "-y", "--no-install-recommends", package]
-    _log(f"installing {package} from Debian")
-    if subprocess.run(install, env=env, capture_output=True).returncode == 0:
-        return
-    subprocess.run([*apt, "update"], env=env, capture_output=True, check=False)
-    result = subprocess.run(install, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise LocalPlaneError(f"apt-get install {package} failed:\n{result.stderr}")
+def _install(binary: str) -> None:
+    try:
+        debian.ensure(binary)
+    except debian.InstallError as exc:
+        raise LocalPlaneError(str(exc)) from exc
 
 
 def ensure_etcd() -> Path:
     """etcd from PATH, installing Debian's etcd-server package if there is none."""
     found = find_etcd()
     if found is None:
-        _apt_install("etcd-server")
+        _install("etcd")
         found = find_etcd()
     if found is None:
         raise LocalPlaneError("etcd-server is installed but no `etcd` is on PATH")
@@ -751,7 +750,7 @@ def ensure_etcd() -> Path:
 def ensure_openssl() -> Path:
     found = shutil.which("openssl")
     if found is None:
-        _apt_install("openssl")
+        _install("openssl")
         found = shutil.which("openssl")
     if found is None:
         raise LocalPlaneError("openssl is installed but not on PATH")

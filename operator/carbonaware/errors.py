@@ -97,6 +97,12 @@ class HostKeyMismatchError(TargetError):
     reason = "HostKeyMismatch"
 
 
+class TargetSecretMissingError(TargetError):
+    """The Secret (or its key) holding the ServerTarget's SSH private key does not exist."""
+
+    reason = "SecretNotFound"
+
+
 class RunnerError(CarbonAwareError):
     """The SSH runner could not run the job or report its result."""
 

@@ -80,7 +80,8 @@ async def release(
     current = snapshot.current.intensity if snapshot and snapshot.current else None
     source = snapshot.source if snapshot else None
     body_status = work.body.get("status") or {}
-    at_creation = (body_status.get("intensity") or {}).get("atCreation")
+    # Released at first sight (Immediate, or already due): creation is now.
+    at_creation = (body_status.get("intensity") or {}).get("atCreation", current)
     generation = work.body.get("metadata", {}).get("generation")
     job_name: str | None = None
     pod_name: str | None = None
@@ -165,7 +166,9 @@ async def release_plain_job(
     """Unsuspend a managed plain Job and record the facts in its annotations."""
     current = snapshot.current.intensity if snapshot and snapshot.current else None
     annotations = work.body.get("metadata", {}).get("annotations") or {}
-    at_creation = annotations.get(labels.INTENSITY_AT_CREATION)
+    at_creation = annotations.get(labels.INTENSITY_AT_CREATION) or (
+        f"{current:g}" if current is not None else None
+    )
     doc = status_docs.released(
         [],
         reason=reason,

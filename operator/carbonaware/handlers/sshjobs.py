@@ -3,7 +3,8 @@
 Pod mode (default) creates a runner pod per job; its termination message carries the
 run's summary, so the outcome survives operator restarts. In-process mode runs the same
 runner code as a task of the operator (for clusters whose nodes run no containers, like
-the local demo); a run that is going when the operator stops is reported as lost.
+the local demo); a run that is going when the operator stops is reported as lost when the
+operator starts again.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
+from carbonaware import GROUP, VERSION
 from carbonaware.api import labels
+from carbonaware.api import servertarget as servertarget_api
 from carbonaware.api.carbonawarejob import PLURAL, CarbonAwareJobSpec
 from carbonaware.api.conditions import (
     ConditionStatus,
@@ -29,14 +33,15 @@ from carbonaware.api.servertarget import ServerTargetSpec
 from carbonaware.errors import (
     CarbonAwareError,
     KubernetesError,
-    RunnerError,
     SpecError,
     TargetError,
+    TargetSecretMissingError,
 )
 from carbonaware.handlers import events
 from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.measure import intensity_over, record_metrics
 from carbonaware.handlers.state import HeldWork, Key, WorkKind
+from carbonaware.handlers.work import describe_validation_error
 from carbonaware.k8s import CONFLICT
 from carbonaware.runners.ssh import run_ssh_job
 from carbonaware.runners.sshpod import (
@@ -62,10 +67,32 @@ RUNNER_PODS: dict[str, Any] = {
     labels.JOB_UID: kopf.PRESENT,
 }
 OUTPUT_LINES_LOGGED = 200
+IN_PROCESS = "InProcess"
+
+# Failures that stop a run before anything starts on the server.
+NOTHING_RAN = frozenset(
+    {
+        Reason.UNREACHABLE,
+        Reason.AUTH_FAILED,
+        Reason.HOST_KEY_MISMATCH,
+        Reason.SECRET_NOT_FOUND,
+        Reason.TARGET_NOT_FOUND,
+    }
+)
+
+Failure = tuple[Reason, str]
 
 
 class TargetMissingError(SpecError):
     """The job names a ServerTarget that does not exist (yet)."""
+
+
+def failure_reason(reason: str) -> Reason:
+    """A runner or target failure reason as a condition reason (``JobFailed`` if unknown)."""
+    try:
+        return Reason(reason)
+    except ValueError:
+        return Reason.JOB_FAILED
 
 
 def run_spec(spec: CarbonAwareJobSpec) -> SshRunSpec:
@@ -79,41 +106,65 @@ def run_spec(spec: CarbonAwareJobSpec) -> SshRunSpec:
     )
 
 
-def target_spec_of(ctx: OperatorContext, work: HeldWork) -> ServerTargetSpec:
+async def target_spec_of(ctx: OperatorContext, work: HeldWork) -> ServerTargetSpec:
+    """The job's ServerTarget: from the watch, else (not delivered yet) from the API."""
     assert work.target is not None
-    state = ctx.registry.target(work.target)
-    if state.spec is None:
+    namespace, name = work.target
+    known = ctx.registry.targets().get(work.target)
+    if known is not None and known.spec is not None:
+        return known.spec
+    # At start-up, or when both objects are applied at once, the job can be seen first. A list
+    # (which the operator's RBAC grants, unlike get) of one namespace's targets settles it.
+    listed = await ctx.kube.list_objects(servertarget_api.PLURAL, namespace)
+    body = next((item for item in listed if item["metadata"]["name"] == name), None)
+    if body is None:
         raise TargetMissingError(
-            f"ServerTarget {work.target[1]} does not exist in namespace {work.namespace}; "
+            f"ServerTarget {name} does not exist in namespace {namespace}; "
             "create it or fix spec.ssh.targetRef.name"
         )
-    return state.spec
+    try:
+        return ServerTargetSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as exc:
+        raise TargetMissingError(
+            f"ServerTarget {name} in namespace {namespace} cannot be used: "
+            f"{describe_validation_error(exc, 'spec')}"
+        ) from None
 
 
 async def private_key(ctx: OperatorContext, namespace: str, target: ServerTargetSpec) -> bytes:
     ref = target.private_key_secret_ref
     key = await ctx.kube.get_secret_value(namespace, ref.name, ref.key)
     if key is None:
-        raise TargetError(
-            f"Secret {ref.name} (key {ref.key}) with the SSH private key is missing in {namespace}"
+        raise TargetSecretMissingError(
+            f"Secret {ref.name} with key {ref.key} (the SSH private key) does not exist in "
+            f"namespace {namespace}: create it (type kubernetes.io/ssh-auth) or fix "
+            "spec.privateKeySecretRef of the ServerTarget"
         )
     return key
 
 
 async def start_ssh_run(ctx: OperatorContext, work: HeldWork, *, now: datetime) -> str | None:
-    """Start the run; returns the runner pod's name in pod mode. Safe to call again."""
+    """Start the run; returns the runner pod's name in pod mode. Safe to call again.
+
+    Raises :class:`TargetMissingError` or :class:`TargetSecretMissingError` when the run
+    cannot start at all; nothing is created then.
+    """
     spec = CarbonAwareJobSpec.model_validate(work.body["spec"])
-    target = target_spec_of(ctx, work)
+    target = await target_spec_of(ctx, work)
     assert work.target is not None
-    if ctx.settings.ssh_mode == "InProcess":
-        key = await private_key(ctx, work.namespace, target)
+    # Checked in pod mode too: a pod whose key Secret is missing would wait for its volume
+    # forever instead of failing.
+    key = await private_key(ctx, work.namespace, target)
+    if ctx.settings.ssh_mode == IN_PROCESS:
+        if work.key in ctx.registry.target(work.target).running:
+            return None  # a retried release (its status write failed): already running
+        ctx.registry.mark_running(work.target, work.key)
         task = asyncio.create_task(
-            run_in_process(ctx, work, spec, target, key, now),
+            run_in_process(ctx, work, spec, target, key),
             name=f"ssh {work.namespace}/{work.name}",
         )
         ctx.background.add(task)
         task.add_done_callback(ctx.background.discard)
-        ctx.registry.mark_running(work.target, work.key)
         return None
     pod = build_ssh_runner_pod(
         job_name=work.name,
@@ -159,30 +210,31 @@ async def run_in_process(
     spec: CarbonAwareJobSpec,
     target: ServerTargetSpec,
     key: bytes,
-    released: datetime,
 ) -> None:
+    """Run the job from this process and record its outcome; never raises."""
+    assert work.target is not None
     prefix = f"[{work.namespace}/{work.name}]"
-    ssh_target = SshTargetSpec(
-        host=target.host,
-        user=target.user,
-        private_key=key,
-        port=target.port,
-        known_hosts=target.known_hosts,
-        host_key_policy=HostKeyPolicy(target.host_key_policy.value),
-    )
     summary: RunSummary | None = None
-    failure: tuple[Reason, str] | None = None
+    failure: Failure | None = None
     try:
-        await record_started(ctx, work.namespace, work.name, ctx.clock())
+        ssh_target = SshTargetSpec(
+            host=target.host,
+            user=target.user,
+            private_key=key,
+            port=target.port,
+            known_hosts=target.known_hosts,
+            host_key_policy=HostKeyPolicy(target.host_key_policy.value),
+        )
+        run = run_spec(spec)
+        await record_started(ctx, work.namespace, work.name, format_time(ctx.clock()))
         summary = await run_ssh_job(
-            ssh_target, run_spec(spec), stdout=_log_lines(prefix), stderr=_log_lines(prefix)
+            ssh_target, run, stdout=_log_lines(prefix), stderr=_log_lines(prefix)
         )
     except TargetError as exc:
-        failure = (Reason(exc.reason), str(exc))
-    except (RunnerError, SpecError) as exc:
+        failure = (failure_reason(exc.reason), str(exc))
+    except CarbonAwareError as exc:
         failure = (Reason.JOB_FAILED, str(exc))
     finally:
-        assert work.target is not None
         ctx.registry.mark_finished(work.target, work.key)
     try:
         await finish_ssh_run(ctx, work.namespace, work.name, summary=summary, failure=failure)
@@ -190,10 +242,36 @@ async def run_in_process(
         logger.warning("%s could not record the outcome: %s", prefix, exc)
 
 
-async def record_started(ctx: OperatorContext, namespace: str, name: str, now: datetime) -> None:
-    await ctx.kube.patch_status(
-        PLURAL, namespace, name, {"startTime": format_time(now), "state": JobState.RUNNING.value}
-    )
+async def record_started(ctx: OperatorContext, namespace: str, name: str, started: str) -> None:
+    """state Running and startTime, once, after the release is recorded (same lock)."""
+    key: Key = (WorkKind.CARBON_AWARE_JOB.value, namespace, name)
+    async with ctx.registry.lock(key):
+        parent = await ctx.kube.get_object(PLURAL, namespace, name)
+        status = (parent or {}).get("status") or {}
+        if parent is None or status.get("startTime") or status.get("completionTime"):
+            return
+        await ctx.kube.patch_status(
+            PLURAL, namespace, name, {"startTime": started, "state": JobState.RUNNING.value}
+        )
+
+
+def outcome(
+    summary: RunSummary | None, failure: Failure | None
+) -> tuple[ConditionType, Reason, str]:
+    """The final condition of a run from the runner's summary or from why it never ran."""
+    if summary is not None and summary.succeeded:
+        return ConditionType.COMPLETE, Reason.SUCCEEDED, "The script exited with 0."
+    if summary is not None and summary.timed_out:
+        return (
+            ConditionType.FAILED,
+            Reason.TIMED_OUT,
+            f"Stopped after ssh.timeoutSeconds ({summary.duration_seconds:.0f} s).",
+        )
+    if summary is not None:
+        code = "no exit status" if summary.exit_code is None else summary.exit_code
+        return ConditionType.FAILED, Reason.JOB_FAILED, f"The script exited with {code}."
+    reason, message = failure or (Reason.JOB_FAILED, "The run did not complete.")
+    return ConditionType.FAILED, reason, message
 
 
 async def finish_ssh_run(
@@ -202,7 +280,7 @@ async def finish_ssh_run(
     name: str,
     *,
     summary: RunSummary | None,
-    failure: tuple[Reason, str] | None,
+    failure: Failure | None,
 ) -> None:
     """Record the outcome (once) and the SCI of an SSH run."""
     key: Key = (WorkKind.CARBON_AWARE_JOB.value, namespace, name)
@@ -214,61 +292,46 @@ async def finish_ssh_run(
         if status.get("completionTime"):
             return
         now = ctx.clock()
-        generation = parent["metadata"].get("generation")
-        conditions = status.get("conditions") or []
-        doc: dict[str, Any] = {"completionTime": format_time(summary.end_time if summary else now)}
-        if summary is not None and summary.succeeded:
-            conditions = set_condition(
-                conditions,
-                type=ConditionType.COMPLETE,
-                status=ConditionStatus.TRUE,
-                reason=Reason.SUCCEEDED,
-                message="The script exited with 0.",
-                now=now,
-                generation=generation,
-            )
-            state = JobState.SUCCEEDED
-        else:
-            if summary is not None and summary.timed_out:
-                reason, message = (
-                    Reason.TIMED_OUT,
-                    f"Stopped after ssh.timeoutSeconds ({summary.duration_seconds:.0f} s).",
-                )
-            elif summary is not None:
-                reason, message = Reason.JOB_FAILED, f"The script exited with {summary.exit_code}."
-            else:
-                reason, message = failure or (Reason.JOB_FAILED, "The run did not complete.")
-            conditions = set_condition(
-                conditions,
-                type=ConditionType.FAILED,
-                status=ConditionStatus.TRUE,
-                reason=reason,
-                message=message,
-                now=now,
-                generation=generation,
-            )
-            state = JobState.FAILED
-        doc["conditions"] = conditions
-        doc["state"] = state.value
+        type_, reason, message = outcome(summary, failure)
+        conditions = set_condition(
+            status.get("conditions") or [],
+            type=type_,
+            status=ConditionStatus.TRUE,
+            reason=reason,
+            message=message,
+            now=now,
+            generation=parent["metadata"].get("generation"),
+        )
+        state = JobState.SUCCEEDED if type_ is ConditionType.COMPLETE else JobState.FAILED
+        doc: dict[str, Any] = {
+            "conditions": conditions,
+            "state": state.value,
+            "completionTime": format_time(summary.end_time if summary else now),
+        }
         if summary is not None:
             doc["startTime"] = format_time(summary.start_time)
             await attach_ssh_sci(ctx, parent, summary, doc)
+        elif reason in NOTHING_RAN:
+            doc["startTime"] = None  # nothing started on the server
         await ctx.kube.patch_status(PLURAL, namespace, name, doc)
-        events.info(
+        post = events.info if state is JobState.SUCCEEDED else events.warn
+        post(
             ctx.kube,
             parent,
-            reason=state.value,
-            message=f"SSH run {state.value.lower()}: {conditions[-1]['message']}",
+            reason=state.value if state is JobState.SUCCEEDED else reason.value,
+            message=f"SSH run {state.value.lower()}: {message}",
         )
 
 
 async def attach_ssh_sci(
     ctx: OperatorContext, parent: dict[str, Any], summary: RunSummary, doc: dict[str, Any]
 ) -> None:
+    """SCI of the run: the runner's CPU time on the ServerTarget's machine profile."""
     spec = CarbonAwareJobSpec.model_validate(parent["spec"])
     assert spec.ssh is not None
     namespace = parent["metadata"]["namespace"]
-    target = ctx.registry.target((namespace, spec.ssh.target_ref.name)).spec
+    known = ctx.registry.targets().get((namespace, spec.ssh.target_ref.name))
+    target = known.spec if known is not None else None
     region = (parent.get("status") or {}).get("region") or ctx.settings.default_region
     if target is not None and target.hardware is not None:
         machine = machine_from_server_hardware(target.hardware, name=target.host)
@@ -282,11 +345,10 @@ async def attach_ssh_sci(
     duration = timedelta(seconds=summary.duration_seconds)
     created = datetime.fromisoformat(parent["metadata"]["creationTimestamp"])
     avoided, _ = await intensity_over(ctx, region, created, created + duration)
-    memory = (
-        (summary.memory_used_bytes_mean or 0) / 1024**3 if summary.memory_used_bytes_mean else 0.0
-    )
+    # No memory term: the runner samples the whole host's memory, not the job's, and
+    # hardware minWatts/maxWatts already describe the whole machine.
     estimate = estimate_run(
-        RunUsage(summary.duration_seconds, summary.cpu_core_seconds, 0.0, memory),
+        RunUsage(summary.duration_seconds, summary.cpu_core_seconds, 0.0, 0.0),
         machine,
         intensity,
         FunctionalUnit(spec.sci.functional_unit.name, float(spec.sci.functional_unit.quantity)),
@@ -307,50 +369,97 @@ def termination_message(pod: dict[str, Any]) -> str | None:
     return None
 
 
+def pod_result(pod: dict[str, Any], phase: str) -> tuple[RunSummary | None, Failure | None]:
+    """What a finished runner pod reported in its termination message."""
+    message = termination_message(pod) or ""
+    try:
+        return parse_summary(message), None
+    except CarbonAwareError:
+        pass
+    try:
+        record = parse_failure(message)
+    except CarbonAwareError:
+        return None, (
+            Reason.JOB_FAILED,
+            f"The runner pod {pod['metadata']['name']} ended {phase} without a result "
+            "(no run summary in its termination message); see its log.",
+        )
+    return None, (failure_reason(record.reason), record.message)
+
+
+def owner_job(meta: dict[str, Any]) -> str | None:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "CarbonAwareJob":
+            return str(ref["name"])
+    return None
+
+
 @kopf.on.event("", "v1", "pods", labels=RUNNER_PODS)
 async def runner_pod_event(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
     """Follow a runner pod: running counts per target, start time, outcome from its message."""
     ctx = context_of(memo)
-    meta = body.get("metadata", {})
+    meta = dict(body.get("metadata", {}))
     namespace = str(meta.get("namespace"))
-    parent_name = next(
-        (
-            ref["name"]
-            for ref in meta.get("ownerReferences") or []
-            if ref.get("kind") == "CarbonAwareJob"
-        ),
-        None,
-    )
+    parent_name = owner_job(meta)
     target_name = (meta.get("labels") or {}).get(labels.TARGET_NAME)
     if parent_name is None or target_name is None:
         return
     key: Key = (WorkKind.CARBON_AWARE_JOB.value, namespace, parent_name)
-    phase = body.get("status", {}).get("phase")
-    if event.get("type") == "DELETED" or phase in ("Succeeded", "Failed"):
+    phase = str(body.get("status", {}).get("phase") or "Pending")
+    deleted = event.get("type") == "DELETED"
+    finished = phase in ("Succeeded", "Failed")
+    if deleted or finished:
         ctx.registry.mark_finished((namespace, target_name), key)
     else:
         ctx.registry.mark_running((namespace, target_name), key)
-    if phase not in ("Succeeded", "Failed"):
-        return
-    message = termination_message(dict(body)) or ""
-    summary: RunSummary | None = None
-    failure: tuple[Reason, str] | None = None
     try:
-        summary = parse_summary(message)
-    except RunnerError:
-        try:
-            record = parse_failure(message)
-            reason = (
-                Reason(record.reason)
-                if record.reason in Reason.__members__.values()
-                else Reason.JOB_FAILED
+        if finished:
+            summary, failure = pod_result(dict(body), phase)
+            await finish_ssh_run(ctx, namespace, parent_name, summary=summary, failure=failure)
+        elif deleted:
+            failure = (
+                Reason.JOB_FAILED,
+                f"The runner pod {meta.get('name')} was deleted before it reported a result; "
+                "the run's outcome on the server is unknown.",
             )
-            failure = (reason, record.message)
-        except RunnerError:
-            failure = (Reason.JOB_FAILED, f"The runner pod ended {phase} without a result.")
-    try:
-        await finish_ssh_run(ctx, namespace, parent_name, summary=summary, failure=failure)
+            await finish_ssh_run(ctx, namespace, parent_name, summary=None, failure=failure)
+        elif phase == "Running":
+            started = body.get("status", {}).get("startTime") or format_time(ctx.clock())
+            await record_started(ctx, namespace, parent_name, str(started))
     except CarbonAwareError as exc:
         logger.warning("could not record the SSH run of %s/%s: %s", namespace, parent_name, exc)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def lost_in_process_run(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """In-process mode: a released SSH run that no task of this process follows was going
+    when the operator stopped; its outcome is unknown, so it is recorded as failed."""
+    ctx = context_of(memo)
+    if ctx.settings.ssh_mode != IN_PROCESS or event.get("type") not in (None, "ADDED"):
+        return
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    target_ref = (spec.get("ssh") or {}).get("targetRef") or {}
+    if not target_ref or not status.get("releaseTime") or status.get("completionTime"):
+        return
+    meta = body.get("metadata", {})
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    key: Key = (WorkKind.CARBON_AWARE_JOB.value, namespace, name)
+    running = ctx.registry.targets().get((namespace, str(target_ref.get("name"))))
+    if running is not None and key in running.running:
+        return
+    if any(task.get_name() == f"ssh {namespace}/{name}" for task in ctx.background):
+        return
+    failure = (
+        Reason.JOB_FAILED,
+        "The operator stopped while this run was going (ssh mode InProcess); its outcome on "
+        "the server is unknown. Create the job again to re-run it.",
+    )
+    try:
+        await finish_ssh_run(ctx, namespace, name, summary=None, failure=failure)
+    except CarbonAwareError as exc:
+        logger.warning("could not record the lost SSH run of %s/%s: %s", namespace, name, exc)
