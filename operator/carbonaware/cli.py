@@ -289,7 +289,7 @@ def simulate_command(
         console = Console()
         console.print(table)
         if attribution:
-            console.print(attribution)
+            console.print(attribution, highlight=False)
     else:
         typer.echo(
             report.render_plain(

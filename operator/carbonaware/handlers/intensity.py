@@ -19,6 +19,7 @@ from carbonaware.api.intensity import IntensityPoint
 from carbonaware.errors import ProviderError
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Provider
+from carbonaware.scheduling.correction import DEFAULT_CORRECTION, ForecastCorrection, corrected_view
 from carbonaware.scheduling.view import ForecastView
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,51 @@ class RegionSnapshot:
         return self.forecast[0].source if self.forecast else None
 
 
+class ForecastMemory:
+    """What one region's provider published and measured, as the operator saw it.
+
+    For each period: the last forecast seen before it ended (the short-lead forecast) and the
+    actual once known. After two days of pairs the policy's forecast correction
+    (:mod:`carbonaware.scheduling.correction`: time-of-day bias, short-lead error regression,
+    uncertainty) is fitted once a day and applied to every tick's view, as in the simulator.
+    Kept in memory: after a restart the operator plans on the plain forecast for two days.
+    """
+
+    KEEP = timedelta(days=DEFAULT_CORRECTION.fit_days + 1)
+    REFIT = timedelta(days=1)
+
+    def __init__(self) -> None:
+        self.published: dict[datetime, IntensityPoint] = {}
+        self.actual: dict[datetime, IntensityPoint] = {}
+        self.correction: ForecastCorrection | None = None
+        self.fitted_at: datetime | None = None
+
+    def record(
+        self, current: IntensityPoint | None, forecast: Iterable[IntensityPoint], now: datetime
+    ) -> None:
+        for point in forecast:
+            if point.is_forecast and point.end > now and not point.stale:
+                self.published[point.start] = point
+            elif not point.is_forecast and point.end <= now:
+                self.actual[point.start] = point
+        if current is not None and not current.is_forecast and not current.stale:
+            self.actual[current.start] = current
+        horizon = now - self.KEEP
+        for table in (self.published, self.actual):
+            for start in [s for s in table if s < horizon]:
+                del table[start]
+
+    def view(self, forecast: list[IntensityPoint], now: datetime) -> ForecastView | None:
+        if self.fitted_at is None or now - self.fitted_at >= self.REFIT:
+            ended = [p for p in self.published.values() if p.end <= now]
+            self.correction = ForecastCorrection.fit_points(ended, list(self.actual.values()), now)
+            self.fitted_at = now
+        if self.correction is None:
+            return ForecastView.build(forecast, now)
+        past = [p for p in self.published.values() if p.end <= now]
+        return corrected_view([*past, *forecast], list(self.actual.values()), now, self.correction)
+
+
 class RegionIntensity:
     """Snapshots by region, refreshed as a batch once per tick."""
 
@@ -63,6 +109,7 @@ class RegionIntensity:
         self.provider = provider
         self.metrics = metrics
         self._snapshots: dict[str, RegionSnapshot] = {}
+        self._memory: dict[str, ForecastMemory] = {}
 
     def get(self, region: str) -> RegionSnapshot | None:
         return self._snapshots.get(region)
@@ -91,7 +138,9 @@ class RegionIntensity:
             forecast = await self.provider.forecast(region, now, now + FORECAST_HORIZON)
         except ProviderError as exc:
             errors.append(exc)
-        view = ForecastView.build(forecast, now) if forecast else None
+        memory = self._memory.setdefault(region, ForecastMemory())
+        memory.record(current, forecast, now)
+        view = memory.view(forecast, now) if forecast else None
         snapshot = RegionSnapshot(
             region=region,
             taken=now,

@@ -52,6 +52,7 @@ def decide_for(
         snapshot.current if snapshot else None,
         now,
         ctx.tick,
+        provider_problem=snapshot.error if snapshot else None,
     )
 
 

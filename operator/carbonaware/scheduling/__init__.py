@@ -1,0 +1,73 @@
+"""Pure scheduling: (job, forecast, now) -> decision, release ordering, own forecasts, and
+the what-if simulator that runs the same code over a year of real data.
+
+No I/O and no clock: ``now`` is always a parameter (see docs/scheduling.md).
+"""
+
+from __future__ import annotations
+
+from carbonaware.scheduling.correction import (
+    CorrectedForecast,
+    CorrectionSettings,
+    ForecastCorrection,
+    corrected_view,
+)
+from carbonaware.scheduling.forecaster import (
+    ForecastMethod,
+    ProfileSettings,
+    daily_profile,
+    forecast_from_history,
+    profile_values,
+    seasonal_naive_values,
+)
+from carbonaware.scheduling.ordering import (
+    Deferred,
+    ReleaseCandidate,
+    ReleasePlan,
+    order_releases,
+    plan_releases,
+    release_order_key,
+)
+from carbonaware.scheduling.policy import Decision, JobRequest, decide
+from carbonaware.scheduling.series import SlotSeries
+from carbonaware.scheduling.simulate import (
+    ForecastMode,
+    JobOutcome,
+    SimulationResult,
+    SimulationSettings,
+    TraceInput,
+    simulate,
+)
+from carbonaware.scheduling.view import ForecastView, PlannedWindow, WindowTable
+
+__all__ = [
+    "CorrectedForecast",
+    "CorrectionSettings",
+    "Decision",
+    "Deferred",
+    "ForecastCorrection",
+    "ForecastMethod",
+    "ForecastMode",
+    "ForecastView",
+    "JobOutcome",
+    "JobRequest",
+    "PlannedWindow",
+    "ProfileSettings",
+    "ReleaseCandidate",
+    "ReleasePlan",
+    "SimulationResult",
+    "SimulationSettings",
+    "SlotSeries",
+    "TraceInput",
+    "WindowTable",
+    "corrected_view",
+    "daily_profile",
+    "decide",
+    "forecast_from_history",
+    "order_releases",
+    "plan_releases",
+    "profile_values",
+    "release_order_key",
+    "seasonal_naive_values",
+    "simulate",
+]
