@@ -75,6 +75,10 @@ class ForecastMemory:
         self.actual: dict[datetime, IntensityPoint] = {}
         self.correction: ForecastCorrection | None = None
         self.fitted_at: datetime | None = None
+        self.history_at: datetime | None = None
+
+    def wants_history(self, now: datetime) -> bool:
+        return self.history_at is None or now - self.history_at >= self.REFIT
 
     def record(
         self, current: IntensityPoint | None, forecast: Iterable[IntensityPoint], now: datetime
@@ -139,6 +143,14 @@ class RegionIntensity:
         except ProviderError as exc:
             errors.append(exc)
         memory = self._memory.setdefault(region, ForecastMemory())
+        if memory.wants_history(now):
+            try:  # measured actuals of the past two weeks, once a day, for the correction
+                memory.record(
+                    None, await self.provider.forecast(region, now - memory.KEEP, now), now
+                )
+            except ProviderError as exc:
+                logger.info("no intensity history for region %s: %s", region, exc)
+            memory.history_at = now
         memory.record(current, forecast, now)
         view = memory.view(forecast, now) if forecast else None
         snapshot = RegionSnapshot(
