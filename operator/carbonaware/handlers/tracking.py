@@ -31,7 +31,7 @@ from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.errors import kopf_errors
 from carbonaware.handlers.measure import measure_pods, record_metrics, sci_annotations
 from carbonaware.handlers.state import WorkKind
-from carbonaware.handlers.work import created_at, optional_time
+from carbonaware.handlers.work import optional_time
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ async def attach_sci(
             ctx,
             pods,
             region=region,
-            created=created_at(parent),
+            created=ctx.created(parent),
             functional_unit=unit,
             fallback_window=(start, end) if start and end else None,
         )
@@ -248,7 +248,7 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
         ctx,
         pods,
         region=annotations.get(labels.REGION) or ctx.settings.default_region,
-        created=created_at(job),
+        created=ctx.created(job),
         functional_unit=FunctionalUnit(),
         fallback_window=(start, end) if start else None,
     )
@@ -258,6 +258,8 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
         extra.update(sci_annotations(measurement))
         record_metrics(ctx, job["metadata"]["namespace"], measurement.estimate)
     await annotate_run(ctx, job, pods if measurement else [], extra)
+    sci = f", SCI {measurement.estimate.total_grams:.3g} g" if measurement else ""
+    events.info(ctx.kube, job, reason=state.value, message=f"The Job is {state.value}{sci}.")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD)
