@@ -1,0 +1,68 @@
+"""Software Carbon Intensity arithmetic: SCI = (E x I + M) per R (Green Software Foundation).
+
+Pure: no clock, no network, no files other than the coefficient tables shipped as package
+data. Energy models follow Cloud Carbon Footprint (linear min/max watts per vCPU, memory,
+storage, network, PUE) and Teads/GSF (TDP curve); embodied emissions follow the GSF SCI
+specification with CCF's per-instance coefficients.
+"""
+
+from __future__ import annotations
+
+from carbonaware.sci.boundary import (
+    BoundaryResult,
+    BoundarySpec,
+    ComponentResult,
+    build_report,
+    evaluate_boundary,
+    parse_boundary,
+    render_plain,
+)
+from carbonaware.sci.embodied import embodied_grams, lifespan_hours
+from carbonaware.sci.estimate import (
+    FunctionalUnit,
+    MachineProfile,
+    RunUsage,
+    SciEstimate,
+    estimate_run,
+    find_instance_type,
+    machine_for_instance_type,
+    machine_from_hardware,
+    machine_from_server_hardware,
+    provider_from_provider_id,
+    pue_for_provider,
+    time_weighted_mean,
+)
+from carbonaware.sci.power import (
+    LinearPowerModel,
+    PowerModel,
+    TdpPowerModel,
+    tdp_coefficient,
+)
+
+__all__ = [
+    "BoundaryResult",
+    "BoundarySpec",
+    "ComponentResult",
+    "FunctionalUnit",
+    "LinearPowerModel",
+    "MachineProfile",
+    "PowerModel",
+    "RunUsage",
+    "SciEstimate",
+    "TdpPowerModel",
+    "build_report",
+    "embodied_grams",
+    "estimate_run",
+    "evaluate_boundary",
+    "find_instance_type",
+    "lifespan_hours",
+    "machine_for_instance_type",
+    "machine_from_hardware",
+    "machine_from_server_hardware",
+    "parse_boundary",
+    "provider_from_provider_id",
+    "pue_for_provider",
+    "render_plain",
+    "tdp_coefficient",
+    "time_weighted_mean",
+]

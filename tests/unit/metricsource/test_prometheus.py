@@ -1,0 +1,182 @@
+"""The Prometheus CPU reader against a mocked Prometheus HTTP API (real one: integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from carbonaware.errors import MetricSourceError
+from carbonaware.metricsource import (
+    SOURCE_PROMETHEUS_CONTAINER,
+    SOURCE_PROMETHEUS_NODE_SHARE,
+    PrometheusCpuReader,
+)
+from carbonaware.metricsource.prometheus import escape_label_value, range_duration
+from carbonaware.providers.http import HttpOptions
+
+START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+END = START + timedelta(minutes=10)
+
+
+def _vector(*values: float) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": {}, "value": [END.timestamp(), str(v)]} for v in values],
+        },
+    }
+
+
+Answer = Callable[[str], dict[str, Any]]
+
+
+def _reader(answer: Answer, queries: list[httpx.Request], retries: int = 0) -> PrometheusCpuReader:
+    def handler(request: httpx.Request) -> httpx.Response:
+        queries.append(request)
+        return httpx.Response(200, json=answer(request.url.params["query"]))
+
+    options = HttpOptions(retries=retries, transport=httpx.MockTransport(handler))
+    return PrometheusCpuReader("http://prometheus.test:9090", options=options)
+
+
+def test_helpers() -> None:
+    assert escape_label_value('a"b\\c') == 'a\\"b\\\\c'
+    assert range_duration(START, END) == "600000ms"
+    assert range_duration(START, START) == "1ms"
+
+
+async def test_container_usage_is_preferred_when_present() -> None:
+    queries: list[httpx.Request] = []
+
+    def answer(query: str) -> dict[str, Any]:
+        assert query.startswith("sum(increase(container_cpu_usage_seconds_total{")
+        return _vector(321.5)
+
+    async with _reader(answer, queries) as reader:
+        reading = await reader.run_reading(
+            START, END, namespace="ml", pod='train"1', node_labels={"instance": "n1:9100"}
+        )
+    assert reading.core_seconds == 321.5
+    assert reading.source == SOURCE_PROMETHEUS_CONTAINER
+    assert len(queries) == 1
+    params = queries[0].url.params
+    assert params["query"] == (
+        "sum(increase(container_cpu_usage_seconds_total"
+        '{namespace="ml",pod="train\\"1",container!="",container!="POD"}[600000ms]))'
+    )
+    assert float(params["time"]) == pytest.approx(END.timestamp())
+    assert queries[0].url.path == "/api/v1/query"
+
+
+async def test_falls_back_to_the_node_share_without_container_series() -> None:
+    queries: list[httpx.Request] = []
+
+    def answer(query: str) -> dict[str, Any]:
+        if query.startswith("sum(increase(container_cpu"):
+            return _vector()
+        if query.startswith("sum(increase(node_cpu_seconds_total"):
+            return _vector(1200.0)
+        if query.startswith("count(count by (cpu)"):
+            return _vector(8)
+        raise AssertionError(query)
+
+    async with _reader(answer, queries) as reader:
+        reading = await reader.run_reading(
+            START,
+            END,
+            namespace="ml",
+            pod="p",
+            node_labels={"instance": "n1:9100"},
+            reserved_vcpus=2,
+        )
+    assert reading.source == SOURCE_PROMETHEUS_NODE_SHARE
+    assert reading.core_seconds == pytest.approx(1200.0 * 2 / 8)
+    node_query = queries[1].url.params["query"]
+    assert node_query == (
+        'sum(increase(node_cpu_seconds_total{instance="n1:9100",mode!~"idle|iowait|steal"}'
+        "[600000ms]))"
+    )
+    assert queries[2].url.params["query"] == (
+        'count(count by (cpu) (node_cpu_seconds_total{instance="n1:9100",mode="idle"}))'
+    )
+
+
+async def test_node_share_is_capped_at_the_whole_node() -> None:
+    def answer(query: str) -> dict[str, Any]:
+        return _vector(100.0) if query.startswith("sum") else _vector(2)
+
+    async with _reader(answer, []) as reader:
+        reading = await reader.run_reading(
+            START, END, node_labels={"node": "w1"}, reserved_vcpus=16
+        )
+    assert reading.core_seconds == pytest.approx(100.0)
+
+
+async def test_missing_node_metrics_is_an_error_naming_the_node() -> None:
+    async with _reader(lambda _query: _vector(), []) as reader:
+        with pytest.raises(MetricSourceError, match="no node_cpu_seconds_total"):
+            await reader.run_reading(START, END, node_labels={"instance": "gone:9100"})
+        with pytest.raises(MetricSourceError, match="no node to fall back to"):
+            await reader.run_reading(START, END, namespace="ml", pod="p")
+
+
+async def test_http_and_query_failures_become_metric_source_errors() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "bad" in request.url.params["query"]:
+            return httpx.Response(
+                400, json={"status": "error", "errorType": "bad_data", "error": "parse error"}
+            )
+        return httpx.Response(503, text="overloaded")
+
+    options = HttpOptions(retries=0, transport=httpx.MockTransport(handler))
+    async with PrometheusCpuReader("http://p.test", options=options) as reader:
+        with pytest.raises(MetricSourceError, match=r"prometheus: .*HTTP 503"):
+            await reader.scalar_query("up")
+        with pytest.raises(MetricSourceError, match="HTTP 400"):
+            await reader.scalar_query("bad{")
+
+
+async def test_matrix_answers_are_rejected() -> None:
+    def answer(_query: str) -> dict[str, Any]:
+        return {"status": "success", "data": {"resultType": "matrix", "result": []}}
+
+    async with _reader(answer, []) as reader:
+        with pytest.raises(MetricSourceError, match="did not return a vector"):
+            await reader.instant_query("up[5m]")
+
+
+async def test_wait_for_samples_polls_until_a_scrape_after_the_moment() -> None:
+    latest = [END.timestamp() - 2, END.timestamp() - 1, END.timestamp() + 0.5]
+    slept: list[float] = []
+    now = [START]
+
+    def answer(query: str) -> dict[str, Any]:
+        assert query == 'max(timestamp(node_cpu_seconds_total{instance="n"}))'
+        return _vector(latest.pop(0))
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += timedelta(seconds=seconds)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer(request.url.params["query"]))
+
+    options = HttpOptions(retries=0, transport=httpx.MockTransport(handler))
+    reader = PrometheusCpuReader(
+        "http://p.test", options=options, clock=lambda: now[0], sleep=sleep
+    )
+    async with reader:
+        await reader.wait_for_samples(
+            'node_cpu_seconds_total{instance="n"}', END, timeout_seconds=10, poll_seconds=0.5
+        )
+        assert slept == [0.5, 0.5]
+        latest[:] = [END.timestamp() - 1] * 100
+        with pytest.raises(MetricSourceError, match="within 2s"):
+            await reader.wait_for_samples(
+                'node_cpu_seconds_total{instance="n"}', END, timeout_seconds=2, poll_seconds=0.5
+            )
