@@ -166,11 +166,6 @@ class Kube:
             self.core.create_namespaced_pod, namespace, body,
         )  # fmt: skip
 
-    async def get_pod(self, namespace: str, name: str) -> Body | None:
-        return await self._optional(
-            f"get Pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace
-        )
-
     async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
         body = await self._call(
             f"list Pods in {namespace}", self.core.list_namespaced_pod, namespace,
@@ -255,11 +250,3 @@ class Kube:
         )  # fmt: skip
         items: list[Body] = body.get("items", [])
         return items
-
-    async def get_pod_metrics(self, namespace: str, name: str) -> Body | None:
-        """``metrics.k8s.io/v1beta1`` PodMetrics, or None when metrics-server has none."""
-        return await self._optional(
-            f"get PodMetrics {namespace}/{name}",
-            self.custom.get_namespaced_custom_object,
-            "metrics.k8s.io", "v1beta1", namespace, "pods", name,
-        )  # fmt: skip

@@ -85,7 +85,8 @@ class Metrics:
         )
         self.provider_requests = Counter(
             "carbonaware_provider_requests_total",
-            "Upstream grid-intensity requests by provider and outcome.",
+            "Grid-intensity requests by provider and outcome: each upstream HTTP attempt (ok or "
+            "the failure's class), each fetch of a local source, each stale answer.",
             ["provider", "outcome"],
             registry=r,
         )
@@ -101,6 +102,15 @@ class Metrics:
             buckets=REFRESH_BUCKETS,
             registry=r,
         )
+
+    def forget_target(self, namespace: str, target: str) -> None:
+        """Drop a deleted ServerTarget's reachability series (no-op if it was never probed)."""
+        if (namespace, target) in {
+            (sample.labels["namespace"], sample.labels["target"])
+            for family in self.target_reachable.collect()
+            for sample in family.samples
+        }:
+            self.target_reachable.remove(namespace, target)
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Expose ``/metrics`` on ``port`` from a background thread."""

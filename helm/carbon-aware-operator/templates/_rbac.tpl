@@ -8,38 +8,46 @@ operator or kopf does not call. No wildcards.
 carbonaware.rbac.namespacedRules: rules on namespaced resources.
 */}}
 {{- define "carbonaware.rbac.namespacedRules" -}}
-# Custom resources: kopf lists and watches them, patches kopf's annotations and finalizers,
-# the handlers read them back by name.
+# CarbonAwareJobs: kopf lists and watches them and patches its own annotations onto them (the
+# last handled spec, which tells a spec edit from a replay); the handlers read one by name when
+# its Job or SSH run reports back.
 - apiGroups: ["carbonaware.io"]
-  resources: ["carbonawarejobs", "servertargets"]
+  resources: ["carbonawarejobs"]
   verbs: ["get", "list", "watch", "patch"]
-# Status subresources: conditions, state, planned start, intensity and SCI are merge-patched
-# into status (by the handlers and by kopf); status is never read or replaced on its own.
+# ServerTargets: kopf lists and watches them to keep the operator's registry of targets. kopf
+# never patches them (event handlers only) and nothing reads one by name.
+- apiGroups: ["carbonaware.io"]
+  resources: ["servertargets"]
+  verbs: ["list", "watch"]
+# Status subresources: conditions, state, planned start, intensity and SCI of jobs, and probe
+# results of targets are merge-patched into status; status is never read or replaced on its own.
 - apiGroups: ["carbonaware.io"]
   resources: ["carbonawarejobs/status", "servertargets/status"]
   verbs: ["patch"]
-# Jobs: create the Job of a CarbonAwareJob, watch managed plain Jobs, unsuspend them at release
-# and annotate them with the SCI estimate. Owner references and garbage collection delete them.
+# Jobs: create the Job of a CarbonAwareJob (get: on a name conflict, read the existing Job to
+# tell our own from a user's), watch Jobs to follow them, unsuspend managed plain Jobs at release
+# and annotate Jobs with the SCI estimate. Owner references and garbage collection delete them.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Pods: create the SSH-runner pods, follow the pods of released Jobs, annotate them with the SCI.
+# Pods: create the SSH-runner pods and watch them for the outcome; list the pods of a finished
+# Job to measure them and annotate them with the SCI. No pod is read by name.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # Secrets: read the SSH private key a ServerTarget names, to probe the server and run scripts.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Events: kopf posts an Event for every handler outcome, so `kubectl describe` shows transitions.
+# Events: the operator and kopf post Events for every transition, so `kubectl describe` shows them.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# Pod metrics: CPU usage of a run's pods, read by name from metrics-server when no Prometheus
-# is configured.
+# Pod metrics: CPU usage of running Job pods, listed per namespace by label from metrics-server
+# when no Prometheus is configured.
 - apiGroups: ["metrics.k8s.io"]
   resources: ["pods"]
-  verbs: ["get"]
+  verbs: ["list"]
 {{- end }}
 
 {{/*
@@ -73,11 +81,12 @@ namespaces (watchScope ReleaseNamespace), to notice the served namespace being d
 carbonaware.rbac.clusterPeeringRules: kopf peering between replicas (replicaCount > 1, Cluster).
 */}}
 {{- define "carbonaware.rbac.clusterPeeringRules" -}}
-# Peering: each replica writes its priority and keep-alive into the release's peering object.
+# Peering: each replica writes its priority and keep-alive into the release's peering object
+# (kopf), and the refresh loop reads it once per tick to act only in the active replica.
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
   resourceNames: [{{ include "carbonaware.peeringName" . | quote }}]
-  verbs: ["patch"]
+  verbs: ["get", "patch"]
 # Peering: kopf lists and watches the peering kind to see the other replicas' keep-alives; list
 # and watch cannot be limited by name (kopf ignores other peering objects).
 - apiGroups: ["kopf.dev"]
@@ -90,11 +99,12 @@ carbonaware.rbac.namespacedPeeringRules: kopf peering between replicas (replicaC
 ReleaseNamespace).
 */}}
 {{- define "carbonaware.rbac.namespacedPeeringRules" -}}
-# Peering: each replica writes its priority and keep-alive into the release's peering object.
+# Peering: each replica writes its priority and keep-alive into the release's peering object
+# (kopf), and the refresh loop reads it once per tick to act only in the active replica.
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
   resourceNames: [{{ include "carbonaware.peeringName" . | quote }}]
-  verbs: ["patch"]
+  verbs: ["get", "patch"]
 # Peering: kopf lists and watches the peering kind to see the other replicas' keep-alives; list
 # and watch cannot be limited by name (kopf ignores other peering objects).
 - apiGroups: ["kopf.dev"]

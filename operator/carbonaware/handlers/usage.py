@@ -39,7 +39,7 @@ class UsageSampler:
                     logger.info("no metrics.k8s.io API: SCI uses reservations for CPU")
                     self.available = False
                     return
-                logger.debug("PodMetrics in %s: %s", namespace, exc)
+                logger.warning("PodMetrics in %s: %s", namespace, exc)
                 continue
             for item in items:
                 meta = item.get("metadata", {})

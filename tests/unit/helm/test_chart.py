@@ -367,7 +367,7 @@ def test_cluster_scope_grants_what_the_operator_uses_cluster_wide(helm: Helm) ->
     granted = grants(role["rules"])
     for needed in [
         ("carbonaware.io", "carbonawarejobs", "watch"),
-        ("carbonaware.io", "servertargets", "patch"),
+        ("carbonaware.io", "servertargets/status", "patch"),
         ("carbonaware.io", "carbonawarejobs/status", "patch"),
         ("batch", "jobs", "create"),
         ("batch", "jobs", "patch"),
@@ -375,7 +375,7 @@ def test_cluster_scope_grants_what_the_operator_uses_cluster_wide(helm: Helm) ->
         ("", "secrets", "get"),
         ("", "events", "create"),
         ("", "nodes", "get"),
-        ("metrics.k8s.io", "pods", "get"),
+        ("metrics.k8s.io", "pods", "list"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     ]:
         assert needed in granted, needed
