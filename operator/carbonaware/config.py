@@ -6,6 +6,8 @@ and are held as :class:`pydantic.SecretStr`, so they never appear in a repr or a
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -75,4 +77,22 @@ class OperatorSettings(BaseSettings):
         ge=0,
         description="kopf peering priority; None = a random one at start-up, so replicas of one"
         " Deployment differ: the highest works, the others stand by.",
+    )
+
+    # --- testing and demo aid: a faster clock
+    time_scale: float = Field(
+        1.0,
+        gt=0,
+        description="Testing/demo aid: operator time runs this many seconds per wall-clock second"
+        " from `time_origin` (1.0 = real time). Every scheduling decision, the tick used in them,"
+        " the provider cache and object creation times follow it, so hours of holding and"
+        " releasing pass in minutes against a provider serving the same scaled time. Times the"
+        " cluster records itself (Job and Pod start and completion) stay wall-clock. Never set"
+        " it in production.",
+    )
+    time_origin: datetime | None = Field(
+        None,
+        description="Testing/demo aid: the instant at which operator time equals wall-clock time"
+        " when `time_scale` is not 1 (default: the operator's start). Fix it to keep operator"
+        " time continuous across restarts.",
     )

@@ -83,7 +83,10 @@ class Kube:
             if os.environ.get("KUBERNETES_SERVICE_HOST"):
                 config.load_incluster_config(client_configuration=configuration)
             else:
-                config.load_kube_config(client_configuration=configuration)
+                # Read $KUBECONFIG now: the client's default was fixed when it was imported.
+                config.load_kube_config(
+                    config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+                )
         except ConfigException as exc:
             raise ConfigError(f"no Kubernetes credentials found: {exc}") from exc
         configuration.connection_pool_maxsize = threads

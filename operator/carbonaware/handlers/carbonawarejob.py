@@ -36,6 +36,17 @@ def region_of(ctx: OperatorContext, spec: Any, namespace: str) -> str:
     return ctx.settings.default_region
 
 
+def deferred_release(ctx: OperatorContext, target: Any) -> tuple[Reason, str]:
+    """Why a job due at first sight waits for the next refresh (the ordering's wording)."""
+    if target is not None and not ctx.registry.has_capacity(target):
+        return Reason.TARGET_BUSY, "The ServerTarget is busy; this job starts when a slot frees."
+    cap = ctx.settings.release_cap_per_tick
+    return Reason.TARGET_BUSY, (
+        f"Due now; the operator releases at most {cap} jobs per tick, in priority order, "
+        "so this job goes at the next refresh."
+    )
+
+
 def _initialised(body: Any) -> bool:
     return bool((body.get("status") or {}).get("latestStartTime"))
 
@@ -65,23 +76,28 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
             return
         region = region_of(ctx, spec, meta["namespace"])
         known = ctx.registry.get(key)
-        work = work_from_carbonawarejob(body, spec, region=region)
-        snapshot = await ctx.intensity.snapshot(region, now)
+        work = work_from_carbonawarejob(body, spec, region=region, created=ctx.created(body))
+        snapshot = await ctx.intensity.snapshot(region, now, max_age=ctx.tick)
+        now = ctx.clock()  # the first fetch of a region may have taken a while
         decision = decide_for(ctx, work, snapshot, now)
-        if decision.release and ctx.registry.has_capacity(work.target):
-            await release(
-                ctx,
-                work,
-                reason=decision.reason,
-                message=decision.message,
-                snapshot=snapshot,
-                now=now,
-            )
+        # With a release cap, every release goes through the loop's ordering (priority first).
+        capped = ctx.settings.release_cap_per_tick is not None
+        if decision.release and not capped and ctx.registry.reserve(work.target, key):
+            try:
+                await release(
+                    ctx,
+                    work,
+                    reason=decision.reason,
+                    message=decision.message,
+                    snapshot=snapshot,
+                    now=now,
+                )
+            finally:
+                ctx.registry.unreserve(work.target, key)
             return
         reason, message = decision.reason, decision.message
         if decision.release:
-            reason = Reason.TARGET_BUSY
-            message = "The ServerTarget is busy; this job starts when a slot frees."
+            reason, message = deferred_release(ctx, work.target)
         if rewrite or not _initialised(body) or plan_changed(work, decision, reason):
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         ctx.registry.hold(work)

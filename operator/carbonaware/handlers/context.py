@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carbonaware.config import OperatorSettings
-from carbonaware.handlers.intensity import RegionIntensity
+from carbonaware.handlers.intensity import RegionIntensity, RegionSnapshot
 from carbonaware.handlers.state import Registry
 from carbonaware.handlers.usage import UsageSampler
+from carbonaware.handlers.work import created_at
 from carbonaware.k8s import Kube
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Provider
@@ -18,6 +20,36 @@ from carbonaware.providers.base import Provider
 
 def wall_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def same_time(moment: datetime) -> datetime:
+    return moment
+
+
+@dataclass(frozen=True)
+class ScaledClock:
+    """Operator time running ``scale`` seconds per wall-clock second from ``origin``
+    (``CARBONAWARE_TIME_SCALE``): a testing and demo aid, so that hours of holding and
+    releasing pass in minutes. ``at`` maps instants the API server recorded (creation
+    times) onto the same scale, so a job's latest start keeps its meaning."""
+
+    origin: datetime
+    scale: float
+    wall: Callable[[], datetime] = wall_clock
+
+    @classmethod
+    def from_settings(cls, settings: OperatorSettings) -> ScaledClock:
+        origin = settings.time_origin or wall_clock()
+        if origin.tzinfo is None:
+            origin = origin.replace(tzinfo=UTC)
+        return cls(origin=origin.astimezone(UTC), scale=settings.time_scale)
+
+    def __call__(self) -> datetime:
+        return self.at(self.wall())
+
+    def at(self, moment: datetime) -> datetime:
+        """Operator time at the wall-clock instant ``moment``."""
+        return self.origin + (moment - self.origin) * self.scale
 
 
 @dataclass
@@ -30,12 +62,21 @@ class OperatorContext:
     registry: Registry = field(default_factory=Registry)
     usage: UsageSampler = field(default_factory=UsageSampler)
     clock: Callable[[], datetime] = wall_clock
+    observed: Callable[[datetime], datetime] = same_time
+    """Operator time of an instant the API server recorded (see :class:`ScaledClock`)."""
     background: set[Any] = field(default_factory=set)
     exported_states: set[tuple[str, str, str]] = field(default_factory=set)
+    refreshing: asyncio.Task[dict[str, RegionSnapshot]] | None = None
+    """The provider refresh the loop started and has not seen finish yet."""
 
     @property
     def tick(self) -> timedelta:
-        return timedelta(seconds=self.settings.tick_seconds)
+        """Operator time between two decisions (the policy's ``tick``)."""
+        return timedelta(seconds=self.settings.tick_seconds * self.settings.time_scale)
+
+    def created(self, body: Any) -> datetime:
+        """An object's creation time in operator time."""
+        return self.observed(created_at(body))
 
 
 def context_of(memo: Any) -> OperatorContext:

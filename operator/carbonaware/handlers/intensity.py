@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from carbonaware.api.intensity import IntensityPoint
-from carbonaware.errors import ProviderError
+from carbonaware.errors import ProviderDataError, ProviderError
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Provider
 from carbonaware.scheduling.correction import DEFAULT_CORRECTION, ForecastCorrection, corrected_view
@@ -29,6 +29,8 @@ FORECAST_MIN_SPAN = timedelta(hours=24)
 # The provider cache notes when it asks again after a failure; the note changes with every
 # back-off round, so it is left out of the problem shown in conditions and logged once.
 BACKOFF_NOTE = re.compile(r" \(not asked again until [^)]*\)")
+# A "current" period the upstream still serves this long after it ended is old data.
+CURRENT_MAX_LAG = timedelta(minutes=30)
 
 
 def describe_problems(errors: Iterable[ProviderError]) -> str | None:
@@ -36,6 +38,22 @@ def describe_problems(errors: Iterable[ProviderError]) -> str | None:
     fail alike, e.g. for an unknown region)."""
     texts = dict.fromkeys(BACKOFF_NOTE.sub("", str(error)) for error in errors)
     return "; ".join(texts) or None
+
+
+def checked_current(
+    current: IntensityPoint | None, forecast: Iterable[IntensityPoint], now: datetime
+) -> tuple[IntensityPoint | None, ProviderDataError | None]:
+    """The provider's current period, unless an upstream served an old period as current
+    (not the chain's own stale-while-error values, which say so): then the forecast's
+    period covering ``now`` if there is one, and the problem."""
+    if current is None or current.stale or now - current.end <= CURRENT_MAX_LAG:
+        return current, None
+    problem = ProviderDataError(
+        current.source,
+        f"the current period it gave ended at {current.end:%Y-%m-%d %H:%M}Z, "
+        f"{(now - current.end) / timedelta(hours=1):.1f} h ago: old data, not used",
+    )
+    return next((p for p in forecast if p.covers(now)), None), problem
 
 
 @dataclass(frozen=True)
@@ -114,16 +132,26 @@ class RegionIntensity:
         self.metrics = metrics
         self._snapshots: dict[str, RegionSnapshot] = {}
         self._memory: dict[str, ForecastMemory] = {}
+        self._taking: dict[str, asyncio.Future[RegionSnapshot]] = {}
 
     def get(self, region: str) -> RegionSnapshot | None:
         return self._snapshots.get(region)
 
-    async def snapshot(self, region: str, now: datetime) -> RegionSnapshot:
-        """The latest snapshot of ``region``, fetched now if none was taken yet."""
+    async def snapshot(
+        self, region: str, now: datetime, max_age: timedelta | None = None
+    ) -> RegionSnapshot:
+        """The latest snapshot of ``region``, taken now if there is none or it is older than
+        ``max_age``: the loop refreshes only regions with held work, so a region's last
+        snapshot may be hours old when a new job arrives. Concurrent callers share one."""
         known = self._snapshots.get(region)
-        if known is not None:
+        if known is not None and (max_age is None or now - known.taken < max_age):
             return known
-        return await self._refresh_one(region, now)
+        taking = self._taking.get(region)
+        if taking is None:
+            taking = asyncio.ensure_future(self._refresh_one(region, now))
+            self._taking[region] = taking
+            taking.add_done_callback(lambda _: self._taking.pop(region, None))
+        return await asyncio.shield(taking)
 
     async def refresh(self, regions: Iterable[str], now: datetime) -> dict[str, RegionSnapshot]:
         wanted = sorted(set(regions))
@@ -142,6 +170,9 @@ class RegionIntensity:
             forecast = await self.provider.forecast(region, now, now + FORECAST_HORIZON)
         except ProviderError as exc:
             errors.append(exc)
+        current, old_current = checked_current(current, forecast, now)
+        if old_current is not None:
+            errors.append(old_current)
         memory = self._memory.setdefault(region, ForecastMemory())
         if memory.wants_history(now):
             try:  # measured actuals of the past two weeks, once a day, for the correction

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason
 from carbonaware.errors import CarbonAwareError
@@ -23,6 +24,7 @@ from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.release import release
 from carbonaware.handlers.servertarget import probe_due_targets
 from carbonaware.handlers.state import HeldWork, WorkKind
+from carbonaware.handlers.work import held_body
 from carbonaware.scheduling.ordering import ReleaseCandidate, plan_releases
 from carbonaware.scheduling.policy import Decision, JobRequest, decide
 
@@ -118,10 +120,38 @@ def plan_changed(work: HeldWork, decision: Decision, reason: Reason) -> bool:
     return work.planned_start != decision.planned_start or work.held_reason != reason.value
 
 
-async def refresh_once(ctx: OperatorContext, now: datetime) -> None:
+async def latest_snapshots(
+    ctx: OperatorContext, regions: set[str], now: datetime
+) -> dict[str, RegionSnapshot]:
+    """Refresh ``regions``, waiting for the provider at most half a tick.
+
+    A refresh can take the provider's timeout times its attempts, longer than a tick: waiting
+    for it would hold due jobs past their latest start. A refresh that does not finish in
+    time goes on in the background (no second one is started beside it; a later tick uses
+    its result) and this tick decides with each region's last snapshot, or none.
+    """
+    task = ctx.refreshing
+    if task is not None and task.done():
+        ctx.refreshing = None
+        task.result()  # anything but a provider error is a bug: let it stop the loop
+        task = None
+    if task is None:
+        task = asyncio.create_task(ctx.intensity.refresh(regions, now), name="intensity-refresh")
+        ctx.refreshing = task
+        ctx.background.add(task)
+        task.add_done_callback(ctx.background.discard)
+    done, _ = await asyncio.wait({task}, timeout=ctx.settings.tick_seconds / 2)
+    if task in done:
+        ctx.refreshing = None
+        task.result()  # anything but a provider error is a bug: let it stop the loop
+    return {region: s for region in regions if (s := ctx.intensity.get(region)) is not None}
+
+
+async def refresh_once(ctx: OperatorContext) -> None:
     started = time.perf_counter()
     held = ctx.registry.held()
-    snapshots = await ctx.intensity.refresh({w.region for w in held}, now)
+    snapshots = await latest_snapshots(ctx, {w.region for w in held}, ctx.clock())
+    now = ctx.clock()  # after the provider: decisions and release times say when they happen
     decisions = {w.key: decide_for(ctx, w, snapshots.get(w.region), now) for w in held}
     due = [w for w in held if decisions[w.key].release]
     candidates = [
@@ -135,7 +165,7 @@ async def refresh_once(ctx: OperatorContext, now: datetime) -> None:
         candidates,
         now=now,
         tick=ctx.tick,
-        running={key: len(state.running) for key, state in targets.items()},
+        running={key: state.busy for key, state in targets.items()},
         max_concurrent={key: state.max_concurrent for key, state in targets.items()},
         max_releases_per_tick=ctx.settings.release_cap_per_tick,
     )
@@ -145,17 +175,33 @@ async def refresh_once(ctx: OperatorContext, now: datetime) -> None:
         async with ctx.registry.lock(work.key):
             if ctx.registry.get(work.key) is None:
                 return  # released or deleted meanwhile
+            if not ctx.registry.reserve(work.target, work.key):
+                return  # a job created meanwhile took the slot: the next tick plans again
             decision = decisions[work.key]
-            await release(
-                ctx,
-                work,
-                reason=decision.reason,
-                message=decision.message,
-                snapshot=snapshots.get(work.region),
-                now=now,
-            )
+            try:
+                await release(
+                    ctx,
+                    work,
+                    reason=decision.reason,
+                    message=decision.message,
+                    snapshot=snapshots.get(work.region),
+                    now=now,
+                )
+            finally:
+                ctx.registry.unreserve(work.target, work.key)
+
+    # A forecast revision can move every held job's plan at once, and 10,000 status writes
+    # take longer than a tick (bench/scale.py): the next tick's releases would wait for
+    # them. Changed plans are written soonest planned start first for half a tick; the rest
+    # still differ from what was written, so later ticks write them. Releases always run.
+    write_until = time.monotonic() + ctx.settings.tick_seconds / 2
+    left_for_later = 0
 
     async def hold_one(work: HeldWork, reason: Reason, message: str) -> None:
+        nonlocal left_for_later
+        if time.monotonic() > write_until:
+            left_for_later += 1
+            return
         async with ctx.registry.lock(work.key):
             if ctx.registry.get(work.key) is None:
                 return
@@ -167,15 +213,20 @@ async def refresh_once(ctx: OperatorContext, now: datetime) -> None:
     jobs: list[Callable[[], Awaitable[None]]] = [
         functools.partial(release_one, by_key[key]) for key in plan.released
     ]
+    changed: list[tuple[HeldWork, Reason, str]] = []
     for deferred in plan.deferred:
         work = by_key[deferred.key]
         if plan_changed(work, decisions[work.key], deferred.reason):
-            jobs.append(functools.partial(hold_one, work, deferred.reason, deferred.message))
+            changed.append((work, deferred.reason, deferred.message))
     for work in held:
         decision = decisions[work.key]
         if not decision.release and plan_changed(work, decision, decision.reason):
-            jobs.append(functools.partial(hold_one, work, decision.reason, decision.message))
+            changed.append((work, decision.reason, decision.message))
+    changed.sort(key=lambda item: decisions[item[0].key].planned_start)
+    jobs.extend(functools.partial(hold_one, *item) for item in changed)
     await bounded(jobs)
+    if left_for_later:
+        logger.info("%d changed plan(s) left for the next tick", left_for_later)
     export_states(ctx)
     ctx.metrics.refresh_duration.observe(time.perf_counter() - started)
 
@@ -190,20 +241,60 @@ def export_states(ctx: OperatorContext) -> None:
     ctx.exported_states |= set(counts)
 
 
+async def resync_held(ctx: OperatorContext) -> None:
+    """Read every held object again, once, after this replica was paused.
+
+    While another replica was active, kopf showed this one no changes: work in the index
+    may have been released by the other replica, or deleted. Releasing it again would not
+    create a second Job (creation is idempotent) but would rewrite its release time and
+    post a second Released event. Work still held keeps its latest body.
+    """
+
+    async def one(work: HeldWork) -> None:
+        async with ctx.registry.lock(work.key):
+            if ctx.registry.get(work.key) is None:
+                return
+            if work.kind is WorkKind.CARBON_AWARE_JOB:
+                body = await ctx.kube.get_object(PLURAL, work.namespace, work.name)
+                released = body is not None and bool((body.get("status") or {}).get("releaseTime"))
+            else:
+                body = await ctx.kube.get_job(work.namespace, work.name)
+                annotations = (body or {}).get("metadata", {}).get("annotations") or {}
+                released = body is not None and (
+                    labels.RELEASE_TIME in annotations or not body.get("spec", {}).get("suspend")
+                )
+            if body is None or body["metadata"].get("uid") != work.uid or released:
+                ctx.registry.forget(work.key)
+                if released:
+                    ctx.registry.remember_released(work.uid)
+                return
+            work.body = held_body(body)
+
+    held = ctx.registry.held()
+    await bounded([functools.partial(one, work) for work in held])
+    logger.info("re-read %d held object(s) after the pause", len(held))
+
+
 async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bool]]) -> None:
     """Tick until cancelled. ``is_active`` says whether this replica may act (peering).
 
     ServerTarget probes run beside the ticks (a slow server never delays releases); a new
-    round starts only when the previous one is done.
+    round starts only when the previous one is done. Coming back from a pause, the index of
+    held work is checked against the API first (:func:`resync_held`).
     """
     probes: asyncio.Task[None] | None = None
+    paused = False
     while True:
         started = time.monotonic()
         try:
-            if await is_active():
+            active = await is_active()
+            if active and paused:
+                await resync_held(ctx)
+            paused = not active
+            if active:
                 if probes is None or probes.done():
                     probes = asyncio.create_task(probe_due_targets(ctx), name="probes")
-                await refresh_once(ctx, ctx.clock())
+                await refresh_once(ctx)
                 if not ctx.settings.prometheus_url:
                     await ctx.usage.sample(ctx.kube)
         except CarbonAwareError as exc:

@@ -15,6 +15,7 @@ from carbonaware.api import labels
 from carbonaware.api.conditions import JobState, Reason
 from carbonaware.errors import SpecError
 from carbonaware.handlers import events
+from carbonaware.handlers.carbonawarejob import deferred_release
 from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.errors import kopf_errors
 from carbonaware.handlers.loop import decide_for, plan_changed, write_held
@@ -40,7 +41,9 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
             ctx.registry.forget(key)
             return
         try:
-            work = work_from_plain_job(body, default_region=ctx.settings.default_region)
+            work = work_from_plain_job(
+                body, default_region=ctx.settings.default_region, created=ctx.created(body)
+            )
         except SpecError as exc:
             current = meta.get("annotations") or {}
             if current.get(labels.REASON) == Reason.INVALID_SPEC.value:
@@ -59,9 +62,9 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
                 message=f"{exc}; the Job stays suspended",
             )
             return
-        snapshot = await ctx.intensity.snapshot(work.region, now)
+        snapshot = await ctx.intensity.snapshot(work.region, now, max_age=ctx.tick)
         decision = decide_for(ctx, work, snapshot, now)
-        if decision.release:
+        if decision.release and ctx.settings.release_cap_per_tick is None:
             await release(
                 ctx,
                 work,
@@ -74,15 +77,18 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
         first = ctx.registry.get(key) is None and labels.STATE not in (
             meta.get("annotations") or {}
         )
-        if first or plan_changed(work, decision, decision.reason):
-            await write_held(ctx, work, decision, snapshot, now)
+        reason, message = decision.reason, decision.message
+        if decision.release:  # due, but the release cap orders releases in the loop
+            reason, message = deferred_release(ctx, None)
+        if first or plan_changed(work, decision, reason):
+            await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         ctx.registry.hold(work)
         if first:
             events.info(
                 ctx.kube,
                 body,
                 reason="Held",
-                message=f"{decision.reason.value}: {decision.message}",
+                message=f"{reason.value}: {message}",
             )
 
 

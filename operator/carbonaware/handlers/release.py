@@ -90,7 +90,11 @@ async def release(
             ctx, work, reason=reason, message=message, snapshot=snapshot, now=now
         )
     elif work.target is None:
-        facts = {labels.REASON: reason.value, labels.RELEASE_TIME: format_time(now)}
+        facts = {
+            labels.REASON: reason.value,
+            labels.RELEASE_TIME: format_time(now),
+            labels.LATEST_START_TIME: format_time(work.latest_start),
+        }
         if current is not None:
             facts[labels.INTENSITY_AT_RELEASE] = f"{current:g}"
         try:

@@ -343,7 +343,7 @@ async def attach_ssh_sci(
     if intensity is None or summary.cpu_core_seconds is None:
         return
     duration = timedelta(seconds=summary.duration_seconds)
-    created = datetime.fromisoformat(parent["metadata"]["creationTimestamp"])
+    created = ctx.created(parent)
     avoided, _ = await intensity_over(ctx, region, created, created + duration)
     # No memory term: the runner samples the whole host's memory, not the job's, and
     # hardware minWatts/maxWatts already describe the whole machine.

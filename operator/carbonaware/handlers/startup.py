@@ -7,13 +7,21 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import kopf
 
 from carbonaware.api import labels
 from carbonaware.config import OperatorSettings
-from carbonaware.handlers.context import OperatorContext, context_of
+from carbonaware.handlers.context import (
+    OperatorContext,
+    ScaledClock,
+    context_of,
+    same_time,
+    wall_clock,
+)
 from carbonaware.handlers.intensity import RegionIntensity
 from carbonaware.handlers.loop import run_forever
 from carbonaware.handlers.peering import PeeringGate
@@ -39,7 +47,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
-    settings.batching.worker_limit = 64
+    # At most worker_limit objects are worked on at once, and an object's worker stays
+    # idle_timeout after its last event: with kopf's 5 s, 64 workers took about 13 new
+    # objects a second, so 10,000 jobs created together waited up to 13 minutes for a
+    # status. One second lets them through as fast as the API server answers (bench/scale.py).
+    settings.queueing.worker_limit = 64
+    settings.queueing.idle_timeout = 1.0
 
 
 def provider_request_hooks(metrics: Metrics) -> tuple[RequestHook, RequestHook]:
@@ -62,14 +75,34 @@ def provider_request_hooks(metrics: Metrics) -> tuple[RequestHook, RequestHook]:
 def build_context(settings: OperatorSettings, metrics: Metrics | None = None) -> OperatorContext:
     metrics = metrics or Metrics()
     on_request, on_fetch = provider_request_hooks(metrics)
-    provider = build_provider(settings, on_request=on_request, on_fetch=on_fetch)
+    clock: Callable[[], datetime] = wall_clock
+    observed: Callable[[datetime], datetime] = same_time
+    if settings.time_scale != 1.0:
+        scaled = ScaledClock.from_settings(settings)
+        clock, observed = scaled, scaled.at
+        logger.warning(
+            "operator time runs %gx as fast as the wall clock from %s (CARBONAWARE_TIME_SCALE):"
+            " a testing and demo aid, not for production",
+            scaled.scale,
+            scaled.origin.isoformat(),
+        )
+    provider = build_provider(settings, clock=clock, on_request=on_request, on_fetch=on_fetch)
     return OperatorContext(
         settings=settings,
         kube=Kube.connect(),
         metrics=metrics,
         provider=provider,
         intensity=RegionIntensity(provider, metrics),
+        clock=clock,
+        observed=observed,
     )
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account, else ``$KUBECONFIG`` as it is now (not as it was when a
+    client library was first imported)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.startup()

@@ -65,10 +65,16 @@ class TargetState:
     generation: int | None = None
     last_probe: datetime | None = None
     running: set[Key] = field(default_factory=set)
+    starting: set[Key] = field(default_factory=set)
+    """Jobs whose release has claimed a slot and not finished starting (see ``reserve``)."""
+
+    @property
+    def busy(self) -> int:
+        return len(self.running | self.starting)
 
     @property
     def free(self) -> int:
-        return max(self.max_concurrent - len(self.running), 0)
+        return max(self.max_concurrent - self.busy, 0)
 
 
 class Registry:
@@ -163,6 +169,25 @@ class Registry:
 
     def targets(self) -> dict[TargetKey, TargetState]:
         return dict(self._targets)
+
+    def reserve(self, target: TargetKey | None, key: Key) -> bool:
+        """Claim a slot on ``target`` for the release of ``key``, or say there is none.
+
+        Starting a run awaits the API (the target, its key Secret) before it counts as
+        running; the claim is taken before the first await, so two releases starting at
+        once cannot both take the last slot. Give it back with :meth:`unreserve`.
+        """
+        if target is None:
+            return True
+        state = self._targets[target]
+        if key not in state.running and key not in state.starting and state.free <= 0:
+            return False
+        state.starting.add(key)
+        return True
+
+    def unreserve(self, target: TargetKey | None, key: Key) -> None:
+        if target is not None and target in self._targets:
+            self._targets[target].starting.discard(key)
 
     def mark_running(self, target: TargetKey, key: Key) -> None:
         self._targets[target].running.add(key)

@@ -121,12 +121,15 @@ def released(
         now=now,
         generation=generation,
     )
+    # Unknown values at release are written as null, which a merge patch turns into "remove":
+    # a value and source seen while the job was held must not pass for the release's.
     intensity = {
         "current": _round(current),
         "atRelease": _round(current),
-        "atCreation": _round(at_creation),
         "source": source,
     }
+    if at_creation is not None:
+        intensity["atCreation"] = _round(at_creation)
     status: Status = {
         "conditions": updated,
         "state": JobState.RELEASED.value,
@@ -135,7 +138,7 @@ def released(
         "releaseTime": format_time(now),
         "plannedStartTime": None,  # the plan is done; a merge patch null removes it
         "observedGeneration": generation,
-        "intensity": {k: v for k, v in intensity.items() if v is not None},
+        "intensity": intensity,
     }
     if job_name:
         status["jobName"] = job_name

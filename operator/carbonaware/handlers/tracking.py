@@ -85,6 +85,8 @@ def tracked_status(parent: dict[str, Any], job: dict[str, Any], now: datetime) -
         doc["releaseTime"] = annotations.get(labels.RELEASE_TIME) or child_meta.get(
             "creationTimestamp"
         )
+        if annotations.get(labels.LATEST_START_TIME) and not status.get("latestStartTime"):
+            doc["latestStartTime"] = annotations[labels.LATEST_START_TIME]
         at_release = annotations.get(labels.INTENSITY_AT_RELEASE)
         if at_release:
             doc["intensity"] = {"atRelease": float(at_release)}

@@ -22,6 +22,7 @@ Tests inject ``transport`` (``httpx.MockTransport``) and ``sleep`` so retries do
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import logging
@@ -152,8 +153,13 @@ class HttpJsonClient:
         """GET ``url`` (relative to the base URL) and return the decoded JSON body."""
         request = f"GET {url.split('?', 1)[0]}"
         secrets = [v for v in (headers or {}).values() if len(v) >= 6]
+        # "Bearer <token>": an upstream may echo the token alone
+        schemes = [v.partition(" ")[2].strip() for v in secrets]
+        secrets += [credential for credential in schemes if len(credential) >= 6]
         if basic_auth is not None:
-            secrets.append(basic_auth[1])
+            # the password, and the header that carries it (base64 of "user:password")
+            pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
+            secrets += [basic_auth[1], base64.b64encode(pair).decode()]
         auth = httpx.BasicAuth(*basic_auth) if basic_auth is not None else None
         attempts = self._options.retries + 1
         for attempt in range(1, attempts + 1):

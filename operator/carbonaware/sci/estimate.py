@@ -6,6 +6,7 @@ intensity over the run and passes both in. Nothing here reads a clock, a file or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -174,7 +175,12 @@ def estimate_run(
     total = operational + embodied
     avoided = None
     if avoided_intensity is not None:
-        avoided = energy_kwh * avoided_intensity - operational
+        # The two intensities are time-weighted means over different windows; when they
+        # agree but for float noise nothing was avoided (not 3e-21 g).
+        difference = avoided_intensity - intensity_g_per_kwh
+        if math.isclose(avoided_intensity, intensity_g_per_kwh, rel_tol=1e-9, abs_tol=1e-9):
+            difference = 0.0
+        avoided = energy_kwh * difference
     parts = [machine.power.label]
     if usage.memory_gib > 0:
         parts.append("memory=ccf")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from carbonaware.config import OperatorSettings
 from carbonaware.api.intensity import IntensityPoint
+from carbonaware.config import OperatorSettings
 from carbonaware.handlers.intensity import ForecastMemory, RegionIntensity
 from carbonaware.metrics import Metrics
 from carbonaware.providers.factory import build_provider

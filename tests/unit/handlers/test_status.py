@@ -36,3 +36,21 @@ def test_held_false_is_prefixed_when_the_message_does_not_say_released() -> None
     messages = released_conditions("The operator started the run.")
     assert messages["Held"] == "Released: The operator started the run."
     assert messages["Released"] == "The operator started the run."
+
+
+def test_values_unknown_at_release_remove_the_ones_seen_while_held() -> None:
+    """Written as a JSON merge patch: null removes the held status's current value and
+    source, so a release without data does not show them as the release's."""
+    doc = status_docs.released(
+        [],
+        reason=Reason.PROVIDER_UNAVAILABLE,
+        message="Released at the latest start; no intensity data.",
+        now=NOW,
+        generation=1,
+        region="GB",
+        latest_start=NOW,
+        current=None,
+        source=None,
+        at_creation=None,
+    )
+    assert doc["intensity"] == {"current": None, "atRelease": None, "source": None}

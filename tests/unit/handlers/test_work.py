@@ -23,7 +23,9 @@ from carbonaware.errors import SpecError
 from carbonaware.handlers.state import WorkKind
 from carbonaware.handlers.work import (
     SCHEDULE_ANNOTATIONS,
+    parse_spec,
     schedule_from_annotations,
+    work_from_carbonawarejob,
     work_from_plain_job,
 )
 
@@ -224,3 +226,29 @@ def test_any_annotations_give_valid_work_or_a_spec_error(annotations: dict[str, 
     assert threshold == (work.policy is SchedulePolicy.THRESHOLD)
     if work.max_intensity is not None:
         assert 0 <= work.max_intensity <= MAX_INTENSITY
+
+
+def test_held_work_keeps_the_object_but_not_its_managed_fields() -> None:
+    owners = [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]
+    plain = job({labels.POLICY: "Forecast"})
+    plain["metadata"]["managedFields"] = owners
+    caj = {
+        "apiVersion": "carbonaware.io/v1alpha1",
+        "kind": "CarbonAwareJob",
+        "metadata": {**plain["metadata"], "name": "train"},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}},
+        "status": {"state": "Held"},
+    }
+    held = [
+        (plain, work_from_plain_job(plain, default_region=DEFAULT_REGION)),
+        (caj, work_from_carbonawarejob(caj, parse_spec(caj["spec"]), region="GB")),
+    ]
+    for body, work in held:
+        assert "managedFields" not in work.body["metadata"]
+        assert work.body["metadata"] == {
+            k: v for k, v in body["metadata"].items() if k != "managedFields"
+        }
+        assert {k: v for k, v in work.body.items() if k != "metadata"} == {
+            k: v for k, v in body.items() if k != "metadata"
+        }
+        assert body["metadata"]["managedFields"] == owners  # the watched object is untouched

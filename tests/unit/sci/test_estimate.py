@@ -73,6 +73,15 @@ def test_avoided_grams_compares_with_the_window_at_creation() -> None:
     assert dirtier.avoided_grams < 0
 
 
+def test_avoided_grams_is_zero_when_the_intensities_differ_by_float_noise_only() -> None:
+    usage, machine = RunUsage(3600, 3600, 1), _machine()
+    mean = (0.1 + 0.2) * 1000.0  # 300.00000000000006
+    same = estimate_run(usage, machine, 300.0, FunctionalUnit(), avoided_intensity=mean)
+    assert same.avoided_grams == 0.0
+    apart = estimate_run(usage, machine, 300.0, FunctionalUnit(), avoided_intensity=300.01)
+    assert apart.avoided_grams == pytest.approx(same.energy_kwh * 0.01)
+
+
 def test_status_mapping_uses_crd_field_names() -> None:
     result = estimate_run(RunUsage(60, 30, 1), _machine(), 100.0, FunctionalUnit("users", 500))
     status = result.to_status()

@@ -1,0 +1,140 @@
+"""The refresh loop under faults: a provider slower than a tick never delays decisions, and
+held work another replica released meanwhile is dropped, not released again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from carbonaware.api.carbonawarejob import SchedulePolicy
+from carbonaware.api.intensity import IntensityPoint
+from carbonaware.config import OperatorSettings
+from carbonaware.handlers.context import OperatorContext
+from carbonaware.handlers.intensity import RegionIntensity
+from carbonaware.handlers.loop import latest_snapshots, resync_held
+from carbonaware.handlers.state import HeldWork, WorkKind
+from carbonaware.metrics import Metrics
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+HALF_HOUR = timedelta(minutes=30)
+
+
+class GatedProvider:
+    """Answers at once while ``gate`` is set, else waits for it (a hanging upstream)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.value = 100.0
+        self.calls = 0
+
+    @property
+    def name(self) -> str:
+        return "gated"
+
+    async def current(self, region: str) -> IntensityPoint:
+        self.calls += 1
+        await self.gate.wait()
+        return IntensityPoint(NOW, NOW + HALF_HOUR, self.value, "gated", is_forecast=False)
+
+    async def forecast(self, region: str, start: datetime, end: datetime) -> list[IntensityPoint]:
+        await self.gate.wait()
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+def context(provider: Any, kube: Any = None, tick: float = 0.2) -> OperatorContext:
+    metrics = Metrics()
+    return OperatorContext(
+        settings=OperatorSettings(tick_seconds=tick),
+        kube=cast(Any, kube),
+        metrics=metrics,
+        provider=provider,
+        intensity=RegionIntensity(provider, metrics),
+    )
+
+
+async def test_a_hanging_provider_delays_a_tick_by_half_a_tick_at_most() -> None:
+    provider = GatedProvider()
+    ctx = context(provider)
+    first = await latest_snapshots(ctx, {"GB"}, NOW)
+    assert first["GB"].current is not None
+    assert first["GB"].current.intensity == 100
+
+    provider.gate.clear()
+    provider.value = 300.0
+    started = time.monotonic()
+    second = await latest_snapshots(ctx, {"GB"}, NOW + timedelta(minutes=1))
+    waited = time.monotonic() - started
+    assert second["GB"] is first["GB"], "the last snapshot serves while the refresh hangs"
+    assert 0.05 < waited < 1.0
+    third = await latest_snapshots(ctx, {"GB"}, NOW + timedelta(minutes=2))
+    assert third["GB"] is first["GB"]
+    assert provider.calls == 2, "no second refresh is started beside the hanging one"
+
+    provider.gate.set()
+    await asyncio.sleep(0)
+    fourth = await latest_snapshots(ctx, {"GB"}, NOW + timedelta(minutes=3))
+    assert fourth["GB"].current is not None
+    assert fourth["GB"].current.intensity == 300
+    assert ctx.refreshing is None
+
+
+class FakeKube:
+    def __init__(self, objects: dict[str, dict[str, Any] | None]) -> None:
+        self.objects = objects
+        self.reads: list[str] = []
+
+    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(name)
+        return self.objects.get(name)
+
+
+def held(name: str, uid: str) -> HeldWork:
+    return HeldWork(
+        kind=WorkKind.CARBON_AWARE_JOB,
+        namespace="ns",
+        name=name,
+        uid=uid,
+        region="GB",
+        policy=SchedulePolicy.THRESHOLD,
+        created=NOW,
+        latest_start=NOW + timedelta(hours=1),
+        expected_duration_seconds=3600,
+        max_intensity=100.0,
+        max_index=None,
+        priority=0,
+        target=None,
+        planned_start=None,
+        held_reason="WaitingForThreshold",
+        body={"metadata": {"name": name, "uid": uid}},
+    )
+
+
+async def test_resync_drops_what_was_released_or_deleted_meanwhile() -> None:
+    def body(name: str, uid: str, status: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"name": name, "uid": uid}, "status": status}
+
+    kube = FakeKube(
+        {
+            "released": body("released", "u1", {"releaseTime": "2024-05-01T12:01:00Z"}),
+            "replaced": body("replaced", "other-uid", {}),
+            "waiting": body("waiting", "u4", {"state": "Held", "plannedStartTime": "x"}),
+        }
+    )
+    ctx = context(GatedProvider(), kube)
+    for name, uid in (("released", "u1"), ("replaced", "u2"), ("deleted", "u3"),
+                      ("waiting", "u4")):  # fmt: skip
+        ctx.registry.hold(held(name, uid))
+
+    await resync_held(ctx)
+
+    assert sorted(kube.reads) == ["deleted", "released", "replaced", "waiting"]
+    assert [work.name for work in ctx.registry.held()] == ["waiting"]
+    assert ctx.registry.held()[0].body["status"]["plannedStartTime"] == "x"
+    assert ctx.registry.was_released("u1")
+    assert not ctx.registry.was_released("u3")
