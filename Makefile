@@ -57,3 +57,4 @@ plane-binaries: deps
 bench: venv plane-binaries
 	$(PY) bench/scheduling.py
 	$(PY) bench/localplane.py
+	$(PY) bench/scale.py

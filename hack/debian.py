@@ -30,6 +30,10 @@ class InstallError(RuntimeError):
     """apt-get could not install a package (or would need root)."""
 
 
+class NeedsRootError(InstallError):
+    """A package is missing and installing it needs root (or passwordless sudo)."""
+
+
 def present(binary: str) -> bool:
     return Path(binary).exists() if binary.startswith("/") else shutil.which(binary) is not None
 
@@ -44,7 +48,7 @@ def install(*packages: str) -> None:
     elif shutil.which("sudo"):
         apt = ["sudo", "-n", "apt-get"]
     else:
-        raise InstallError(
+        raise NeedsRootError(
             f"installing {' '.join(packages)} needs root: apt-get install {' '.join(packages)}"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

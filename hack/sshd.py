@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import getpass
 import json
 import os
@@ -30,6 +29,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,11 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The sibling scripts in hack/ are modules too, whether this file runs as a script or is
+# imported by path from the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import debian
+
 SSHD_PATH = Path("/usr/sbin/sshd")
 SSH_KEYGEN_PATH = "ssh-keygen"
 # sshd's privilege-separation directory; missing on machines where the service never ran.
 PRIVILEGE_SEPARATION_DIR = Path("/run/sshd")
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "carbonaware-openssh-install.lock"
 _START_TIMEOUT_SECONDS = 20.0
 _STOP_GRACE_SECONDS = 10.0
 
@@ -120,25 +124,12 @@ def process_start_ticks(pid: int) -> int | None:
 
 def ensure_openssh_server() -> None:
     """Install ``openssh-server`` (and ``openssh-client`` for ssh-keygen) if missing."""
-    if SSHD_PATH.exists() and shutil.which(SSH_KEYGEN_PATH):
-        return
-    if os.geteuid() != 0:
-        raise InstallNeedsRootError(
-            "openssh-server is not installed and installing it needs root: "
-            "sudo apt-get install openssh-server"
-        )
-    with _INSTALL_LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if SSHD_PATH.exists() and shutil.which(SSH_KEYGEN_PATH):
-            return
-        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "openssh-server"]
-        first = subprocess.run(install, env=environment, capture_output=True, check=False)
-        if first.returncode != 0 or not SSHD_PATH.exists():
-            subprocess.run(["apt-get", "update"], env=environment, capture_output=True, check=False)
-            second = subprocess.run(install, env=environment, capture_output=True, text=True)
-            if second.returncode != 0 or not SSHD_PATH.exists():
-                raise SshdError(f"apt-get install openssh-server failed:\n{second.stderr}")
+    try:
+        debian.ensure(str(SSHD_PATH), SSH_KEYGEN_PATH)
+    except debian.NeedsRootError as exc:
+        raise InstallNeedsRootError(str(exc)) from exc
+    except debian.InstallError as exc:
+        raise SshdError(str(exc)) from exc
 
 
 def _free_port() -> int:
@@ -320,9 +311,7 @@ def running_sshd() -> Iterator[SshdServer]:
 
 def main() -> int:
     """``python hack/sshd.py DIR``: start a server in DIR and print its details as JSON."""
-    import sys
-
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         print("usage: sshd.py DIRECTORY", file=sys.stderr)
         return 2
     server = start_sshd(Path(sys.argv[1]).resolve())

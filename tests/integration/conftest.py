@@ -15,7 +15,8 @@ Use it from any test module in this directory::
         local_plane.kubectl_json("get", "jobs", "-n", namespace)
 
 ``namespace`` gives each test a fresh namespace (its default ServiceAccount exists) and
-deletes it afterwards. The binaries are built (cached) before the first test runs, so a
+deletes it afterwards. ``crds`` (module scope) is ``local_plane`` with the operator's CRDs
+applied and Established. The binaries are built (cached) before the first test runs, so a
 cold build does not count against a test's timeout.
 """
 
@@ -24,13 +25,12 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .operatorproc import CRDS, REPO_ROOT
 
 
 def load_localplane() -> ModuleType:
@@ -76,3 +76,12 @@ def namespace(local_plane: Any) -> Iterator[str]:
     name: str = local_plane.create_namespace("test")
     yield name
     local_plane.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def crds(local_plane: Any) -> Any:
+    """``local_plane`` with the CarbonAwareJob and ServerTarget CRDs applied and Established."""
+    local_plane.kubectl("apply", "-f", str(CRDS))
+    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
+        local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    return local_plane

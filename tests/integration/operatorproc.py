@@ -2,23 +2,166 @@
 
 ``OperatorProcess`` starts ``python -m carbonaware run`` with its own environment and log
 file, and can be stopped gracefully or killed with SIGKILL (restart-safety tests).
+
+Also the small helpers the test modules share: ``wait_for``, ``free_port``, ``pid_alive``,
+``apt_get_install``, reading objects back (``get``, ``status_of``) and their conditions
+(``condition`` on an object, ``status_condition`` on a status) and timestamps (``when``),
+scraping the operator's /metrics (``scrape_metrics``), and CarbonAwareJob manifests
+(``caj`` with ``BATCH_JOB_TEMPLATE``, or ``QUICK_JOB_TEMPLATE``) and suspended plain
+Jobs (``suspended_job``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRDS = REPO_ROOT / "crds"
+
+# A Job whose pod exits at once: for tests that only care that it was released and ran.
+QUICK_JOB_TEMPLATE: dict[str, Any] = {
+    "spec": {
+        "backoffLimit": 0,
+        "template": {
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+            }
+        },
+    }
+}
+# A Job with resource requests, so the operator's SCI estimate of its run is not zero.
+BATCH_JOB_TEMPLATE: dict[str, Any] = {
+    "spec": {
+        "backoffLimit": 0,
+        "template": {
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox",
+                        "command": ["sh", "-c", "echo batch"],
+                        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}},
+                    }
+                ],
+            }
+        },
+    }
+}
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    """True if the process exists and is not a zombie (or dead) waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def apt_get_install(*packages: str) -> None:
+    """Install Debian packages with apt-get; fail the test when apt-get is unusable."""
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.fail(f"{', '.join(packages)}: missing, and apt-get is unusable (not root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", "DPkg::Lock::Timeout=300"]
+    subprocess.run(["apt-get", *lock, "update"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        ["apt-get", *lock, "install", "-y", "--no-install-recommends", *packages],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def get(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    """One object, as ``kubectl get -o json`` returns it."""
+    result: dict[str, Any] = plane.kubectl_json("get", kind, name, "-n", namespace)
+    return result
+
+
+def status_of(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    return dict(get(plane, kind, namespace, name).get("status") or {})
+
+
+def status_condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    """The condition of type ``type_`` in a status, if it has one."""
+    for item in status.get("conditions") or []:
+        if item["type"] == type_:
+            return dict(item)
+    return None
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    """The condition of type ``type_`` in a whole object's status, if it has one."""
+    return status_condition(obj.get("status") or {}, type_)
+
+
+def caj(name: str, schedule: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """A CarbonAwareJob in region GB; it runs ``BATCH_JOB_TEMPLATE`` unless ``spec`` gives a
+    ``jobTemplate`` or ``ssh``. ``spec`` may also override the region."""
+    body: dict[str, Any] = {"region": "GB", "schedule": schedule, **spec}
+    if "ssh" not in spec and "jobTemplate" not in spec:
+        body["jobTemplate"] = BATCH_JOB_TEMPLATE
+    return {
+        "apiVersion": "carbonaware.io/v1alpha1",
+        "kind": "CarbonAwareJob",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def suspended_job(name: str, **meta: Any) -> dict[str, Any]:
+    """A suspended plain Job running ``BATCH_JOB_TEMPLATE``; ``meta`` goes into its metadata."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, **meta},
+        "spec": {"suspend": True, **BATCH_JOB_TEMPLATE["spec"]},
+    }
+
+
+def scrape_metrics(port: int, timeout: float) -> Samples:
+    """Every sample of the operator's /metrics on ``port`` as {(name, sorted labels): value},
+    in the order served. Raises OSError when the endpoint does not answer."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
 
 
 def wait_for(

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from .invalidcases import BadInput, load_cases, load_valid
-from .operatorproc import CRDS
 
 pytestmark = pytest.mark.integration
 
@@ -25,14 +24,6 @@ API_CASES = load_cases(stage="api")
 VALID = load_valid()
 RELEASE_TIME = "2024-05-01T12:00:00Z"
 PLURALS = {"CarbonAwareJob": "carbonawarejobs", "ServerTarget": "servertargets"}
-
-
-@pytest.fixture(scope="module")
-def crds(local_plane: Any) -> Any:
-    local_plane.kubectl("apply", "-f", str(CRDS))
-    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
-        local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    return local_plane
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .operatorproc import REPO_ROOT, free_port, pid_alive
 from .sshd import ensure_openssh_server
 
 pytestmark = pytest.mark.integration
@@ -28,20 +27,6 @@ CAJ_NAMES = (
     "threshold-low-backfill",
     "threshold-met-reindex",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _run(command: str, env: dict[str, str]) -> str:
@@ -76,7 +61,7 @@ def _get_caj_table(output: str) -> dict[str, str]:
 
 def test_demo_up_again_and_down(tmp_path: Path) -> None:
     ensure_openssh_server()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONAWARE_DEMO")}
     env.update(CARBONAWARE_DEMO_DIR=str(tmp_path / "demo"), CARBONAWARE_DEMO_METRICS_PORT=str(port))
     work = tmp_path / "demo"
@@ -102,10 +87,10 @@ def test_demo_up_again_and_down(tmp_path: Path) -> None:
         assert "reusing the running control plane" in second
         assert sorted(_get_caj_table(second)) == sorted(CAJ_NAMES)
         operator_and_sshd = first_pids[:2]
-        assert not any(_alive(pid) for pid in operator_and_sshd)
-        assert all(_alive(pid) for pid in first_pids[2:]), "the plane was not reused"
+        assert not any(pid_alive(pid) for pid in operator_and_sshd)
+        assert all(pid_alive(pid) for pid in first_pids[2:]), "the plane was not reused"
         second_pids = _pids(work)
     finally:
         down = _run("down", env)
     assert "nothing left running" in down
-    assert not [pid for pid in second_pids if _alive(pid)]
+    assert not [pid for pid in second_pids if pid_alive(pid)]

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +44,15 @@ import pytest
 from carbonaware.api import labels
 from carbonaware.runners.jobs import child_name
 
-from .operatorproc import REPO_ROOT, OperatorProcess, operator_env
+from .operatorproc import (
+    REPO_ROOT,
+    OperatorProcess,
+    caj,
+    free_port,
+    operator_env,
+    status_condition,
+    suspended_job,
+)
 from .ukapi import UkApiServer, serve_uk_api
 
 pytestmark = pytest.mark.integration
@@ -62,26 +69,6 @@ EVIDENCE_TIMEOUT = 45.0
 ABSENCE_MARGIN = 3.0
 OPERATOR_PRIORITY = 100  # our peered operator; the injected peer outranks it
 HIGHER_PRIORITY = 1000
-
-JOB_TEMPLATE: dict[str, Any] = {
-    "spec": {
-        "backoffLimit": 0,
-        "template": {
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "busybox",
-                        "command": ["sh", "-c", "echo batch"],
-                        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}},
-                    }
-                ],
-            }
-        },
-    }
-}
-
 
 # --------------------------------------------------------------------------- grants
 
@@ -170,10 +157,6 @@ class Snapshot:
         return self.log + "\n" + json.dumps(statuses)
 
 
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    return next((dict(c) for c in status.get("conditions") or [] if c["type"] == type_), None)
-
-
 def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("annotations") or {})
 
@@ -199,7 +182,7 @@ def events_about(s: Snapshot, name: str) -> set[str]:
 
 
 def held(s: Snapshot, name: str) -> bool:
-    found = condition(s.status("CarbonAwareJob", name), "Held")
+    found = status_condition(s.status("CarbonAwareJob", name), "Held")
     return found is not None and found["status"] == "True"
 
 
@@ -260,7 +243,7 @@ EFFECTS: dict[str, Effect] = {
     "probed": Effect("the ServerTarget is probed (status written)", lambda s: probed(s, "srv")),
     "probe-used-key": Effect(
         "the probe read the key and reached the network (refused: Unreachable)",
-        lambda s: (c := condition(s.status("ServerTarget", "srv"), "Reachable")) is not None
+        lambda s: (c := status_condition(s.status("ServerTarget", "srv"), "Reachable")) is not None
         and c["reason"] == "Unreachable",
     ),
     "events": Effect(
@@ -462,12 +445,6 @@ def releases(
 # --------------------------------------------------------------------------- running it
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A throwaway key: the ServerTargets point at closed ports, nothing logs in with it."""
@@ -492,20 +469,6 @@ def grid() -> Iterator[tuple[Grid, UkApiServer]]:
         yield intensity, server
 
 
-def caj(name: str, schedule: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "carbonaware.io/v1alpha1",
-        "kind": "CarbonAwareJob",
-        "metadata": {"name": name},
-        "spec": {"region": "GB", "schedule": schedule, **spec},
-    }
-
-
-def suspended_job(name: str, **meta: Any) -> dict[str, Any]:
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, **meta},
-            "spec": {"suspend": True, **JOB_TEMPLATE["spec"]}}  # fmt: skip
-
-
 def server_target(name: str) -> dict[str, Any]:
     """A ServerTarget at a port nothing listens on: probes are refused (Unreachable)."""
     spec = {"host": "127.0.0.1", "port": free_port(), "user": "batch",
@@ -520,14 +483,14 @@ def early_objects(ssh_key: str) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": KEY_SECRET},
          "type": "kubernetes.io/ssh-auth", "stringData": {"ssh-privatekey": ssh_key}},
         server_target("srv"),
-        caj("held", {"policy": "Threshold", "maxIntensity": 100}, jobTemplate=JOB_TEMPLATE),
-        caj("now", immediate, jobTemplate=JOB_TEMPLATE),
+        caj("held", {"policy": "Threshold", "maxIntensity": 100}),
+        caj("now", immediate),
         caj("ssh", immediate, ssh={"targetRef": {"name": "srv"}, "command": "true"}),
         suspended_job("plain", labels={labels.MANAGED: "true"},
                       annotations={"carbonaware.io/policy": "Immediate"}),
         # Someone else's Job, with the name the operator derives for the next job's Job.
         suspended_job(child_name("clash")),
-        caj("clash", immediate, jobTemplate=JOB_TEMPLATE),
+        caj("clash", immediate),
     ]  # fmt: skip
 
 
@@ -535,8 +498,8 @@ def late_objects() -> list[dict[str, Any]]:
     immediate = {"policy": "Immediate"}
     return [
         server_target("late-srv"),
-        caj("late-held", {"policy": "Threshold", "maxIntensity": 100}, jobTemplate=JOB_TEMPLATE),
-        caj("late-now", immediate, jobTemplate=JOB_TEMPLATE),
+        caj("late-held", {"policy": "Threshold", "maxIntensity": 100}),
+        caj("late-now", immediate),
         # Its own target: "srv" is busy with the early SSH job's runner pod (maxConcurrent 1).
         caj("late-ssh", immediate, ssh={"targetRef": {"name": "late-srv"}, "command": "true"}),
     ]  # fmt: skip

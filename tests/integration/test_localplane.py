@@ -4,7 +4,6 @@ without leaving processes behind."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,7 +13,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .conftest import REPO_ROOT, localplane
+from .conftest import localplane
+from .operatorproc import REPO_ROOT, pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -68,16 +68,6 @@ def job_pods(plane: Any, namespace: str, job_name: str) -> list[dict[str, Any]]:
         "get", "pods", "-n", namespace, "-l", f"job-name={job_name}"
     )["items"]
     return pods
-
-
-def pid_alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie waiting to be reaped."""
-    try:
-        os.kill(pid, 0)
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (ProcessLookupError, FileNotFoundError):
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 def port_open(url: str) -> bool:

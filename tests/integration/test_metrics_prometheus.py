@@ -41,7 +41,20 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from carbonaware.metrics import Metrics
 
-from .operatorproc import CRDS, REPO_ROOT, OperatorProcess, operator_env, wait_for
+from .operatorproc import (
+    BATCH_JOB_TEMPLATE,
+    REPO_ROOT,
+    OperatorProcess,
+    apt_get_install,
+    caj,
+    free_port,
+    get,
+    operator_env,
+    status_condition,
+    status_of,
+    suspended_job,
+    wait_for,
+)
 from .sshd import SshdServer, sshd_server
 from .ukapi import UkApiServer, period_start, serve_uk_api
 
@@ -67,12 +80,6 @@ BUSY_SCRIPT = "timeout 2 sh -c 'while :; do :; done'; echo done\n"
 # --------------------------------------------------------------------------- helpers
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def ensure_prometheus() -> str:
     """Debian's prometheus binary, installed with apt-get when missing. Only the binary is
     used: the package's own service (if the post-install script starts one) is ignored."""
@@ -81,17 +88,7 @@ def ensure_prometheus() -> str:
     )
     if found:
         return found
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.fail("prometheus is missing and apt-get is unusable (not root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    lock = ["-o", "DPkg::Lock::Timeout=300"]
-    subprocess.run(["apt-get", *lock, "update"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", *lock, "install", "-y", "--no-install-recommends", "prometheus"],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    apt_get_install("prometheus")
     found = shutil.which("prometheus")
     assert found, "apt-get install prometheus did not provide the prometheus binary"
     return found
@@ -221,41 +218,9 @@ class Grid:
         return self.now
 
 
-JOB_TEMPLATE: dict[str, Any] = {
-    "spec": {
-        "backoffLimit": 0,
-        "template": {
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "busybox",
-                        "command": ["sh", "-c", "echo batch"],
-                        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}},
-                    }
-                ],
-            }
-        },
-    }
-}
-
-
-def caj(name: str, schedule: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"region": "GB", "schedule": schedule, **spec}
-    if "ssh" not in spec and "jobTemplate" not in spec:
-        body["jobTemplate"] = JOB_TEMPLATE
-    return {
-        "apiVersion": "carbonaware.io/v1alpha1",
-        "kind": "CarbonAwareJob",
-        "metadata": {"name": name},
-        "spec": body,
-    }
-
-
 def long_running_template() -> dict[str, Any]:
     """The Job template with pods that stay Running for ten minutes on the kwok nodes."""
-    template = json.loads(json.dumps(JOB_TEMPLATE))
+    template = json.loads(json.dumps(BATCH_JOB_TEMPLATE))
     template["spec"]["template"]["metadata"] = {"annotations": {POD_COMPLETE_DELAY: "10m"}}
     return template
 
@@ -276,19 +241,6 @@ def server_target(name: str, host: str, port: int, user: str, **spec: Any) -> di
     }
 
 
-def get(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = plane.kubectl_json("get", kind, name, "-n", namespace)
-    return result
-
-
-def status_of(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    return dict(get(plane, kind, namespace, name).get("status") or {})
-
-
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    return next((dict(c) for c in status.get("conditions") or [] if c["type"] == type_), None)
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -304,14 +256,6 @@ class Run:
 
     def window(self) -> tuple[float, float]:
         return self.started, time.time()
-
-
-@pytest.fixture(scope="module")
-def crds(local_plane: Any) -> Any:
-    local_plane.kubectl("apply", "-f", str(CRDS))
-    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
-        local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    return local_plane
 
 
 @pytest.fixture(scope="module")
@@ -393,19 +337,14 @@ def drive(plane: Any, run: Run, server: SshdServer) -> None:
         namespace=ns,
     )  # fmt: skip
     plane.apply(
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": "plain",
-                "labels": {"carbonaware.io/managed": "true"},
-                "annotations": {
-                    "carbonaware.io/policy": "Threshold",
-                    "carbonaware.io/max-intensity": "250",
-                },
+        suspended_job(
+            "plain",
+            labels={"carbonaware.io/managed": "true"},
+            annotations={
+                "carbonaware.io/policy": "Threshold",
+                "carbonaware.io/max-intensity": "250",
             },
-            "spec": {"suspend": True, **JOB_TEMPLATE["spec"]},
-        },
+        ),
         namespace=ns,
     )
 
@@ -424,7 +363,7 @@ def drive(plane: Any, run: Run, server: SshdServer) -> None:
     assert scripted["sci"]["totalGrams"] > 0, scripted["sci"]
     for name, reachable in (("up", "True"), ("down", "False")):
         wait_for(
-            lambda n=name, r=reachable: (c := condition(status_of(plane, "srv", ns, n),
+            lambda n=name, r=reachable: (c := status_condition(status_of(plane, "srv", ns, n),
                                                         "Reachable"))
             and c["status"] == r,
             timeout=60,

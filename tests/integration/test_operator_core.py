@@ -15,57 +15,19 @@ from typing import Any
 
 import pytest
 
-from .operatorproc import CRDS, OperatorProcess, operator_env, wait_for
+from .operatorproc import (
+    OperatorProcess,
+    caj,
+    condition,
+    get,
+    operator_env,
+    suspended_job,
+    wait_for,
+    when,
+)
 from .ukapi import UkApiServer, serve_uk_api
 
 pytestmark = pytest.mark.integration
-
-JOB_TEMPLATE = {
-    "spec": {
-        "backoffLimit": 0,
-        "template": {
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "busybox",
-                        "command": ["sh", "-c", "echo training"],
-                        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}},
-                    }
-                ],
-            }
-        },
-    }
-}
-
-
-def caj(name: str, schedule: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "carbonaware.io/v1alpha1",
-        "kind": "CarbonAwareJob",
-        "metadata": {"name": name},
-        "spec": {"region": "GB", "schedule": schedule, "jobTemplate": JOB_TEMPLATE, **spec},
-    }
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for item in obj.get("status", {}).get("conditions", []):
-        if item["type"] == type_:
-            return dict(item)
-    return None
-
-
-def when(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-@pytest.fixture(scope="module")
-def crds(local_plane: Any) -> Any:
-    local_plane.kubectl("apply", "-f", str(CRDS))
-    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
-        local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    return local_plane
 
 
 class Intensity:
@@ -107,11 +69,6 @@ def operator(
     yield process
     process.stop()
     print(process.log()[-20000:])
-
-
-def get(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = plane.kubectl_json("get", kind, name, "-n", namespace)
-    return result
 
 
 def test_threshold_job_is_held_then_released_and_succeeds(
@@ -157,6 +114,34 @@ def test_threshold_job_is_held_then_released_and_succeeds(
     events = crds.kubectl_json("get", "events", "-n", namespace)["items"]
     reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "train"}
     assert {"Held", "Released", "Succeeded"} <= reasons
+
+    # SCI of the run: every field, consistent, and the same figures on the Job and its pods.
+    sci = status["sci"]
+    assert set(sci) == {
+        "energyKWh", "operationalGrams", "embodiedGrams", "totalGrams", "perUnitGrams",
+        "functionalUnit", "avoidedGrams", "method", "cpuCoreSeconds",
+    }  # fmt: skip
+    assert sci["energyKWh"] > 0
+    assert sci["cpuCoreSeconds"] > 0
+    assert sci["totalGrams"] == pytest.approx(sci["operationalGrams"] + sci["embodiedGrams"])
+    assert sci["perUnitGrams"] == pytest.approx(sci["totalGrams"])  # R = one run
+    assert sci["functionalUnit"] == "1 run"
+    assert sci["operationalGrams"] == pytest.approx(sci["energyKWh"] * 50, rel=0.01)
+    assert "ccf-linear(aws:" in sci["method"] or "ccf-linear(gcp:" in sci["method"]
+    assert status["intensity"]["runMean"] == 50
+    selector = f"batch.kubernetes.io/job-name={status['jobName']}"
+    pods = crds.kubectl_json("get", "pods", "-n", namespace, "-l", selector)["items"]
+    assert pods
+    job = get(crds, "job", namespace, status["jobName"])
+    for annotated in [job, *pods]:
+        annotations = annotated["metadata"]["annotations"]
+        assert float(annotations["carbonaware.io/sci-grams"]) == pytest.approx(
+            sci["totalGrams"], rel=1e-4
+        )
+        assert float(annotations["carbonaware.io/energy-kwh"]) == pytest.approx(
+            sci["energyKWh"], rel=1e-4
+        )
+        assert "carbonaware.io/cpu-core-seconds" in annotations
 
 
 def test_forecast_job_waits_for_the_planned_window(
@@ -245,19 +230,11 @@ def test_immediate_and_plain_suspended_job(
 ) -> None:
     intensity, _ = grid
     crds.apply(caj("now", {"policy": "Immediate"}), namespace=namespace)
-    plain = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": "plain",
-            "labels": {"carbonaware.io/managed": "true"},
-            "annotations": {
-                "carbonaware.io/policy": "Threshold",
-                "carbonaware.io/max-intensity": "100",
-            },
-        },
-        "spec": {"suspend": True, **JOB_TEMPLATE["spec"]},
-    }
+    plain = suspended_job(
+        "plain",
+        labels={"carbonaware.io/managed": "true"},
+        annotations={"carbonaware.io/policy": "Threshold", "carbonaware.io/max-intensity": "100"},
+    )
     crds.apply(plain, namespace=namespace)
     released = wait_for(
         lambda: (o := get(crds, "caj", namespace, "now")).get("status", {}).get("releaseTime")
@@ -347,3 +324,46 @@ def test_sigkill_while_releasing_200_jobs_loses_and_duplicates_nothing(
     assert max(owners.values()) == 1, "no CarbonAwareJob has two Jobs"
     assert first < count, "the kill happened mid-release"
     assert in_flight < count, "the kill happened mid-release"
+
+
+def test_release_cap_and_priority_order_releases(
+    crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], tmp_path: Path
+) -> None:
+    """With a cap of 2 releases per tick, 6 jobs that fall due together go 2 a tick, higher
+    priority first."""
+    intensity, server = grid
+    env = operator_env(
+        crds.kubeconfig, providers="ukci", ukci_base_url=server.url,
+        provider_cache_ttl_seconds=1, tick_seconds=3, release_cap_per_tick=2,
+    )  # fmt: skip
+    process = OperatorProcess(env, tmp_path / "operator.log")
+    process.start()
+    try:
+        manifests = [
+            caj(f"capped-{i}", {"policy": "Threshold", "maxIntensity": 100}, priority=i)
+            for i in range(6)
+        ]
+        listing = {"apiVersion": "v1", "kind": "List", "items": manifests}
+        crds.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(listing))
+
+        def states() -> list[str]:
+            items = crds.kubectl_json("get", "caj", "-n", namespace)["items"]
+            return [o.get("status", {}).get("state", "") for o in items]
+
+        wait_for(lambda: states().count("Held") == 6, timeout=60, what="all six held")
+        intensity.now = 50.0  # all six fall due at the same tick
+
+        def released() -> list[dict[str, Any]] | None:
+            items = crds.kubectl_json("get", "caj", "-n", namespace)["items"]
+            done = [o for o in items if o.get("status", {}).get("releaseTime")]
+            return items if len(done) == 6 else None
+
+        items = wait_for(released, timeout=90, what="all six released")
+    finally:
+        process.stop()
+    per_tick = Counter(o["status"]["releaseTime"] for o in items)
+    assert max(per_tick.values()) <= 2, f"at most 2 per tick: {per_tick}"
+    assert len(per_tick) >= 3, f"six releases need three ticks: {per_tick}"
+    order = sorted(items, key=lambda o: (o["status"]["releaseTime"], -o["spec"]["priority"]))
+    priorities = [o["spec"]["priority"] for o in order]
+    assert priorities == [5, 4, 3, 2, 1, 0], "higher priority first"

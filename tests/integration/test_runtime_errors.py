@@ -21,7 +21,15 @@ from typing import Any
 import pytest
 
 from .invalidcases import BadInput, load_cases
-from .operatorproc import CRDS, OperatorProcess, operator_env, wait_for
+from .operatorproc import (
+    QUICK_JOB_TEMPLATE,
+    OperatorProcess,
+    get,
+    operator_env,
+    status_condition,
+    wait_for,
+    when,
+)
 from .ukapi import UkApiServer, serve_uk_api
 
 pytestmark = pytest.mark.integration
@@ -29,27 +37,8 @@ pytestmark = pytest.mark.integration
 JOB_CASES = load_cases(stage="operator")
 DIRTY, CLEAN = 300.0, 40.0
 CLEAN_AFTER = timedelta(hours=3)
-JOB_TEMPLATE = {
-    "spec": {
-        "backoffLimit": 0,
-        "template": {
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
-            }
-        },
-    }
-}
 # Unreachable on purpose: nothing listens on the discard port.
 NOWHERE = {"host": "127.0.0.1", "port": 9}
-
-
-@pytest.fixture(scope="module")
-def crds(local_plane: Any) -> Any:
-    local_plane.kubectl("apply", "-f", str(CRDS))
-    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
-        local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    return local_plane
 
 
 @pytest.fixture(scope="module")
@@ -114,29 +103,13 @@ def caj(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def get(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    document: dict[str, Any] = plane.kubectl_json("get", kind, name, "-n", namespace)
-    return document
-
-
 def status_of(plane: Any, namespace: str, name: str) -> dict[str, Any]:
     return dict(get(plane, "carbonawarejobs", namespace, name).get("status") or {})
-
-
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for item in status.get("conditions") or []:
-        if item["type"] == type_:
-            return dict(item)
-    return None
 
 
 def events_for(plane: Any, namespace: str, name: str) -> list[dict[str, Any]]:
     items = plane.kubectl_json("get", "events", "-n", namespace)["items"]
     return [e for e in items if e["involvedObject"]["name"] == name]
-
-
-def when(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def wait_for_state(
@@ -153,7 +126,8 @@ def witness_released(plane: Any, namespace: str) -> None:
     """An Immediate job created now is released: the operator has kept working since."""
     name = unique("witness")
     plane.apply(
-        caj(name, schedule={"policy": "Immediate"}, jobTemplate=JOB_TEMPLATE), namespace=namespace
+        caj(name, schedule={"policy": "Immediate"}, jobTemplate=QUICK_JOB_TEMPLATE),
+        namespace=namespace,
     )
     wait_for(lambda: status_of(plane, namespace, name).get("releaseTime"), timeout=30,
              what="the witness job's release")  # fmt: skip
@@ -167,13 +141,14 @@ def test_unknown_region_is_held_with_the_reason_then_released_at_the_latest_star
 ) -> None:
     forecast, threshold = unique("region-xx-forecast"), unique("region-xx-threshold")
     crds.apply(caj(forecast, region="XX", schedule={"policy": "Forecast", "maxDelaySeconds": 20},
-                   jobTemplate=JOB_TEMPLATE), namespace=ns)  # fmt: skip
+                   jobTemplate=QUICK_JOB_TEMPLATE), namespace=ns)  # fmt: skip
     crds.apply(caj(threshold, region="XX", schedule={"policy": "Threshold", "maxIntensity": 100,
-                   "maxDelaySeconds": 20}, jobTemplate=JOB_TEMPLATE), namespace=ns)  # fmt: skip
+                   "maxDelaySeconds": 20}, jobTemplate=QUICK_JOB_TEMPLATE),
+               namespace=ns)  # fmt: skip
 
     for name in (forecast, threshold):
-        held = wait_for(lambda n=name: condition(status_of(crds, ns, n), "Held"), timeout=30,
-                        what=f"{name} held")  # fmt: skip
+        held = wait_for(lambda n=name: status_condition(status_of(crds, ns, n), "Held"),
+                        timeout=30, what=f"{name} held")  # fmt: skip
         assert held["status"] == "True"
         assert held["reason"] == "ForecastUnavailable"
         message = held["message"]
@@ -185,7 +160,7 @@ def test_unknown_region_is_held_with_the_reason_then_released_at_the_latest_star
     for name in (forecast, threshold):
         status = wait_for(lambda n=name: (s := status_of(crds, ns, n)).get("releaseTime") and s,
                           timeout=60, what=f"{name} released at its latest start")  # fmt: skip
-        released = condition(status, "Released")
+        released = status_condition(status, "Released")
         assert released is not None
         assert released["reason"] in ("ProviderUnavailable", "DeadlineReached")
         assert "region 'XX'" in released["message"], released["message"]
@@ -207,13 +182,13 @@ def test_unknown_server_target_fails_at_release_naming_the_target(
     crds.apply(caj(later, schedule={"policy": "Threshold", "maxIntensity": 100,
                                     "maxDelaySeconds": 10}, ssh=ssh), namespace=ns)  # fmt: skip
 
-    held = wait_for(lambda: condition(status_of(crds, ns, later), "Held"), timeout=30,
+    held = wait_for(lambda: status_condition(status_of(crds, ns, later), "Held"), timeout=30,
                     what="the Threshold job held until its latest start")  # fmt: skip
     assert held["status"] == "True"
     assert held["reason"] == "WaitingForThreshold"
     for name in (now, later):
         status = wait_for_state(crds, ns, name, "Failed", timeout=60)
-        failed = condition(status, "Failed")
+        failed = status_condition(status, "Failed")
         assert failed is not None
         assert failed["status"] == "True"
         assert failed["reason"] == "TargetNotFound"
@@ -241,7 +216,9 @@ def check_missing_secret(crds: Any, ns: str) -> None:
         namespace=ns,
     )  # fmt: skip
     reachable = wait_for(
-        lambda: condition(get(crds, "servertargets", ns, target).get("status") or {}, "Reachable"),
+        lambda: status_condition(
+            get(crds, "servertargets", ns, target).get("status") or {}, "Reachable"
+        ),
         timeout=30,
         what="the ServerTarget probed",
     )
@@ -252,7 +229,7 @@ def check_missing_secret(crds: Any, ns: str) -> None:
     ssh = {"targetRef": {"name": target}, "command": "./nightly.sh"}
     crds.apply(caj(job, schedule={"policy": "Immediate"}, ssh=ssh), namespace=ns)
     status = wait_for_state(crds, ns, job, "Failed", timeout=60)
-    failed = condition(status, "Failed")
+    failed = status_condition(status, "Failed")
     assert failed is not None
     assert failed["reason"] == "SecretNotFound"
     for words in ("Secret no-such-key", "ssh-privatekey", ns):
@@ -295,7 +272,7 @@ def test_a_template_the_job_api_refuses_fails_with_its_message(
     crds.apply(caj(name, schedule={"policy": "Immediate"}, jobTemplate={"spec": {"template": {
         "spec": pod}}}), namespace=ns)  # fmt: skip
     status = wait_for_state(crds, ns, name, "Failed", timeout=30)
-    failed = condition(status, "Failed")
+    failed = status_condition(status, "Failed")
     assert failed is not None
     assert failed["reason"] == "InvalidSpec"
     assert "spec.template.spec.restartPolicy" in failed["message"]
@@ -310,11 +287,11 @@ def test_a_deadline_long_past_releases_at_once(
     """Valid RFC 3339, but before the job existed: start now rather than overflow."""
     name = unique("ancient-deadline")
     schedule = {"deadlineTime": "0001-01-01T00:00:00Z"}
-    crds.apply(caj(name, schedule=schedule, jobTemplate=JOB_TEMPLATE), namespace=ns)
+    crds.apply(caj(name, schedule=schedule, jobTemplate=QUICK_JOB_TEMPLATE), namespace=ns)
     status = wait_for(lambda: (s := status_of(crds, ns, name)).get("releaseTime") and s,
                       timeout=30, what="release")  # fmt: skip
     # the current half hour is the only window left: either reason says "start now"
-    reason = condition(status, "Released")["reason"]  # type: ignore[index]
+    reason = status_condition(status, "Released")["reason"]  # type: ignore[index]
     assert reason in ("DeadlineReached", "LowCarbonWindow")
     created = when(get(crds, "carbonawarejobs", ns, name)["metadata"]["creationTimestamp"])
     assert when(status["latestStartTime"]) == created

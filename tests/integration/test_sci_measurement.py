@@ -19,7 +19,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,8 @@ from carbonaware.metricsource import PrometheusCpuReader
 from carbonaware.providers.http import HttpOptions
 from carbonaware.sci import FunctionalUnit, RunUsage, estimate_run, machine_from_hardware
 
+from .operatorproc import apt_get_install, free_port
+
 pytestmark = pytest.mark.integration
 
 WINDOW_SECONDS = 20.0
@@ -44,30 +45,13 @@ STARTUP_TIMEOUT = 60.0
 PACKAGES = ("prometheus", "prometheus-node-exporter")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _ensure_installed() -> tuple[str, str]:
     """Paths of prometheus and prometheus-node-exporter, installed from Debian if missing."""
     prometheus = shutil.which("prometheus")
     exporter = shutil.which("prometheus-node-exporter")
     if prometheus and exporter:
         return prometheus, exporter
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.fail("prometheus and prometheus-node-exporter are missing and apt-get is unusable")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    lock = ["-o", "DPkg::Lock::Timeout=300"]
-    subprocess.run(["apt-get", *lock, "update"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", *lock, "install", "-y", "--no-install-recommends", *PACKAGES],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    apt_get_install(*PACKAGES)
     prometheus = shutil.which("prometheus")
     exporter = shutil.which("prometheus-node-exporter")
     assert prometheus, "apt-get install did not provide prometheus"
@@ -95,7 +79,7 @@ class PrometheusStack:
 def prometheus_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusStack]:
     prometheus, exporter = _ensure_installed()
     workdir: Path = tmp_path_factory.mktemp("prometheus")
-    exporter_port, prometheus_port = _free_port(), _free_port()
+    exporter_port, prometheus_port = free_port(), free_port()
     instance = f"127.0.0.1:{exporter_port}"
     config = workdir / "prometheus.yml"
     config.write_text(

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +21,17 @@ from typing import Any
 
 import pytest
 
-from .operatorproc import CRDS, OperatorProcess, operator_env, wait_for
+from .operatorproc import (
+    OperatorProcess,
+    free_port,
+    get,
+    operator_env,
+    pid_alive,
+    status_condition,
+    status_of,
+    wait_for,
+    when,
+)
 from .sshd import SshdServer, generate_key_pair, known_hosts_line, sshd_server
 from .ukapi import UkApiServer, serve_uk_api
 
@@ -67,26 +76,6 @@ class Grid:
         return self.now
 
 
-def get(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = plane.kubectl_json("get", kind, name, "-n", namespace)
-    return result
-
-
-def status_of(plane: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    return dict(get(plane, kind, namespace, name).get("status") or {})
-
-
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for item in status.get("conditions") or []:
-        if item["type"] == type_:
-            return dict(item)
-    return None
-
-
-def when(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def wait_finished(plane: Any, namespace: str, name: str, timeout: float = 60) -> dict[str, Any]:
     """The job's status once it is Succeeded or Failed."""
     return wait_for(
@@ -94,13 +83,6 @@ def wait_finished(plane: Any, namespace: str, name: str, timeout: float = 60) ->
         timeout=timeout,
         what=f"CarbonAwareJob {name} to finish",
     )  # fmt: skip
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def key_secret(name: str, private_key: str) -> dict[str, Any]:
@@ -202,25 +184,7 @@ def processes_with(needle: str) -> list[int]:
     return found
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    # A zombie has finished; only its parent has not reaped it yet.
-    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
-
-
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def crds(local_plane: Any) -> Any:
-    local_plane.kubectl("apply", "-f", str(CRDS))
-    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
-        local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    return local_plane
 
 
 @pytest.fixture
@@ -318,25 +282,25 @@ def test_servertarget_probes_report_each_failure_precisely(
         "no-secret": ("False", "SecretNotFound"),
     }
     for name, (status, reason) in expected.items():
-        reachable = condition(statuses[name], "Reachable")
+        reachable = status_condition(statuses[name], "Reachable")
         assert reachable is not None, name
         assert (reachable["status"], reachable["reason"]) == (status, reason), (name, reachable)
         assert reachable["message"], name
         assert statuses[name]["running"] == 0, name
         assert statuses[name]["queued"] == 0, name
-    assert "no-such-host.invalid" in condition(statuses["no-dns"], "Reachable")["message"]  # type: ignore[index]
-    assert "missing-secret" in condition(statuses["no-secret"], "Reachable")["message"]  # type: ignore[index]
+    assert "no-such-host.invalid" in status_condition(statuses["no-dns"], "Reachable")["message"]  # type: ignore[index]
+    assert "missing-secret" in status_condition(statuses["no-secret"], "Reachable")["message"]  # type: ignore[index]
 
-    checked = condition(statuses["good"], "HostKeyChecked")
+    checked = status_condition(statuses["good"], "HostKeyChecked")
     assert checked is not None
     assert (checked["status"], checked["reason"]) == (
         "True",
         "HostKeyVerified",
     )
-    unchecked = condition(statuses["accept-any"], "HostKeyChecked")
+    unchecked = status_condition(statuses["accept-any"], "HostKeyChecked")
     assert unchecked is not None
     assert (unchecked["status"], unchecked["reason"]) == ("False", "HostKeyCheckDisabled")
-    mismatch = condition(statuses["wrong-host-key"], "HostKeyChecked")
+    mismatch = status_condition(statuses["wrong-host-key"], "HostKeyChecked")
     assert mismatch is not None
     assert mismatch["reason"] == "HostKeyMismatch"
 
@@ -398,11 +362,11 @@ def test_in_process_job_runs_on_the_server_and_records_sci(
     status = wait_finished(crds, namespace, "train")
 
     assert status["state"] == "Succeeded", status
-    complete = condition(status, "Complete")
+    complete = status_condition(status, "Complete")
     assert complete is not None
     assert complete["status"] == "True"
     assert complete["reason"] == "Succeeded"
-    assert condition(status, "Released")["reason"] == "Immediate"  # type: ignore[index]
+    assert status_condition(status, "Released")["reason"] == "Immediate"  # type: ignore[index]
     assert (workdir / "marker").read_text() == f"hello from {workdir}\ndone\n"
     assert when(status["releaseTime"]) <= when(status["startTime"])
     assert when(status["startTime"]) <= when(status["completionTime"])
@@ -480,7 +444,7 @@ def test_in_process_job_failures_have_precise_reasons(
     failed = wait_finished(crds, namespace, "exit-3")
     assert failed["state"] == "Failed"
     assert (workdir / "exit-3").read_text() == "ran\n"
-    reason = condition(failed, "Failed")
+    reason = status_condition(failed, "Failed")
     assert reason is not None
     assert reason["reason"] == "JobFailed"
     assert "3" in reason["message"]
@@ -489,7 +453,7 @@ def test_in_process_job_failures_have_precise_reasons(
 
     timed_out = wait_finished(crds, namespace, "too-slow")
     assert timed_out["state"] == "Failed"
-    assert condition(timed_out, "Failed")["reason"] == "TimedOut"  # type: ignore[index]
+    assert status_condition(timed_out, "Failed")["reason"] == "TimedOut"  # type: ignore[index]
     shell_pid = int((workdir / "too-slow.pid").read_text())
     sleep_pid = int((workdir / "sleep.pid").read_text())
     wait_for(
@@ -508,7 +472,7 @@ def test_in_process_job_failures_have_precise_reasons(
     for target, reason_text in expected.items():
         status = wait_finished(crds, namespace, f"via-{target}")
         assert status["state"] == "Failed", target
-        failure = condition(status, "Failed")
+        failure = status_condition(status, "Failed")
         assert failure is not None
         assert failure["reason"] == reason_text, (target, failure)
         assert failure["message"], target
@@ -562,7 +526,9 @@ def test_max_concurrent_one_runs_jobs_one_after_the_other_by_priority(
     operator = start_operator("InProcess")
     for name in ("cleanup", "training"):
         wait_for(
-            lambda name=name: (c := condition(status_of(crds, "caj", namespace, name), "Held"))
+            lambda name=name: (
+                c := status_condition(status_of(crds, "caj", namespace, name), "Held")
+            )
             and c["reason"] == "WaitingForThreshold",
             timeout=30,
             what=f"{name} held for the threshold",
@@ -576,7 +542,7 @@ def test_max_concurrent_one_runs_jobs_one_after_the_other_by_priority(
 
     intensity.now = 50.0  # both are due in the same tick
     seen_busy = wait_for(
-        lambda: (c := condition(status_of(crds, "caj", namespace, "cleanup"), "Held"))
+        lambda: (c := status_condition(status_of(crds, "caj", namespace, "cleanup"), "Held"))
         and c["reason"] == "TargetBusy"
         and c,
         timeout=30,
@@ -596,7 +562,7 @@ def test_max_concurrent_one_runs_jobs_one_after_the_other_by_priority(
     training = wait_finished(crds, namespace, "training", timeout=60)
     cleanup = wait_finished(crds, namespace, "cleanup", timeout=60)
     assert training["state"] == cleanup["state"] == "Succeeded"
-    assert condition(training, "Released")["reason"] == "ThresholdMet"  # type: ignore[index]
+    assert status_condition(training, "Released")["reason"] == "ThresholdMet"  # type: ignore[index]
     runs = {}
     for line in (workdir / "runs.log").read_text().splitlines():
         event, name, stamp = line.split()
@@ -646,7 +612,7 @@ def test_in_process_run_going_when_the_operator_dies_is_reported_lost(
         status = wait_finished(crds, namespace, "long", timeout=60)
     finally:
         os.kill(remote_pid, signal.SIGKILL)
-    failure = condition(status, "Failed")
+    failure = status_condition(status, "Failed")
     assert failure is not None
     assert failure["reason"] == "JobFailed"
     assert "operator stopped" in failure["message"]
@@ -740,7 +706,7 @@ def test_pod_mode_creates_a_locked_down_runner_pod(
     crds.kubectl("annotate", "pod", pod_name, "-n", namespace,
                  "pod-complete.stage.kwok.x-k8s.io/delay=1s")  # fmt: skip
     status = wait_finished(crds, namespace, "nightly")
-    failure = condition(status, "Failed")
+    failure = status_condition(status, "Failed")
     assert failure is not None
     assert failure["reason"] == "JobFailed"
     assert "without a result" in failure["message"]
@@ -862,12 +828,12 @@ def test_missing_target_or_secret_fails_the_job_clearly(
     operator = start_operator("Pod")
 
     orphan = wait_finished(crds, namespace, "orphan")
-    failure = condition(orphan, "Failed")
+    failure = status_condition(orphan, "Failed")
     assert failure is not None
     assert failure["reason"] == "TargetNotFound"
     assert "no-such-target" in failure["message"]
     keyless = wait_finished(crds, namespace, "keyless-job")
-    failure = condition(keyless, "Failed")
+    failure = status_condition(keyless, "Failed")
     assert failure is not None
     assert failure["reason"] == "SecretNotFound"
     assert "no-such-secret" in failure["message"]
@@ -881,7 +847,7 @@ def test_missing_target_or_secret_fails_the_job_clearly(
     # Failed once, not retried: the statuses stay as they are over further ticks.
     stamps = (orphan["completionTime"], keyless["completionTime"])
     probed = wait_for(
-        lambda: condition(status_of(crds, "srv", namespace, "keyless"), "Reachable"),
+        lambda: status_condition(status_of(crds, "srv", namespace, "keyless"), "Reachable"),
         timeout=30,
         what="the keyless target probed",
     )
@@ -918,11 +884,11 @@ def test_a_job_seen_before_its_target_plans_with_the_targets_region(
         what="the job held while its target does not exist",
     )
     assert held["region"] == "GB"  # the operator's default: no target to ask yet
-    assert condition(held, "Held")["reason"] == "WaitingForThreshold"  # type: ignore[index]
+    assert status_condition(held, "Held")["reason"] == "WaitingForThreshold"  # type: ignore[index]
     crds.apply(server_target("de-box", server, region="DE"), namespace=namespace)
     status = wait_finished(crds, namespace, "etl")
     assert status["state"] == "Succeeded", status
-    assert condition(status, "Released")["reason"] == "ThresholdMet"  # type: ignore[index]
+    assert status_condition(status, "Released")["reason"] == "ThresholdMet"  # type: ignore[index]
     assert status["region"] == "DE"
     assert status["intensity"]["atRelease"] == 40
     assert (workdir / "ran").exists()

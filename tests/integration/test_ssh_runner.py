@@ -35,6 +35,7 @@ from carbonaware.runners.ssh import (
 )
 from carbonaware.runners.summary import parse_failure, parse_summary
 
+from .operatorproc import free_port, pid_alive
 from .sshd import SshdServer, generate_key_pair, known_hosts_line, running_sshd, sshd_server
 
 __all__ = ["sshd_server"]
@@ -90,15 +91,6 @@ async def run(
         target_for(server, **target), spec, stdout=captured.out, stderr=captured.err
     )
     return summary, captured
-
-
-def process_gone(pid: int) -> bool:
-    """True when the process no longer exists or is a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
@@ -234,8 +226,8 @@ async def test_timeout_terminates_the_job_process_group(
     assert summary.timed_out
     assert summary.exit_code == 128 + 15
     job_pid, child_pid = read_pid(tmp_path / "job.pid"), read_pid(tmp_path / "child.pid")
-    assert wait_until(lambda: process_gone(job_pid))
-    assert wait_until(lambda: process_gone(child_pid))
+    assert wait_until(lambda: not pid_alive(job_pid))
+    assert wait_until(lambda: not pid_alive(child_pid))
     assert not (tmp_path / "finished").exists()
 
 
@@ -250,7 +242,7 @@ async def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored(
     assert summary.timed_out
     assert summary.exit_code == 128 + 9
     job_pid = read_pid(tmp_path / "job.pid")
-    assert wait_until(lambda: process_gone(job_pid))
+    assert wait_until(lambda: not pid_alive(job_pid))
 
 
 async def test_cancelling_the_runner_stops_the_remote_job(
@@ -266,7 +258,7 @@ async def test_cancelling_the_runner_stops_the_remote_job(
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    assert wait_until(lambda: process_gone(job_pid))
+    assert wait_until(lambda: not pid_alive(job_pid))
 
 
 async def test_cpu_core_seconds_are_the_jobs_own(sshd_server: SshdServer) -> None:
@@ -310,17 +302,9 @@ def failure_cases(server: SshdServer, other: tuple[str, str]) -> dict[str, dict[
         "no known_hosts": {"known_hosts": None},
         "wrong user key": {"private_key": other[0]},
         "wrong user": {"user": "nobody-such-user"},
-        "closed port": {"port": _closed_port()},
+        "closed port": {"port": free_port()},
         "unresolvable name": {"host": "no-such-host.invalid"},
     }
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 EXPECTED: dict[str, type[TargetError]] = {
@@ -620,7 +604,7 @@ def test_cli_connection_failures_have_distinct_exit_codes(
     elif case == "wrong user":
         args.append("--user=nobody-such-user")
     else:
-        args.append(f"--port={_closed_port()}")
+        args.append(f"--port={free_port()}")
 
     result, record = run_cli(
         sshd_server,

@@ -1,0 +1,69 @@
+"""The operator run in-process with kopf's KopfRunner against the real control plane: a new
+CarbonAwareJob gets its first conditions, and the liveness endpoint answers."""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+
+from .operatorproc import free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_kopfrunner_sets_the_first_conditions_and_serves_liveness(
+    crds: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(crds.kubeconfig))
+    # The shipped GB trace replayed onto today: no network needed.
+    for key, value in {"PROVIDERS": "trace", "METRICS_PORT": "0", "TICK_SECONDS": "1"}.items():
+        monkeypatch.setenv(f"CARBONAWARE_{key}", value)
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    job = {
+        "apiVersion": "carbonaware.io/v1alpha1",
+        "kind": "CarbonAwareJob",
+        "metadata": {"name": "first"},
+        "spec": {
+            "schedule": {"policy": "Threshold", "maxIntensity": 0},  # never met before the bound
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "c", "image": "busybox"}],
+                        }
+                    }
+                }
+            },
+        },
+    }
+    args = ["run", "--standalone", f"--namespace={namespace}", f"--liveness={liveness}",
+            "-m", "carbonaware.handlers"]  # fmt: skip
+    with KopfRunner(args, timeout=60) as runner:
+        crds.apply(job, namespace=namespace)
+
+        def first_conditions() -> dict[str, Any] | None:
+            obj = crds.kubectl_json("get", "caj", "first", "-n", namespace)
+            status: dict[str, Any] = obj.get("status") or {}
+            return status if status.get("conditions") else None
+
+        status = wait_for(first_conditions, timeout=30, what="the first conditions")
+        with urllib.request.urlopen(liveness, timeout=5) as response:
+            assert response.status == 200
+    assert runner.exit_code == 0
+    assert runner.exception is None
+    held = {c["type"]: c for c in status["conditions"]}["Held"]
+    assert held["status"] == "True"
+    assert held["reason"] == "WaitingForThreshold"
+    assert held["message"]
+    assert held["observedGeneration"] == 1
+    assert status["observedGeneration"] == 1
+    assert status["state"] == "Held"
+    assert status["region"] == "GB"
+    obj = crds.kubectl_json("get", "caj", "first", "-n", namespace)
+    kopf_keys = [k for k in obj["metadata"].get("annotations", {}) if "kopf" in k]
+    assert kopf_keys, "kopf's bookkeeping is in annotations"
+    assert all(k.startswith("kopf.carbonaware.io/") for k in kopf_keys)
