@@ -22,7 +22,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,3 +233,23 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass(frozen=True)
+class ScaledClock:
+    """The clock of an operator run with ``CARBONAWARE_TIME_SCALE``/``_TIME_ORIGIN``,
+    computed independently: origin + scale x (wall - origin)."""
+
+    origin: datetime
+    scale: float
+
+    def now(self) -> datetime:
+        return self.at(datetime.now(UTC))
+
+    def at(self, wall: datetime) -> datetime:
+        """Operator time at the wall-clock instant ``wall``."""
+        return self.origin + (wall - self.origin) * self.scale
+
+    def wall_seconds(self, operator_span: timedelta) -> float:
+        """Wall-clock seconds that ``operator_span`` of operator time takes."""
+        return operator_span.total_seconds() / self.scale

@@ -46,6 +46,7 @@ import pytest
 from .operatorproc import (
     QUICK_JOB_TEMPLATE,
     OperatorProcess,
+    ScaledClock,
     caj,
     condition,
     free_port,
@@ -80,20 +81,6 @@ def jobs_seen(port: int, namespace: str) -> int | None:
         ):
             total += value
     return int(total)
-
-
-@dataclass(frozen=True)
-class ScaledClock:
-    """The operator's clock: origin + SCALE * (wall - origin)."""
-
-    origin: datetime
-    scale: float = SCALE
-
-    def now(self) -> datetime:
-        return self.at(datetime.now(UTC))
-
-    def at(self, wall: datetime) -> datetime:
-        return self.origin + (wall - self.origin) * self.scale
 
 
 class MovingGrid:
@@ -191,7 +178,7 @@ class ChaosRun:
         self.namespace = namespace
         self.plan = plan
         self.rng = random.Random(plan.seed)
-        self.clock = ScaledClock(datetime.now(UTC).replace(microsecond=0))
+        self.clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SCALE)
         self.grid = MovingGrid(self.clock.origin)
         self.ukapi = ukapi
         ukapi.intensity = self.grid

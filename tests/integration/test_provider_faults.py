@@ -44,6 +44,7 @@ from .operatorproc import (
     QUICK_JOB_TEMPLATE,
     OperatorProcess,
     Samples,
+    ScaledClock,
     caj,
     condition,
     free_port,
@@ -118,19 +119,6 @@ def quiet_server_errors(server: ThreadingHTTPServer) -> None:
 # --------------------------------------------------------------------------- six hours
 
 
-@dataclass(frozen=True)
-class ScaledTime:
-    """The operators' clock, computed the same way: origin + SCALE * (wall - origin)."""
-
-    origin: datetime
-
-    def now(self) -> datetime:
-        return self.origin + (datetime.now(UTC) - self.origin) * SCALE
-
-    def wall_seconds(self, operator_span: timedelta) -> float:
-        return operator_span.total_seconds() / SCALE
-
-
 def phase_at(moment: datetime, origin: datetime) -> tuple[str, datetime]:
     """The server's mode at operator time ``moment`` and when that phase began."""
     minutes = (moment - origin) / MINUTE
@@ -203,7 +191,7 @@ def job_manifests(created: datetime) -> dict[str, dict[str, Any]]:
 
 
 def test_six_hours_of_provider_faults(crds: Any, tmp_path: Path) -> None:
-    clock = ScaledTime(datetime.now(UTC).replace(microsecond=0))
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SCALE)
     started = time.monotonic()
     grid = falling_grid(clock.origin)
     with serve_uk_api(grid) as server:
@@ -224,7 +212,7 @@ def test_six_hours_of_provider_faults(crds: Any, tmp_path: Path) -> None:
 
 
 def start_fleets(
-    crds: Any, server: UkApiServer, clock: ScaledTime, trace: Path, tmp_path: Path
+    crds: Any, server: UkApiServer, clock: ScaledClock, trace: Path, tmp_path: Path
 ) -> list[Fleet]:
     fleets = []
     for name, providers, stale in (("fallback", "ukci,trace", 3 * 3600), ("ukci-only", "ukci", 0)):
@@ -262,7 +250,7 @@ def start_fleets(
     return fleets
 
 
-def run_and_check(crds: Any, server: UkApiServer, clock: ScaledTime, fleets: list[Fleet]) -> None:
+def run_and_check(crds: Any, server: UkApiServer, clock: ScaledClock, fleets: list[Fleet]) -> None:
     def all_released(fleet: Fleet) -> list[dict[str, Any]] | None:
         items = crds.kubectl_json("get", "caj", "-n", fleet.namespace)["items"]
         done = [o for o in items if o.get("status", {}).get("releaseTime")]
@@ -302,7 +290,7 @@ def run_and_check(crds: Any, server: UkApiServer, clock: ScaledTime, fleets: lis
 
 
 def check_releases(
-    fleet: Fleet, items: list[dict[str, Any]], clock: ScaledTime, *, fallback: bool
+    fleet: Fleet, items: list[dict[str, Any]], clock: ScaledClock, *, fallback: bool
 ) -> str:
     """Every release on time, with a reason the data supported; returns a summary line."""
     by_reason: Counter[str] = Counter()

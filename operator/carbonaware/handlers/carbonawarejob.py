@@ -20,7 +20,7 @@ from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.errors import kopf_errors
 from carbonaware.handlers.loop import decide_for, plan_changed, write_held
-from carbonaware.handlers.release import release
+from carbonaware.handlers.release import release_decided
 from carbonaware.handlers.state import WorkKind
 from carbonaware.handlers.work import parse_spec, work_from_carbonawarejob
 
@@ -82,18 +82,11 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
         decision = decide_for(ctx, work, snapshot, now)
         # With a release cap, every release goes through the loop's ordering (priority first).
         capped = ctx.settings.release_cap_per_tick is not None
-        if decision.release and not capped and ctx.registry.reserve(work.target, key):
-            try:
-                await release(
-                    ctx,
-                    work,
-                    reason=decision.reason,
-                    message=decision.message,
-                    snapshot=snapshot,
-                    now=now,
-                )
-            finally:
-                ctx.registry.unreserve(work.target, key)
+        if (
+            decision.release
+            and not capped
+            and await release_decided(ctx, work, decision, snapshot=snapshot, now=now)
+        ):
             return
         reason, message = decision.reason, decision.message
         if decision.release:

@@ -21,7 +21,7 @@ from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionSnapshot
-from carbonaware.handlers.release import release
+from carbonaware.handlers.release import release_decided
 from carbonaware.handlers.servertarget import probe_due_targets
 from carbonaware.handlers.state import HeldWork, WorkKind
 from carbonaware.handlers.work import held_body
@@ -175,20 +175,10 @@ async def refresh_once(ctx: OperatorContext) -> None:
         async with ctx.registry.lock(work.key):
             if ctx.registry.get(work.key) is None:
                 return  # released or deleted meanwhile
-            if not ctx.registry.reserve(work.target, work.key):
-                return  # a job created meanwhile took the slot: the next tick plans again
-            decision = decisions[work.key]
-            try:
-                await release(
-                    ctx,
-                    work,
-                    reason=decision.reason,
-                    message=decision.message,
-                    snapshot=snapshots.get(work.region),
-                    now=now,
-                )
-            finally:
-                ctx.registry.unreserve(work.target, work.key)
+            # False when a job created meanwhile took the slot: the next tick plans again.
+            await release_decided(
+                ctx, work, decisions[work.key], snapshot=snapshots.get(work.region), now=now
+            )
 
     # A forecast revision can move every held job's plan at once, and 10,000 status writes
     # take longer than a tick (bench/scale.py): the next tick's releases would wait for

@@ -19,7 +19,7 @@ from carbonaware.handlers.carbonawarejob import deferred_release
 from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.errors import kopf_errors
 from carbonaware.handlers.loop import decide_for, plan_changed, write_held
-from carbonaware.handlers.release import release
+from carbonaware.handlers.release import release_decided
 from carbonaware.handlers.state import WorkKind
 from carbonaware.handlers.work import work_from_plain_job
 
@@ -64,15 +64,12 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
             return
         snapshot = await ctx.intensity.snapshot(work.region, now, max_age=ctx.tick)
         decision = decide_for(ctx, work, snapshot, now)
-        if decision.release and ctx.settings.release_cap_per_tick is None:
-            await release(
-                ctx,
-                work,
-                reason=decision.reason,
-                message=decision.message,
-                snapshot=snapshot,
-                now=now,
-            )
+        capped = ctx.settings.release_cap_per_tick is not None
+        if (
+            decision.release
+            and not capped
+            and await release_decided(ctx, work, decision, snapshot=snapshot, now=now)
+        ):
             return
         first = ctx.registry.get(key) is None and labels.STATE not in (
             meta.get("annotations") or {}

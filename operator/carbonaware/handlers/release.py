@@ -24,6 +24,7 @@ from carbonaware.handlers.sshjobs import TargetMissingError, start_ssh_run
 from carbonaware.handlers.state import HeldWork, WorkKind
 from carbonaware.k8s import BAD_REQUEST, CONFLICT, UNPROCESSABLE
 from carbonaware.runners.jobs import build_job, child_name
+from carbonaware.scheduling.policy import Decision
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,28 @@ async def create_child_job(ctx: OperatorContext, work: HeldWork, facts: dict[str
                 status=CONFLICT,
             ) from exc
     return name
+
+
+async def release_decided(
+    ctx: OperatorContext,
+    work: HeldWork,
+    decision: Decision,
+    *,
+    snapshot: RegionSnapshot | None,
+    now: datetime,
+) -> bool:
+    """Release ``work`` as ``decision`` says, if its ServerTarget has a free slot (always,
+    for in-cluster Jobs); False, and nothing done, when it has none. The slot is claimed
+    before the first await (:meth:`Registry.reserve`). Caller holds the object's lock."""
+    if not ctx.registry.reserve(work.target, work.key):
+        return False
+    try:
+        await release(
+            ctx, work, reason=decision.reason, message=decision.message, snapshot=snapshot, now=now
+        )
+    finally:
+        ctx.registry.unreserve(work.target, work.key)
+    return True
 
 
 async def release(
