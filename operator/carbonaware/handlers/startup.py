@@ -48,9 +48,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     # At most worker_limit objects are worked on at once, and an object's worker stays
-    # idle_timeout after its last event: with kopf's 5 s, 64 workers took about 13 new
-    # objects a second, so 10,000 jobs created together waited up to 13 minutes for a
-    # status. One second lets them through as fast as the API server answers (bench/scale.py).
+    # idle_timeout after its last event: with kopf's default of 5 s, thousands of jobs
+    # created together queue behind idle workers for minutes before their first status.
+    # One second lets them through about as fast as the API server answers (bench/scale.py).
     settings.queueing.worker_limit = 64
     settings.queueing.idle_timeout = 1.0
 

@@ -83,9 +83,9 @@ def created_at(body: Any) -> datetime:
 def held_body(body: Any) -> dict[str, Any]:
     """The object as the index of held work keeps it: all but ``metadata.managedFields``.
 
-    Those field-ownership records are for the API server; nothing here reads them, and they
-    are more than half of a held CarbonAwareJob's memory (about 11 of 20 KB, so 110 MiB
-    with 10,000 held jobs; see bench/scale.py).
+    Those field-ownership records are for the API server; nothing here reads them, and
+    with thousands of held jobs they would be a large share of the index's memory
+    (bench/scale.py measures the operator's RSS with 10,000 held).
     """
     kept = dict(body)
     meta = kept.get("metadata")
