@@ -53,6 +53,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import sys
 import time
 import urllib.error
@@ -84,6 +85,8 @@ KUBERNETES_COMMANDS = (
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "kubelet",
+    "kube-proxy",
 )
 
 # kwok manages only nodes carrying this annotation (it is kwok's documented convention).
@@ -642,10 +645,21 @@ def _install_built(staging: Path, target_dir: Path, names: Sequence[str]) -> Non
 
 
 def _run_go(argv: list[str], env: Mapping[str, str], cwd: Path, what: str) -> None:
+    """Run one Go build, printing the elapsed time every 30 s so it never looks hung."""
     _log(f"building {what}: {' '.join(argv)}")
-    result = subprocess.run(argv, env=dict(env), cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise LocalPlaneError(f"building {what} failed ({result.returncode}):\n{result.stderr}")
+    started = time.monotonic()
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        process = subprocess.Popen(argv, env=dict(env), cwd=cwd, stdout=stderr, stderr=stderr)
+        while True:
+            try:
+                returncode = process.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                _log(f"  still building {what.split(' (')[0]}: {time.monotonic() - started:.0f} s")
+        stderr.seek(0)
+        output = stderr.read()
+    if returncode != 0:
+        raise LocalPlaneError(f"building {what} failed ({returncode}):\n{output[-6000:]}")
 
 
 def build_kubernetes() -> float | None:
@@ -680,7 +694,7 @@ def build_kubernetes() -> float | None:
         env,
         KUBERNETES_TOOLS_MODULE,
         f"Kubernetes {version} (kube-apiserver, kube-controller-manager, kube-scheduler, "
-        "kubectl; about 6 min of 2 cores on a cold Go build cache)",
+        "kubectl, kubelet, kube-proxy)",
     )
     _install_built(staging, target, KUBERNETES_COMMANDS)
     return time.monotonic() - started
