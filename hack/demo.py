@@ -359,7 +359,7 @@ def server_objects(server: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": ref["name"], "labels": {"app.kubernetes.io/part-of": "carbon-demo"}},
-        "type": "Opaque",
+        "type": "kubernetes.io/ssh-auth",
         "stringData": {ref.get("key", "ssh-privatekey"): server.client_private_key},
     }
     return secret, target
@@ -712,7 +712,7 @@ METRIC_PREFIXES = (
     "carbonaware_jobs{",
     "carbonaware_releases_total",
     "carbonaware_emitted_grams_total",
-    "carbonaware_avoided_grams_total",
+    "carbonaware_counterfactual_grams_total",
     "carbonaware_energy_kwh_total",
     "carbonaware_servertarget_reachable",
 )

@@ -23,6 +23,21 @@ class OperatorSettings(BaseSettings):
     release_cap_per_tick: int | None = Field(
         None, ge=1, description="Most jobs released in one tick across the operator; None = no cap."
     )
+    reconcile_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds between passes that check released work against the Jobs and runner"
+        " pods that exist (one list call each), so a missed or dropped event costs at most this.",
+    )
+    liveness_ticks: int = Field(
+        5,
+        ge=2,
+        description="The liveness probe fails once the refresh loop has not completed a tick for"
+        " this many tick lengths, so a wedged operator is restarted.",
+    )
+    kube_timeout_seconds: float = Field(
+        30.0, gt=0, description="Timeout of every Kubernetes API call (connect and each read)."
+    )
 
     # --- providers: an ordered chain, e.g. "ukci,trace"
     providers: str = Field("trace", description="Comma-separated provider chain, in order.")
@@ -55,6 +70,11 @@ class OperatorSettings(BaseSettings):
     ssh_mode: str = Field("Pod", pattern="^(Pod|InProcess)$")
     runner_image: str = "ghcr.io/carbon-aware-operator/carbon-aware-operator:0.1.0"
     ssh_probe_seconds: float = Field(60.0, gt=0)
+    ssh_allowed_hosts: str | None = Field(
+        None,
+        description="Comma-separated CIDRs and host-name patterns ServerTargets may point at"
+        " (e.g. '10.20.0.0/16,*.build.example.com'); unset = any host.",
+    )
 
     # --- measurement
     prometheus_url: str | None = None

@@ -103,6 +103,18 @@ class TargetSecretMissingError(TargetError):
     reason = "SecretNotFound"
 
 
+class TargetSecretNotAllowedError(TargetError):
+    """The Secret named as the SSH key is not marked for that use (type or label)."""
+
+    reason = "SecretNotAllowed"
+
+
+class TargetNotAllowedError(TargetError):
+    """The host is outside the operator's allow-list (``CARBONAWARE_SSH_ALLOWED_HOSTS``)."""
+
+    reason = "HostNotAllowed"
+
+
 class RunnerError(CarbonAwareError):
     """The SSH runner could not run the job or report its result."""
 

@@ -10,7 +10,6 @@ server's Retry-After.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import json
 import os
@@ -33,6 +32,7 @@ Body = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 BAD_REQUEST = 400
 NOT_FOUND = 404
+FORBIDDEN = 403
 CONFLICT = 409
 UNPROCESSABLE = 422
 
@@ -66,17 +66,24 @@ def _error(exc: ApiException | HTTPError, action: str) -> KubernetesError:
 
 
 class Kube:
-    """A thin async facade over the generated client, returning dicts."""
+    """A thin async facade over the generated client, returning dicts.
 
-    def __init__(self, api_client: client.ApiClient, *, threads: int = 16) -> None:
+    Every call has a timeout (``timeout_seconds`` for connecting and for each read), so a
+    hung API server can delay the refresh loop by at most that much, never stop it.
+    """
+
+    def __init__(
+        self, api_client: client.ApiClient, *, threads: int = 16, timeout_seconds: float = 30.0
+    ) -> None:
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.timeout_seconds = timeout_seconds
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
 
     @classmethod
-    def connect(cls, *, threads: int = 16) -> Kube:
+    def connect(cls, *, threads: int = 16, timeout_seconds: float = 30.0) -> Kube:
         """In-cluster credentials when running in a Pod, else ``$KUBECONFIG``/``~/.kube/config``."""
         configuration = client.Configuration()
         try:
@@ -90,14 +97,22 @@ class Kube:
         except ConfigException as exc:
             raise ConfigError(f"no Kubernetes credentials found: {exc}") from exc
         configuration.connection_pool_maxsize = threads
-        return cls(client.ApiClient(configuration), threads=threads)
+        return cls(
+            client.ApiClient(configuration), threads=threads, timeout_seconds=timeout_seconds
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()
 
     async def _call(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
-        call = functools.partial(fn, *args, _preload_content=False, **kwargs)
+        call = functools.partial(
+            fn,
+            *args,
+            _preload_content=False,
+            _request_timeout=(self.timeout_seconds, self.timeout_seconds),
+            **kwargs,
+        )
         loop = asyncio.get_running_loop()
         try:
             response = await loop.run_in_executor(self._pool, call)
@@ -137,12 +152,27 @@ class Kube:
         items: list[Body] = body.get("items", [])
         return items
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> Body:
-        """JSON-merge-patch ``status`` of one of our objects through its status subresource."""
+    async def patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Body,
+        *,
+        resource_version: str | None = None,
+    ) -> Body:
+        """JSON-merge-patch ``status`` of one of our objects through its status subresource.
+
+        With ``resource_version`` the write succeeds only if the object is still at that
+        version (a 409 otherwise): the write is then based on exactly what was read.
+        """
+        patch: Body = {"status": status}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
         return await self._call(
             f"patch {plural} {namespace}/{name} status",
             self.custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, namespace, plural, name, {"status": status},
+            GROUP, VERSION, namespace, plural, name, patch,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ jobs and pods
@@ -162,6 +192,62 @@ class Kube:
         return await self._call(
             f"patch Job {namespace}/{name}", self.batch.patch_namespaced_job, name, namespace, patch
         )
+
+    async def list_jobs(self, namespace: str | None, label_selector: str) -> list[Body]:
+        """Jobs matching ``label_selector`` in ``namespace`` (None: every namespace)."""
+        if namespace:
+            body = await self._call(
+                f"list Jobs in {namespace}", self.batch.list_namespaced_job, namespace,
+                label_selector=label_selector,
+            )  # fmt: skip
+        else:
+            body = await self._call(
+                "list Jobs", self.batch.list_job_for_all_namespaces, label_selector=label_selector
+            )
+        items: list[Body] = body.get("items", [])
+        return items
+
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Delete one Job and its pods, only if it is still the object ``uid`` (404: gone)."""
+        try:
+            await self._call(
+                f"delete Job {namespace}/{name}", self.batch.delete_namespaced_job, name,
+                namespace, body={"propagationPolicy": "Background",
+                                 "preconditions": {"uid": uid}},
+            )  # fmt: skip
+        except KubernetesError as exc:
+            if exc.status not in (NOT_FOUND, CONFLICT):
+                raise
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        """Delete one Pod, only if it is still the object ``uid`` (404: gone)."""
+        try:
+            await self._call(
+                f"delete Pod {namespace}/{name}", self.core.delete_namespaced_pod, name,
+                namespace, body={"preconditions": {"uid": uid}},
+            )  # fmt: skip
+        except KubernetesError as exc:
+            if exc.status not in (NOT_FOUND, CONFLICT):
+                raise
+
+    async def get_pod(self, namespace: str, name: str) -> Body | None:
+        """One Pod by name, through a list (the operator may list pods, not get them)."""
+        body = await self._call(
+            f"list Pods in {namespace}", self.core.list_namespaced_pod, namespace,
+            field_selector=f"metadata.name={name}",
+        )  # fmt: skip
+        items: list[Body] = body.get("items", [])
+        return items[0] if items else None
+
+    async def list_all_pods(self, namespace: str | None, label_selector: str) -> list[Body]:
+        """Pods matching ``label_selector`` in ``namespace`` (None: every namespace)."""
+        if namespace:
+            return await self.list_pods(namespace, label_selector)
+        body = await self._call(
+            "list Pods", self.core.list_pod_for_all_namespaces, label_selector=label_selector
+        )
+        items: list[Body] = body.get("items", [])
+        return items
 
     async def create_pod(self, namespace: str, body: Body) -> Body:
         return await self._call(
@@ -221,14 +307,11 @@ class Kube:
 
     # ------------------------------------------------------------------ inputs
 
-    async def get_secret_value(self, namespace: str, name: str, key: str) -> bytes | None:
-        """The decoded value of one Secret key, or None when the Secret or key is missing."""
-        secret = await self._optional(
+    async def get_secret(self, namespace: str, name: str) -> Body | None:
+        """A Secret as the API returns it (data base64-encoded), or None when missing."""
+        return await self._optional(
             f"get Secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace
         )
-        if secret is None or key not in (secret.get("data") or {}):
-            return None
-        return base64.b64decode(secret["data"][key])
 
     async def get_node(self, name: str) -> Body | None:
         return await self._optional(f"get Node {name}", self.core.read_node, name)

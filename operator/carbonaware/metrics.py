@@ -18,6 +18,7 @@ from prometheus_client import (
 HOLD_HOURS = (0.25, 0.5, 1, 2, 4, 8, 12, 24, 48, 168)
 HOLD_BUCKETS = (60, 300, *(hours * 3600 for hours in HOLD_HOURS))
 GRAMS_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
+LATENESS_BUCKETS = (0, 1, 5, 15, 60, 300, 900, 3600)
 REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -64,9 +65,11 @@ class Metrics:
             ["namespace"],
             registry=r,
         )
-        self.avoided_grams = Counter(
-            "carbonaware_avoided_grams_total",
-            "gCO2e avoided by holding, against starting each run at creation, by namespace.",
+        self.counterfactual_grams = Counter(
+            "carbonaware_counterfactual_grams_total",
+            "gCO2e the finished runs would have emitted had each started at creation, by"
+            " namespace. Avoided = this - carbonaware_emitted_grams_total, signed: negative when"
+            " holding cost more than it saved.",
             ["namespace"],
             registry=r,
         )
@@ -94,6 +97,25 @@ class Metrics:
             "carbonaware_servertarget_reachable",
             "1 when the last probe of a ServerTarget succeeded, else 0.",
             ["namespace", "target"],
+            registry=r,
+        )
+        self.release_lateness = Histogram(
+            "carbonaware_release_lateness_seconds",
+            "Release time minus the job's latest start, 0 when on time: alert on any positive"
+            " observation (carbonaware_late_releases_total).",
+            ["namespace"],
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.late_releases = Counter(
+            "carbonaware_late_releases_total",
+            "Jobs released after their latest start (the deadline promise was broken).",
+            ["namespace"],
+            registry=r,
+        )
+        self.loop_last_success = Gauge(
+            "carbonaware_loop_last_success_timestamp_seconds",
+            "Unix time the refresh loop last completed a tick; alert when it falls behind.",
             registry=r,
         )
         self.refresh_duration = Histogram(

@@ -434,7 +434,9 @@ def releases(
     installed: dict[str, Release] = {}
     try:
         installed["cluster"] = install(local_plane, helm, "rbac", directory)
-        installed["peered"] = install(local_plane, helm, "rbacpeer", directory, "replicaCount=2")
+        installed["peered"] = install(
+            local_plane, helm, "rbacpeer", directory, "replicaCount=2", "rbac.userRoles.create=false"
+        )
         yield installed
     finally:
         for release in installed.values():

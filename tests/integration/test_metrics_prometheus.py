@@ -449,10 +449,13 @@ def test_every_metric_is_exported_with_the_values_of_the_run(run: Run) -> None:
     assert held_for > 1.0  # they waited for the grid to change
 
     # Carbon: the SSH run burned real CPU, so grams and energy are positive. Every run here
-    # starts in the half hour it was created in, so the avoided counter exists but stays 0.
-    assert (prom.value(f'carbonaware_emitted_grams_total{{namespace="{ns}"}}') or 0) > 0
+    # starts in the half hour it was created in, so had each started at creation it would
+    # have emitted the same: the counterfactual counter equals the emitted one.
+    emitted = prom.value(f'carbonaware_emitted_grams_total{{namespace="{ns}"}}') or 0
+    assert emitted > 0
     assert (prom.value(f'carbonaware_energy_kwh_total{{namespace="{ns}"}}') or 0) > 0
-    assert prom.value(f'carbonaware_avoided_grams_total{{namespace="{ns}"}}') == 0
+    counterfactual = prom.value(f'carbonaware_counterfactual_grams_total{{namespace="{ns}"}}')
+    assert counterfactual == pytest.approx(emitted, rel=1e-9)
     assert prom.value(f'carbonaware_run_sci_grams_count{{namespace="{ns}"}}') == 3
     assert (prom.value(f'carbonaware_run_sci_grams_sum{{namespace="{ns}"}}') or 0) > 0
 

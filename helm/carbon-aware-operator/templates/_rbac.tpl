@@ -31,7 +31,8 @@ carbonaware.rbac.namespacedRules: rules on namespaced resources.
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # Pods: create the SSH-runner pods and watch them for the outcome; list the pods of a finished
-# Job to measure them and annotate them with the SCI. No pod is read by name.
+# Job to measure them and annotate them with the SCI. A runner pod whose name is taken is
+# looked up through a list (by name), to tell our own from someone else's.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "create", "patch"]

@@ -43,9 +43,18 @@ class IndexLevel(enum.StrEnum):
         return IntensityIndex.parse(self.value)
 
 
+class LatestStartBound(enum.StrEnum):
+    """Which bound set a job's latest start (``status.latestStartBound``)."""
+
+    DEADLINE = "Deadline"  # deadlineTime - expectedDurationSeconds
+    MAX_DELAY = "MaxDelay"  # creation + maxDelaySeconds
+    DEFAULT_MAX_DELAY = "DefaultMaxDelay"  # creation + 24 h: neither field is set
+    MAX_HOLD = "MaxHold"  # creation + one year: no hold is longer, whatever the deadline
+
+
 class Schedule(ApiModel):
     policy: SchedulePolicy = SchedulePolicy.FORECAST
-    max_delay_seconds: int = Field(DEFAULT_MAX_DELAY_SECONDS, ge=0, le=MAX_SECONDS)
+    max_delay_seconds: int | None = Field(None, ge=0, le=MAX_SECONDS)
     deadline_time: datetime | None = None
     expected_duration_seconds: int = Field(DEFAULT_EXPECTED_DURATION_SECONDS, ge=1, le=MAX_SECONDS)
     max_intensity: int | None = Field(None, ge=0, le=MAX_INTENSITY)
@@ -71,15 +80,41 @@ class Schedule(ApiModel):
         return self
 
     def latest_start(self, created: datetime) -> datetime:
-        """The latest moment the run may start: the earlier of the two bounds (DESIGN)."""
-        bound = created + timedelta(seconds=self.max_delay_seconds)
+        """The latest moment the run may start (see :meth:`latest_start_bound`)."""
+        return self.latest_start_bound(created)[0]
+
+    def latest_start_bound(self, created: datetime) -> tuple[datetime, LatestStartBound]:
+        """The latest start and the bound that set it.
+
+        ``deadlineTime - expectedDurationSeconds`` and ``creation + maxDelaySeconds`` each
+        bound the hold when set, and the earlier wins; with ``deadlineTime`` alone the
+        deadline alone bounds it; with neither, the hold lasts at most 24 h. No hold lasts
+        more than a year. Never before creation: a deadline already too close means "start
+        at once".
+        """
+        bounds: list[tuple[datetime, LatestStartBound]] = []
+        if self.max_delay_seconds is not None:
+            bounds.append(
+                (created + timedelta(seconds=self.max_delay_seconds), LatestStartBound.MAX_DELAY)
+            )
         if self.deadline_time is not None:
             try:
                 by_deadline = self.deadline_time - timedelta(seconds=self.expected_duration_seconds)
             except OverflowError:  # a deadline near year 1: long past, start at once
                 by_deadline = created
-            bound = min(bound, by_deadline)
-        return max(bound, created)
+            bounds.append((by_deadline, LatestStartBound.DEADLINE))
+        if not bounds:
+            bounds.append(
+                (
+                    created + timedelta(seconds=DEFAULT_MAX_DELAY_SECONDS),
+                    LatestStartBound.DEFAULT_MAX_DELAY,
+                )
+            )
+        # A deadline years ahead is almost certainly a typo; no hold outlasts maxDelaySeconds'
+        # own limit. Listed last, so a bound at the same moment keeps its own name.
+        bounds.append((created + timedelta(seconds=MAX_SECONDS), LatestStartBound.MAX_HOLD))
+        moment, bound = min(bounds, key=lambda item: item[0])
+        return max(moment, created), bound
 
 
 class ObjectRef(ApiModel):
@@ -109,21 +144,53 @@ class SshRun(ApiModel):
         return self
 
 
-class JobTemplate(ApiModel):
-    """A ``batch/v1`` JobTemplateSpec; its contents are validated by the Job API itself."""
+class TemplateMetadata(ApiModel):
+    """The labels and annotations of a Job or pod template: string maps, as the API has them."""
 
-    metadata: dict[str, Any] | None = None
+    labels: dict[str, str] | None = Field(None, max_length=64)
+    annotations: dict[str, str] | None = None
+
+
+def _template_problem(spec: dict[str, Any]) -> str | None:
+    """What in ``jobTemplate.spec`` the CRD refuses, for objects that reach the operator
+    some other way (an older CRD, a hand-edited object); None when it is fine."""
+    template = spec.get("template")
+    where = "jobTemplate.spec.template"
+    if not isinstance(template, dict):
+        return f"{where} must be a pod template (an object with spec.containers)"
+    if "metadata" in template:
+        try:
+            TemplateMetadata.model_validate(template["metadata"])
+        except ValueError:
+            return f"{where}.metadata must hold labels and annotations as string maps"
+    pod = template.get("spec")
+    if not isinstance(pod, dict):
+        return f"{where}.spec must be a pod spec (an object with containers)"
+    containers = pod.get("containers")
+    if not isinstance(containers, list) or not containers:
+        return f"{where}.spec.containers must list at least one container"
+    if not all(isinstance(c, dict) and c.get("name") and c.get("image") for c in containers):
+        return f"{where}.spec.containers must each have a name and an image"
+    if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+        return f"{where}.spec.restartPolicy must be Never or OnFailure"
+    if spec.get("suspend") is True:
+        return "jobTemplate.spec.suspend must not be true"
+    return None
+
+
+class JobTemplate(ApiModel):
+    """A ``batch/v1`` JobTemplateSpec. The CRD checks what a mistake would break at release
+    (pod template metadata, containers, restart policy, counts); the Job API checks the rest
+    when the Job is created."""
+
+    metadata: TemplateMetadata | None = None
     spec: dict[str, Any]
 
     @model_validator(mode="after")
     def _as_the_crd_allows(self) -> Self:
-        """The few rules the CRD puts on an otherwise free-form template."""
-        if self.metadata is not None and not set(self.metadata) <= {"labels", "annotations"}:
-            raise ValueError("jobTemplate.metadata may only hold labels and annotations")
-        if not isinstance(self.spec.get("template"), dict):
-            raise ValueError("jobTemplate.spec.template must be set (a pod template)")
-        if self.spec.get("suspend") is True:
-            raise ValueError("jobTemplate.spec.suspend must not be true")
+        problem = _template_problem(self.spec)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -181,6 +248,8 @@ class CarbonAwareJobStatus(ApiModel):
     region: str | None = None
     planned_start_time: datetime | None = None
     latest_start_time: datetime | None = None
+    latest_start_bound: LatestStartBound | None = None
+    release_decided_time: datetime | None = None
     release_time: datetime | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None

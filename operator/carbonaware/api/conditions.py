@@ -30,6 +30,7 @@ class Reason(enum.StrEnum):
     WAITING_FOR_THRESHOLD = "WaitingForThreshold"
     TARGET_BUSY = "TargetBusy"
     FORECAST_UNAVAILABLE = "ForecastUnavailable"
+    CREATE_REJECTED = "CreateRejected"  # the API server refused the Job or runner pod
     # Released
     LOW_CARBON_WINDOW = "LowCarbonWindow"
     THRESHOLD_MET = "ThresholdMet"
@@ -42,7 +43,11 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     TARGET_NOT_FOUND = "TargetNotFound"
     SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # the key Secret is not of type ssh-auth
+    HOST_NOT_ALLOWED = "HostNotAllowed"  # the host is outside the operator's allow-list
     TIMED_OUT = "TimedOut"
+    CHILD_DELETED = "ChildDeleted"  # the Job or runner pod was deleted before it finished
+    INTERNAL_ERROR = "InternalError"  # the operator could not process the object (a bug)
     # ServerTarget
     CONNECTED = "Connected"
     UNREACHABLE = "Unreachable"

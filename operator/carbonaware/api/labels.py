@@ -6,9 +6,11 @@ DOMAIN = "carbonaware.io"
 
 # Labels
 MANAGED = f"{DOMAIN}/managed"  # "true" on plain suspended Jobs the operator should hold
+MANAGED_CHILD = "child"  # MANAGED's value on the Jobs the operator creates itself
 JOB_NAME = f"{DOMAIN}/job-name"  # on children: the CarbonAwareJob that created them
 JOB_UID = f"{DOMAIN}/job-uid"
 TARGET_NAME = f"{DOMAIN}/target"  # on SSH-runner pods: the ServerTarget name
+SSH_KEY = f"{DOMAIN}/ssh-key"  # "true" on an Opaque Secret allowed as a ServerTarget key
 
 # Schedule annotations on plain Jobs (mirroring spec.schedule of a CarbonAwareJob)
 POLICY = f"{DOMAIN}/policy"
@@ -25,6 +27,8 @@ STATE = f"{DOMAIN}/state"
 REASON = f"{DOMAIN}/reason"
 PLANNED_START_TIME = f"{DOMAIN}/planned-start-time"
 LATEST_START_TIME = f"{DOMAIN}/latest-start-time"
+LATEST_START_BOUND = f"{DOMAIN}/latest-start-bound"  # Deadline, MaxDelay or DefaultMaxDelay
+PARENT_GENERATION = f"{DOMAIN}/parent-generation"  # on children: the spec they were made from
 RELEASE_TIME = f"{DOMAIN}/release-time"
 INTENSITY_AT_CREATION = f"{DOMAIN}/intensity-at-creation"
 INTENSITY_AT_RELEASE = f"{DOMAIN}/intensity-at-release"

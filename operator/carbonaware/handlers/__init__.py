@@ -5,8 +5,8 @@ from __future__ import annotations
 from carbonaware.handlers import (  # noqa: F401 - imported to register their handlers
     carbonawarejob,
     plainjob,
+    runnerpods,
     servertarget,
-    sshjobs,
     startup,
     tracking,
 )

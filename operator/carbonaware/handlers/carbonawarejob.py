@@ -14,14 +14,13 @@ import kopf
 from carbonaware import GROUP, VERSION
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason
-from carbonaware.errors import SpecError
 from carbonaware.handlers import events
-from carbonaware.handlers import status as status_docs
+from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.errors import kopf_errors
-from carbonaware.handlers.loop import decide_for, plan_changed, write_held
-from carbonaware.handlers.release import release_decided
-from carbonaware.handlers.state import WorkKind
+from carbonaware.handlers.hold import decide_for, plan_changed, write_held
+from carbonaware.handlers.release import child_exists, release_decided
+from carbonaware.handlers.state import ChildKind, WorkKind
+from carbonaware.handlers.tracking import released_work_of
 from carbonaware.handlers.work import parse_spec, work_from_carbonawarejob
 
 
@@ -53,47 +52,44 @@ def _initialised(body: Any) -> bool:
 
 async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> None:
     """Parse, decide and act for a CarbonAwareJob that is not released yet. The status is
-    written when the plan changed, on first sight, or when ``rewrite`` (spec edits)."""
+    written when the plan changed, on first sight, or when ``rewrite`` (spec edits). Any
+    failure is this job's alone (``handlers.containment``)."""
     meta = body["metadata"]
     key = (WorkKind.CARBON_AWARE_JOB.value, meta["namespace"], meta["name"])
-    now = ctx.clock()
-    async with ctx.registry.lock(key):
-        if ctx.registry.was_released(meta["uid"]) or (body.get("status") or {}).get("releaseTime"):
+    async with ctx.registry.lock(key), contained(ctx, key, dict(body), "plan", kopf_retries=True):
+        status = body.get("status") or {}
+        if ctx.registry.was_released(meta["uid"]) or status.get("releaseTime"):
             return
-        try:
-            spec = parse_spec(body.get("spec") or {})
-        except SpecError as exc:
-            doc = status_docs.failed(
-                (body.get("status") or {}).get("conditions") or [],
-                reason=Reason.INVALID_SPEC,
-                message=str(exc),
-                now=now,
-                generation=meta.get("generation"),
-            )
-            await ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], doc)
-            events.warn(ctx.kube, body, reason=Reason.INVALID_SPEC.value, message=str(exc))
-            ctx.registry.forget(key)
-            return
+        if status.get("releaseDecidedTime") and await child_exists(ctx, dict(body)):
+            return  # released, but not recorded before a restart: the child's event records it
+        spec = parse_spec(body.get("spec") or {})
         region = region_of(ctx, spec, meta["namespace"])
         known = ctx.registry.get(key)
         work = work_from_carbonawarejob(body, spec, region=region, created=ctx.created(body))
+        if known is not None and known.uid == work.uid:
+            work.retry_at, work.rejections = known.retry_at, known.rejections
+        now = ctx.clock()
         snapshot = await ctx.intensity.snapshot(region, now, max_age=ctx.tick)
         now = ctx.clock()  # the first fetch of a region may have taken a while
         decision = decide_for(ctx, work, snapshot, now)
         # With a release cap, every release goes through the loop's ordering (priority first).
         capped = ctx.settings.release_cap_per_tick is not None
+        ctx.registry.hold(work)
         if (
             decision.release
             and not capped
             and await release_decided(ctx, work, decision, snapshot=snapshot, now=now)
         ):
             return
+        if ctx.registry.get(key) is not work:
+            return  # gone, failed, or planned again meanwhile (see handlers.release)
         reason, message = decision.reason, decision.message
         if decision.release:
             reason, message = deferred_release(ctx, work.target)
-        if rewrite or not _initialised(body) or plan_changed(work, decision, reason):
+        if work.held_reason == Reason.CREATE_REJECTED.value:
+            return  # the refusal is recorded; the loop retries it
+        if rewrite or not _initialised(body) or plan_changed(work, decision, reason, now):
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
-        ctx.registry.hold(work)
         if known is None:
             events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
 
@@ -101,27 +97,36 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 async def carbonawarejob_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with kopf_errors():
-        await plan(context_of(memo), body)
+    await plan(context_of(memo), body)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def carbonawarejob_spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Edits while held re-plan; edits after release are refused by the schema."""
-    with kopf_errors():
-        await plan(context_of(memo), body, rewrite=True)
+    await plan(context_of(memo), body, rewrite=True)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def carbonawarejob_event(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
-    """Count objects by state for the metrics (no API calls)."""
+    """Count objects by state for the metrics, and index released, unfinished runs for the
+    reconcile pass (no API calls)."""
+    ctx = context_of(memo)
     meta = body.get("metadata", {})
     key = (WorkKind.CARBON_AWARE_JOB.value, str(meta.get("namespace")), str(meta.get("name")))
     deleted = event.get("type") == "DELETED"
     state = (body.get("status") or {}).get("state")
-    context_of(memo).registry.observe_state(key, None if deleted else state or "Held")
+    ctx.registry.observe_state(key, None if deleted else state or "Held")
+    running = None if deleted else released_work_of(dict(body))
+    if running is not None:
+        ctx.registry.track(running)
+        if running.target is not None and running.child_kind is not ChildKind.JOB:
+            ctx.registry.mark_running(running.target, key)
+    elif (known := ctx.registry.tracked_work(key)) is not None and (
+        deleted or known.uid == meta.get("uid")
+    ):
+        ctx.registry.untrack(key)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
@@ -130,5 +135,7 @@ async def carbonawarejob_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> 
     ctx = context_of(memo)
     key = (WorkKind.CARBON_AWARE_JOB.value, str(meta["namespace"]), str(meta["name"]))
     ctx.registry.forget(key)
+    ctx.registry.untrack(key)
     ctx.registry.forget_released(str(meta["uid"]))
     ctx.registry.drop_lock(key)
+    ctx.reattachments.pop(key, None)

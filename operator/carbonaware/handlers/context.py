@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,12 +12,14 @@ from typing import Any
 
 from carbonaware.config import OperatorSettings
 from carbonaware.handlers.intensity import RegionIntensity, RegionSnapshot
-from carbonaware.handlers.state import Registry
+from carbonaware.handlers.state import Key, Registry
 from carbonaware.handlers.usage import UsageSampler
 from carbonaware.handlers.work import created_at
 from carbonaware.k8s import Kube
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Provider
+
+TICK_GAPS_KEPT = 20
 
 
 def wall_clock() -> datetime:
@@ -68,11 +72,24 @@ class OperatorContext:
     exported_states: set[tuple[str, str, str]] = field(default_factory=set)
     refreshing: asyncio.Task[dict[str, RegionSnapshot]] | None = None
     """The provider refresh the loop started and has not seen finish yet."""
+    tick_gaps: deque[timedelta] = field(default_factory=lambda: deque(maxlen=TICK_GAPS_KEPT))
+    """Operator time between the last few ticks' decisions, as they really came."""
+    reattachments: dict[Key, int] = field(default_factory=dict)
+    """Runner pods re-created per job after one vanished before it reported."""
+    last_tick_completed: float = field(default_factory=time.monotonic)
+    """Monotonic time the refresh loop last completed a tick (the liveness probe reads it)."""
 
     @property
     def tick(self) -> timedelta:
-        """Operator time between two decisions (the policy's ``tick``)."""
+        """Operator time between two decisions, as configured."""
         return timedelta(seconds=self.settings.tick_seconds * self.settings.time_scale)
+
+    def horizon(self) -> timedelta:
+        """How far ahead a decision must look for the deadline: the next decision may come
+        late (a slow API server, a tick that overran), so twice the tick, or one and a half
+        times the longest gap seen lately when ticks have been slower than that."""
+        longest = max(self.tick_gaps, default=self.tick)
+        return max(2 * self.tick, longest * 1.5)
 
     def created(self, body: Any) -> datetime:
         """An object's creation time in operator time."""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import kopf
 
 from carbonaware.errors import (
@@ -31,12 +28,3 @@ def to_kopf(error: CarbonAwareError) -> kopf.TemporaryError | kopf.PermanentErro
     if status is not None and 400 <= status < 500 and status not in (404, 409):
         return kopf.PermanentError(str(error))
     return kopf.TemporaryError(str(error), delay=DEFAULT_DELAY)
-
-
-@contextlib.contextmanager
-def kopf_errors() -> Iterator[None]:
-    """Use around a handler body: domain errors become kopf retries or permanent failures."""
-    try:
-        yield
-    except CarbonAwareError as error:
-        raise to_kopf(error) from error

@@ -1,8 +1,12 @@
 """The one operator-wide refresh loop: refresh each region once, re-plan every held job,
-release those due, in priority order within the capacity limits.
+release those due, in priority order within the capacity limits; and, every
+``reconcile_seconds``, check released work against what exists (``handlers.reconcile``).
 
 Cost per tick: one provider fetch per region (served by the chain's cache), no list call,
-and one API write per job whose plan or state changed.
+and one API write per job whose plan or state changed. Every per-object step runs inside
+:func:`~carbonaware.handlers.containment.contained`, and a tick that fails as a whole is
+logged and the next one starts on time: nothing a single object holds can stop the loop.
+The liveness probe fails when no tick has completed for ``liveness_ticks`` tick lengths.
 """
 
 from __future__ import annotations
@@ -12,112 +16,40 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason
-from carbonaware.errors import CarbonAwareError
-from carbonaware.handlers import status as status_docs
+from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext
+from carbonaware.handlers.hold import decide_for, plan_changed, write_held
 from carbonaware.handlers.intensity import RegionSnapshot
+from carbonaware.handlers.reconcile import initial_sync, reconcile_released
+from carbonaware.handlers.refusal import backing_off
 from carbonaware.handlers.release import release_decided
 from carbonaware.handlers.servertarget import probe_due_targets
 from carbonaware.handlers.state import HeldWork, WorkKind
 from carbonaware.handlers.work import held_body
 from carbonaware.scheduling.ordering import ReleaseCandidate, plan_releases
-from carbonaware.scheduling.policy import Decision, JobRequest, decide
+from carbonaware.scheduling.policy import Decision
 
 logger = logging.getLogger(__name__)
 
 WRITE_CONCURRENCY = 32
 
 
-def request_of(work: HeldWork) -> JobRequest:
-    return JobRequest(
-        policy=work.policy,
-        created=work.created,
-        latest_start=work.latest_start,
-        expected_duration=timedelta(seconds=work.expected_duration_seconds),
-        max_intensity=work.max_intensity,
-        max_index=work.max_index,
-        priority=work.priority,
-    )
-
-
-def decide_for(
-    ctx: OperatorContext, work: HeldWork, snapshot: RegionSnapshot | None, now: datetime
-) -> Decision:
-    return decide(
-        request_of(work),
-        snapshot.view if snapshot else None,
-        snapshot.current if snapshot else None,
-        now,
-        ctx.tick,
-        provider_problem=snapshot.error if snapshot else None,
-    )
-
-
 async def bounded(
     jobs: list[Callable[[], Awaitable[None]]], limit: int = WRITE_CONCURRENCY
 ) -> None:
-    """Run ``jobs`` with at most ``limit`` in flight; log and continue past failures."""
+    """Run ``jobs`` with at most ``limit`` in flight (each contains its own failures)."""
     gate = asyncio.Semaphore(limit)
 
     async def one(job: Callable[[], Awaitable[None]]) -> None:
         async with gate:
-            try:
-                await job()
-            except CarbonAwareError as exc:
-                logger.warning("%s", exc)
+            await job()
 
     await asyncio.gather(*(one(job) for job in jobs))
-
-
-async def write_held(
-    ctx: OperatorContext,
-    work: HeldWork,
-    decision: Decision,
-    snapshot: RegionSnapshot | None,
-    now: datetime,
-    *,
-    reason: Reason | None = None,
-    message: str | None = None,
-) -> None:
-    """Record a (new) plan for a held job. Caller holds the object's lock."""
-    body_status = work.body.get("status") or {}
-    intensity = body_status.get("intensity") or {}
-    current = snapshot.current.intensity if snapshot and snapshot.current else None
-    doc = status_docs.held(
-        body_status.get("conditions") or [],
-        reason=reason or decision.reason,
-        message=message or decision.message,
-        now=now,
-        generation=work.body.get("metadata", {}).get("generation"),
-        region=work.region,
-        latest_start=work.latest_start,
-        planned_start=decision.planned_start,
-        planned_window_mean=decision.planned_window_mean,
-        current=current,
-        source=snapshot.source if snapshot else None,
-        at_creation=intensity.get("atCreation", current),
-    )
-    if work.kind is WorkKind.CARBON_AWARE_JOB:
-        written = await ctx.kube.patch_status(PLURAL, work.namespace, work.name, doc)
-        work.body["status"] = written.get("status", doc)
-    else:
-        annotations = status_docs.plain_job_annotations(doc, reason=reason or decision.reason)
-        if annotations.get("carbonaware.io/intensity-at-creation") is None and current is not None:
-            annotations["carbonaware.io/intensity-at-creation"] = f"{current:g}"
-        await ctx.kube.patch_job(
-            work.namespace, work.name, {"metadata": {"annotations": annotations}}
-        )
-    work.planned_start = decision.planned_start
-    work.held_reason = (reason or decision.reason).value
-
-
-def plan_changed(work: HeldWork, decision: Decision, reason: Reason) -> bool:
-    return work.planned_start != decision.planned_start or work.held_reason != reason.value
 
 
 async def latest_snapshots(
@@ -133,7 +65,6 @@ async def latest_snapshots(
     task = ctx.refreshing
     if task is not None and task.done():
         ctx.refreshing = None
-        task.result()  # anything but a provider error is a bug: let it stop the loop
         task = None
     if task is None:
         task = asyncio.create_task(ctx.intensity.refresh(regions, now), name="intensity-refresh")
@@ -143,8 +74,27 @@ async def latest_snapshots(
     done, _ = await asyncio.wait({task}, timeout=ctx.settings.tick_seconds / 2)
     if task in done:
         ctx.refreshing = None
-        task.result()  # anything but a provider error is a bug: let it stop the loop
+        if task.exception() is not None:
+            logger.error("refreshing intensities failed", exc_info=task.exception())
     return {region: s for region in regions if (s := ctx.intensity.get(region)) is not None}
+
+
+def decide_all(
+    ctx: OperatorContext,
+    held: list[HeldWork],
+    snapshots: dict[str, RegionSnapshot],
+    now: datetime,
+) -> tuple[dict[tuple[str, str, str], Decision], list[HeldWork]]:
+    """Each job's decision; jobs whose decision raised are returned apart, to be failed."""
+    decisions = {}
+    broken = []
+    for work in held:
+        try:
+            decisions[work.key] = decide_for(ctx, work, snapshots.get(work.region), now)
+        except Exception:
+            logger.exception("deciding for %s %s/%s failed", *work.key)
+            broken.append(work)
+    return decisions, broken
 
 
 async def refresh_once(ctx: OperatorContext) -> None:
@@ -152,19 +102,20 @@ async def refresh_once(ctx: OperatorContext) -> None:
     held = ctx.registry.held()
     snapshots = await latest_snapshots(ctx, {w.region for w in held}, ctx.clock())
     now = ctx.clock()  # after the provider: decisions and release times say when they happen
-    decisions = {w.key: decide_for(ctx, w, snapshots.get(w.region), now) for w in held}
-    due = [w for w in held if decisions[w.key].release]
+    decisions, broken = decide_all(ctx, held, snapshots, now)
+    due = [w for w in held if w.key in decisions and decisions[w.key].release]
     candidates = [
         ReleaseCandidate(
             key="/".join(w.key), priority=w.priority, latest_start=w.latest_start, target=w.target
         )
         for w in due
+        if not backing_off(w)
     ]
     targets = ctx.registry.targets()
     plan = plan_releases(
         candidates,
         now=now,
-        tick=ctx.tick,
+        tick=ctx.horizon(),
         running={key: state.busy for key, state in targets.items()},
         max_concurrent={key: state.max_concurrent for key, state in targets.items()},
         max_releases_per_tick=ctx.settings.release_cap_per_tick,
@@ -172,9 +123,9 @@ async def refresh_once(ctx: OperatorContext) -> None:
     by_key = {"/".join(w.key): w for w in held}
 
     async def release_one(work: HeldWork) -> None:
-        async with ctx.registry.lock(work.key):
-            if ctx.registry.get(work.key) is None:
-                return  # released or deleted meanwhile
+        async with ctx.registry.lock(work.key), contained(ctx, work.key, work.body, "release"):
+            if ctx.registry.get(work.key) is not work:
+                return  # released, deleted or planned again meanwhile
             # False when a job created meanwhile took the slot: the next tick plans again.
             await release_decided(
                 ctx, work, decisions[work.key], snapshot=snapshots.get(work.region), now=now
@@ -192,25 +143,32 @@ async def refresh_once(ctx: OperatorContext) -> None:
         if time.monotonic() > write_until:
             left_for_later += 1
             return
-        async with ctx.registry.lock(work.key):
-            if ctx.registry.get(work.key) is None:
+        async with ctx.registry.lock(work.key), contained(ctx, work.key, work.body, "record"):
+            if ctx.registry.get(work.key) is not work:
                 return
             await write_held(
                 ctx, work, decisions[work.key], snapshots.get(work.region), now,
                 reason=reason, message=message,
             )  # fmt: skip
 
+    async def fail_one(work: HeldWork) -> None:
+        async with ctx.registry.lock(work.key), contained(ctx, work.key, work.body, "decide"):
+            decide_for(ctx, work, snapshots.get(work.region), now)  # raises again: contained
+
     jobs: list[Callable[[], Awaitable[None]]] = [
         functools.partial(release_one, by_key[key]) for key in plan.released
     ]
+    jobs.extend(functools.partial(fail_one, work) for work in broken)
     changed: list[tuple[HeldWork, Reason, str]] = []
     for deferred in plan.deferred:
         work = by_key[deferred.key]
-        if plan_changed(work, decisions[work.key], deferred.reason):
+        if plan_changed(work, decisions[work.key], deferred.reason, now):
             changed.append((work, deferred.reason, deferred.message))
     for work in held:
-        decision = decisions[work.key]
-        if not decision.release and plan_changed(work, decision, decision.reason):
+        decision = decisions.get(work.key)
+        if decision is None or decision.release or work.held_reason == "CreateRejected":
+            continue
+        if plan_changed(work, decision, decision.reason, now):
             changed.append((work, decision.reason, decision.message))
     changed.sort(key=lambda item: decisions[item[0].key].planned_start)
     jobs.extend(functools.partial(hold_one, *item) for item in changed)
@@ -241,7 +199,7 @@ async def resync_held(ctx: OperatorContext) -> None:
     """
 
     async def one(work: HeldWork) -> None:
-        async with ctx.registry.lock(work.key):
+        async with ctx.registry.lock(work.key), contained(ctx, work.key, work.body, "re-read"):
             if ctx.registry.get(work.key) is None:
                 return
             if work.kind is WorkKind.CARBON_AWARE_JOB:
@@ -265,15 +223,28 @@ async def resync_held(ctx: OperatorContext) -> None:
     logger.info("re-read %d held object(s) after the pause", len(held))
 
 
+def tick_done(ctx: OperatorContext, decided_at: datetime, previous: datetime | None) -> None:
+    """Bookkeeping of a completed tick: liveness, the metric, the gaps the horizon uses."""
+    ctx.last_tick_completed = time.monotonic()
+    ctx.metrics.loop_last_success.set(time.time())
+    if previous is not None and decided_at > previous:
+        ctx.tick_gaps.append(decided_at - previous)
+
+
 async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bool]]) -> None:
     """Tick until cancelled. ``is_active`` says whether this replica may act (peering).
 
     ServerTarget probes run beside the ticks (a slow server never delays releases); a new
     round starts only when the previous one is done. Coming back from a pause, the index of
-    held work is checked against the API first (:func:`resync_held`).
+    held work is checked against the API first (:func:`resync_held`). Before the first
+    release, runs already going (runner pods, in-process runs) are counted against their
+    targets' ``maxConcurrent`` (:func:`initial_sync`).
     """
     probes: asyncio.Task[None] | None = None
     paused = False
+    synced = False
+    last_reconcile = time.monotonic()
+    previous: datetime | None = None
     while True:
         started = time.monotonic()
         try:
@@ -282,12 +253,25 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
                 await resync_held(ctx)
             paused = not active
             if active:
+                if not synced:
+                    await initial_sync(ctx)
+                    synced = True
                 if probes is None or probes.done():
                     probes = asyncio.create_task(probe_due_targets(ctx), name="probes")
+                decided_at = ctx.clock()
                 await refresh_once(ctx)
                 if not ctx.settings.prometheus_url:
                     await ctx.usage.sample(ctx.kube)
-        except CarbonAwareError as exc:
-            logger.warning("refresh failed: %s", exc)
+                if time.monotonic() - last_reconcile >= ctx.settings.reconcile_seconds:
+                    last_reconcile = time.monotonic()
+                    await reconcile_released(ctx)
+                tick_done(ctx, decided_at, previous)
+                previous = decided_at
+            else:
+                ctx.last_tick_completed = time.monotonic()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("refresh tick failed; the next tick starts on time")
         elapsed = time.monotonic() - started
         await asyncio.sleep(max(ctx.settings.tick_seconds - elapsed, 0.0))

@@ -230,8 +230,8 @@ def record_metrics(ctx: OperatorContext, namespace: str, estimate: SciEstimate) 
     ctx.metrics.emitted_grams.labels(namespace).inc(estimate.total_grams)
     ctx.metrics.energy_kwh.labels(namespace).inc(estimate.energy_kwh)
     ctx.metrics.run_sci.labels(namespace).observe(estimate.per_unit_grams)
-    # The series exists (at 0) from the namespace's first measured run: "nothing avoided yet"
-    # is data, and rate() needs the counter's starting point.
-    avoided = ctx.metrics.avoided_grams.labels(namespace)
-    if estimate.avoided_grams is not None and estimate.avoided_grams > 0:
-        avoided.inc(estimate.avoided_grams)
+    # Emitted and counterfactual are counted separately, so that their difference (avoided)
+    # keeps its sign: a run that holding made dirtier counts against the savings. A run
+    # without a counterfactual estimate counts as having avoided nothing.
+    avoided = estimate.avoided_grams or 0.0
+    ctx.metrics.counterfactual_grams.labels(namespace).inc(max(estimate.total_grams + avoided, 0.0))

@@ -12,13 +12,14 @@ from typing import Any
 import kopf
 
 from carbonaware.api import labels
-from carbonaware.api.conditions import JobState, Reason
+from carbonaware.api.conditions import Reason
 from carbonaware.errors import SpecError
 from carbonaware.handlers import events
+from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.carbonawarejob import deferred_release
+from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.errors import kopf_errors
-from carbonaware.handlers.loop import decide_for, plan_changed, write_held
+from carbonaware.handlers.hold import decide_for, plan_changed, write_held
 from carbonaware.handlers.release import release_decided
 from carbonaware.handlers.state import WorkKind
 from carbonaware.handlers.work import work_from_plain_job
@@ -35,8 +36,7 @@ def is_waiting(body: Any) -> bool:
 async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
     meta = body["metadata"]
     key = (WorkKind.JOB.value, meta["namespace"], meta["name"])
-    now = ctx.clock()
-    async with ctx.registry.lock(key):
+    async with ctx.registry.lock(key), contained(ctx, key, dict(body), "plan", kopf_retries=True):
         if not is_waiting(body) or ctx.registry.was_released(meta["uid"]):
             ctx.registry.forget(key)
             return
@@ -45,56 +45,54 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
                 body, default_region=ctx.settings.default_region, created=ctx.created(body)
             )
         except SpecError as exc:
-            current = meta.get("annotations") or {}
-            if current.get(labels.REASON) == Reason.INVALID_SPEC.value:
-                return  # already reported; our own annotation patch brought us here again
-            annotations = {
-                labels.STATE: JobState.FAILED.value,
-                labels.REASON: Reason.INVALID_SPEC.value,
-            }
-            await ctx.kube.patch_job(
-                meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}
-            )
-            events.warn(
-                ctx.kube,
-                body,
-                reason=Reason.INVALID_SPEC.value,
-                message=f"{exc}; the Job stays suspended",
-            )
+            await report_bad_annotations(ctx, body, exc)
             return
+        now = ctx.clock()
         snapshot = await ctx.intensity.snapshot(work.region, now, max_age=ctx.tick)
         decision = decide_for(ctx, work, snapshot, now)
         capped = ctx.settings.release_cap_per_tick is not None
+        first = ctx.registry.get(key) is None and labels.STATE not in (
+            meta.get("annotations") or {}
+        )
+        ctx.registry.hold(work)
         if (
             decision.release
             and not capped
             and await release_decided(ctx, work, decision, snapshot=snapshot, now=now)
         ):
             return
-        first = ctx.registry.get(key) is None and labels.STATE not in (
-            meta.get("annotations") or {}
-        )
         reason, message = decision.reason, decision.message
         if decision.release:  # due, but the release cap orders releases in the loop
             reason, message = deferred_release(ctx, None)
-        if first or plan_changed(work, decision, reason):
+        if first or plan_changed(work, decision, reason, now):
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
-        ctx.registry.hold(work)
         if first:
-            events.info(
-                ctx.kube,
-                body,
-                reason="Held",
-                message=f"{reason.value}: {message}",
-            )
+            events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
+
+
+async def report_bad_annotations(ctx: OperatorContext, body: Any, error: SpecError) -> None:
+    """Mark a managed Job whose annotations cannot be used, once; it stays suspended."""
+    meta = body["metadata"]
+    current = meta.get("annotations") or {}
+    if current.get(labels.REASON) == Reason.INVALID_SPEC.value:
+        return  # already reported; our own annotation patch brought us here again
+    annotations = status_docs.plain_job_failed_annotations(reason=Reason.INVALID_SPEC)
+    await ctx.kube.patch_job(
+        meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}
+    )
+    events.warn(
+        ctx.kube,
+        body,
+        reason=Reason.INVALID_SPEC.value,
+        message=f"{error}; the Job stays suspended",
+    )
 
 
 @kopf.on.create("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.resume("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.update("batch", "v1", "jobs", labels=MANAGED, field="metadata.annotations")
 async def plain_job_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with kopf_errors():
-        await plan_plain_job(context_of(memo), body)
+    await plan_plain_job(context_of(memo), body)
 
 
 @kopf.on.delete("batch", "v1", "jobs", labels=MANAGED, optional=True)
@@ -102,5 +100,6 @@ async def plain_job_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     ctx = context_of(memo)
     key = (WorkKind.JOB.value, str(meta["namespace"]), str(meta["name"]))
     ctx.registry.forget(key)
+    ctx.registry.untrack(key)
     ctx.registry.forget_released(str(meta["uid"]))
     ctx.registry.drop_lock(key)

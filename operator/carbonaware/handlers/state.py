@@ -48,6 +48,42 @@ class HeldWork:
     planned_start: datetime | None
     held_reason: str | None
     body: dict[str, Any]
+    latest_start_bound: str = "MaxDelay"
+    retry_at: float | None = None
+    """Monotonic time before which a refused create is not tried again (back-off)."""
+    rejections: int = 0
+    """Creates the API server refused in a row (quota, admission, RBAC)."""
+
+    @property
+    def key(self) -> Key:
+        return (self.kind.value, self.namespace, self.name)
+
+    @property
+    def generation(self) -> int | None:
+        value = (self.body.get("metadata") or {}).get("generation")
+        return int(value) if isinstance(value, int) else None
+
+
+class ChildKind(enum.StrEnum):
+    """What a released job runs as: what the reconcile pass looks for."""
+
+    JOB = "Job"  # a child Job of a CarbonAwareJob
+    RUNNER_POD = "Pod"  # an SSH-runner pod
+    IN_PROCESS = "InProcess"  # an SSH run followed by a task of this process
+    PLAIN_JOB = "PlainJob"  # a managed plain Job: the object itself
+
+
+@dataclass
+class ReleasedWork:
+    """A released job not finished yet: what the periodic reconcile pass checks."""
+
+    kind: WorkKind
+    namespace: str
+    name: str
+    uid: str
+    child_kind: ChildKind
+    child_name: str
+    target: TargetKey | None = None
 
     @property
     def key(self) -> Key:
@@ -90,6 +126,7 @@ class Registry:
         self._locks: dict[Key, asyncio.Lock] = {}
         self._released: set[str] = set()
         self._states: dict[Key, str] = {}
+        self._running: dict[Key, ReleasedWork] = {}
 
     # ------------------------------------------------------------------ held work
 
@@ -123,6 +160,21 @@ class Registry:
 
     def queued_on(self, target: TargetKey) -> int:
         return sum(1 for work in self._held.values() if work.target == target)
+
+    # ------------------------------------------------------------------ released work
+
+    def track(self, work: ReleasedWork) -> None:
+        """Follow ``work`` until it finishes (see ``handlers.reconcile``)."""
+        self._running[work.key] = work
+
+    def untrack(self, key: Key) -> ReleasedWork | None:
+        return self._running.pop(key, None)
+
+    def tracked(self) -> list[ReleasedWork]:
+        return list(self._running.values())
+
+    def tracked_work(self, key: Key) -> ReleasedWork | None:
+        return self._running.get(key)
 
     # ------------------------------------------------------------------ states (metrics)
 

@@ -46,6 +46,7 @@ def held(
     generation: int | None,
     region: str,
     latest_start: datetime,
+    latest_start_bound: str | None = None,
     planned_start: datetime | None,
     planned_window_mean: float | None,
     current: float | None,
@@ -79,8 +80,12 @@ def held(
     return {
         "conditions": updated,
         "state": JobState.HELD.value,
+        # Held again (a refused create, or a plan made after an interrupted release): the
+        # spec may be edited again.
+        "releaseDecidedTime": None,
         "region": region,
         "latestStartTime": format_time(latest_start),
+        "latestStartBound": latest_start_bound,
         "plannedStartTime": format_time(planned_start) if planned_start else None,
         "observedGeneration": generation,
         "intensity": {k: v for k, v in intensity.items() if v is not None},
@@ -99,6 +104,7 @@ def released(
     current: float | None,
     source: str | None,
     at_creation: float | None,
+    latest_start_bound: str | None = None,
     job_name: str | None = None,
     pod_name: str | None = None,
 ) -> Status:
@@ -135,6 +141,7 @@ def released(
         "state": JobState.RELEASED.value,
         "region": region,
         "latestStartTime": format_time(latest_start),
+        "latestStartBound": latest_start_bound,
         "releaseTime": format_time(now),
         "plannedStartTime": None,  # the plan is done; a merge patch null removes it
         "observedGeneration": generation,
@@ -184,7 +191,13 @@ def plain_job_annotations(status: Status, *, reason: Reason) -> dict[str, str | 
         labels.REASON: reason.value,
         labels.PLANNED_START_TIME: status.get("plannedStartTime"),
         labels.LATEST_START_TIME: status.get("latestStartTime"),
+        labels.LATEST_START_BOUND: status.get("latestStartBound"),
         labels.RELEASE_TIME: status.get("releaseTime"),
         labels.INTENSITY_AT_CREATION: number(intensity.get("atCreation")),
         labels.INTENSITY_AT_RELEASE: number(intensity.get("atRelease")),
     }
+
+
+def plain_job_failed_annotations(*, reason: Reason) -> dict[str, str | None]:
+    """A plain Job the operator gives up on: it stays suspended, marked Failed."""
+    return {labels.STATE: JobState.FAILED.value, labels.REASON: reason.value}

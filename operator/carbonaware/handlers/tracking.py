@@ -1,9 +1,12 @@
 """Following released work through its Job: times, final condition, SCI.
 
-The child Job is the source of truth. Its annotations say when and why it was released, so
-if the operator died between creating it and recording the release, the first watch event
-of the child records it. Completion is recorded once: the SCI is computed only when the
-parent's status does not carry one yet.
+The child Job is the source of truth for the run; the parent's ``status.releaseTime`` is the
+source of truth for the release. A child whose parent has no release time is held back by a
+release that did not commit (``handlers.release``) and is left to it; a child whose parent is
+released but which is still suspended was never let go (the operator stopped in between) and
+is let go here. A child is followed only by the parent whose UID its owner reference and
+label carry. A child deleted before it finished ends the job ``Failed`` (``ChildDeleted``).
+Completion is recorded once: the SCI is computed only when the status has none yet.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from carbonaware.api.conditions import (
     format_time,
     set_condition,
 )
-from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers import events
+from carbonaware.handlers import status as status_docs
+from carbonaware.handlers.containment import contained, measured
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.errors import kopf_errors
 from carbonaware.handlers.measure import measure_pods, record_metrics, sci_annotations
-from carbonaware.handlers.state import WorkKind
+from carbonaware.handlers.sshoutcome import job_key, parent_of
+from carbonaware.handlers.state import ChildKind, ReleasedWork, WorkKind
 from carbonaware.handlers.work import optional_time
 
 logger = logging.getLogger(__name__)
@@ -52,69 +56,37 @@ def job_outcome(job: dict[str, Any]) -> tuple[str | None, str]:
     return None, ""
 
 
-def owner_name(job: dict[str, Any]) -> str | None:
-    for ref in job.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "CarbonAwareJob":
-            return str(ref.get("name"))
+def owner_of(job: dict[str, Any]) -> tuple[str, str] | None:
+    """(name, uid) of the CarbonAwareJob that owns ``job``, if its label agrees."""
+    meta = job.get("metadata", {})
+    uid = (meta.get("labels") or {}).get(labels.JOB_UID)
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "CarbonAwareJob" and ref.get("uid") == uid:
+            return str(ref.get("name")), str(uid)
     return None
 
 
 def tracked_status(parent: dict[str, Any], job: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The parent's status as the child says it should be (pure)."""
+    """The released parent's status as the child says it should be (pure)."""
     status = dict(parent.get("status") or {})
     generation = parent.get("metadata", {}).get("generation")
     conditions = status.get("conditions") or []
-    child_meta = job.get("metadata", {})
-    annotations = child_meta.get("annotations") or {}
-    doc: dict[str, Any] = {"jobName": child_meta.get("name")}
-    if not status.get("releaseTime"):
-        # Released, but the operator stopped before recording it: the child knows.
-        reason = Reason(annotations.get(labels.REASON, Reason.LOW_CARBON_WINDOW.value))
-        message = "Recorded from the Job after an operator restart."
-        for type_, value in ((ConditionType.HELD, ConditionStatus.FALSE),
-                             (ConditionType.RELEASED, ConditionStatus.TRUE)):  # fmt: skip
-            conditions = set_condition(
-                conditions,
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message,
-                now=now,
-                generation=generation,
-            )
-        doc["releaseTime"] = annotations.get(labels.RELEASE_TIME) or child_meta.get(
-            "creationTimestamp"
-        )
-        if annotations.get(labels.LATEST_START_TIME) and not status.get("latestStartTime"):
-            doc["latestStartTime"] = annotations[labels.LATEST_START_TIME]
-        at_release = annotations.get(labels.INTENSITY_AT_RELEASE)
-        if at_release:
-            doc["intensity"] = {"atRelease": float(at_release)}
+    doc: dict[str, Any] = {"jobName": job.get("metadata", {}).get("name")}
     job_status = job.get("status", {})
     if job_status.get("startTime"):
         doc["startTime"] = job_status["startTime"]
     outcome, message = job_outcome(job)
-    if outcome == "Complete":
+    if outcome is not None:
+        complete = outcome == "Complete"
         conditions = set_condition(
             conditions,
-            type=ConditionType.COMPLETE,
+            type=ConditionType.COMPLETE if complete else ConditionType.FAILED,
             status=ConditionStatus.TRUE,
-            reason=Reason.SUCCEEDED,
+            reason=Reason.SUCCEEDED if complete else Reason.JOB_FAILED,
             message=message,
             now=now,
             generation=generation,
         )
-    elif outcome == "Failed":
-        conditions = set_condition(
-            conditions,
-            type=ConditionType.FAILED,
-            status=ConditionStatus.TRUE,
-            reason=Reason.JOB_FAILED,
-            message=message,
-            now=now,
-            generation=generation,
-        )
-    if outcome:
         doc["completionTime"] = job_status.get("completionTime") or format_time(now)
     running = outcome is None and (
         bool(job_status.get("active")) or bool(job_status.get("startTime"))
@@ -163,28 +135,38 @@ async def job_pods(ctx: OperatorContext, job: dict[str, Any]) -> list[dict[str, 
     )
 
 
-async def follow_child(ctx: OperatorContext, job: dict[str, Any]) -> None:
-    namespace = job["metadata"]["namespace"]
-    parent_name = owner_name(job)
-    if parent_name is None:
+async def follow_child(ctx: OperatorContext, job: dict[str, Any], *, deleted: bool = False) -> None:
+    owner = owner_of(job)
+    if owner is None:
         return
-    key = (WorkKind.CARBON_AWARE_JOB.value, namespace, parent_name)
+    namespace = job["metadata"]["namespace"]
+    parent_name, uid = owner
+    key = job_key(namespace, parent_name)
     async with ctx.registry.lock(key):
-        parent = await ctx.kube.get_object(PLURAL, namespace, parent_name)
-        if parent is None or parent["metadata"]["uid"] != job["metadata"]["labels"].get(
-            labels.JOB_UID
-        ):
+        parent = await parent_of(ctx, namespace, parent_name, uid)
+        if parent is None:
+            ctx.registry.untrack(key)
+            return
+        old = parent.get("status") or {}
+        if old.get("completionTime"):
+            ctx.registry.untrack(key)
+            return
+        if deleted and job_outcome(job)[0] is None:
+            await child_deleted(ctx, parent, f"Job {job['metadata']['name']}")
             return
         ctx.registry.forget(key)
-        ctx.registry.remember_released(parent["metadata"]["uid"])
+        ctx.registry.remember_released(uid)
         now = ctx.clock()
-        old = parent.get("status") or {}
         doc = tracked_status(parent, job, now)
         finished = doc["state"] in (JobState.SUCCEEDED.value, JobState.FAILED.value)
         if doc["state"] == JobState.RUNNING.value:
             ctx.usage.watch_namespace(namespace)
-        if finished and not old.get("sci"):
-            await attach_sci(ctx, parent, job, doc)
+        if finished and not old.get("sci") and not deleted:
+            _, problem = await measured(
+                ctx, f"{namespace}/{parent_name}", lambda: attach_sci(ctx, parent, job, doc)
+            )
+            if problem:
+                events.warn(ctx.kube, parent, reason="NoSCI", message=f"No SCI: {problem}")
         if changed(old, doc):
             await ctx.kube.patch_status(PLURAL, namespace, parent_name, doc)
             if doc["state"] != old.get("state"):
@@ -194,6 +176,29 @@ async def follow_child(ctx: OperatorContext, job: dict[str, Any]) -> None:
                     reason=doc["state"],
                     message=f"Job {job['metadata']['name']} is {doc['state']}.",
                 )
+        if finished:
+            ctx.registry.untrack(key)
+
+
+async def child_deleted(ctx: OperatorContext, parent: dict[str, Any], what: str) -> None:
+    """End a released job whose child was deleted before it finished. Caller holds the lock."""
+    meta = parent["metadata"]
+    message = (
+        f"{what} was deleted before it finished (by a user, a controller, or its "
+        "ttlSecondsAfterFinished while the operator was away); the run's outcome is unknown."
+    )
+    doc = status_docs.failed(
+        (parent.get("status") or {}).get("conditions") or [],
+        reason=Reason.CHILD_DELETED,
+        message=message,
+        now=ctx.clock(),
+        generation=meta.get("generation"),
+    )
+    await ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], doc)
+    key = job_key(meta["namespace"], meta["name"])
+    ctx.registry.untrack(key)
+    ctx.registry.observe_state(key, JobState.FAILED.value)
+    events.warn(ctx.kube, parent, reason=Reason.CHILD_DELETED.value, message=message)
 
 
 async def attach_sci(
@@ -213,18 +218,14 @@ async def attach_sci(
         optional_time(job_status.get("startTime")),
         optional_time(doc.get("completionTime")),
     )
-    try:
-        measurement = await measure_pods(
-            ctx,
-            pods,
-            region=region,
-            created=ctx.created(parent),
-            functional_unit=unit,
-            fallback_window=(start, end) if start and end else None,
-        )
-    except CarbonAwareError as exc:
-        logger.warning("no SCI for %s: %s", parent["metadata"]["name"], exc)
-        return
+    measurement = await measure_pods(
+        ctx,
+        pods,
+        region=region,
+        created=ctx.created(parent),
+        functional_unit=unit,
+        fallback_window=(start, end) if start and end else None,
+    )
     if measurement is None:
         return
     doc["sci"] = {k: v for k, v in measurement.estimate.to_status().items() if v is not None}
@@ -238,15 +239,54 @@ async def attach_sci(
 
 async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
     """A released managed Job that finished gets its SCI as annotations, once."""
-    annotations = job["metadata"].get("annotations") or {}
+    meta = job["metadata"]
+    annotations = meta.get("annotations") or {}
+    key = (WorkKind.JOB.value, meta["namespace"], meta["name"])
     outcome, _ = job_outcome(job)
-    if outcome is None or labels.RELEASE_TIME not in annotations or labels.SCI_GRAMS in annotations:
+    if labels.RELEASE_TIME not in annotations:
         return
+    if outcome is None:
+        ctx.registry.track(
+            ReleasedWork(
+                WorkKind.JOB,
+                meta["namespace"],
+                meta["name"],
+                meta["uid"],
+                ChildKind.PLAIN_JOB,
+                meta["name"],
+            )
+        )
+        return
+    ctx.registry.untrack(key)
+    if labels.SCI_GRAMS in annotations or annotations.get(labels.STATE) in (
+        JobState.SUCCEEDED.value,
+        JobState.FAILED.value,
+    ):
+        return
+    state = JobState.SUCCEEDED if outcome == "Complete" else JobState.FAILED
+    extra = {labels.STATE: state.value}
     pods = await job_pods(ctx, job)
+    measurement, problem = await measured(
+        ctx, f"{meta['namespace']}/{meta['name']}", lambda: measure_plain_job(ctx, job, pods)
+    )
+    if measurement is not None:
+        extra.update(sci_annotations(measurement))
+        record_metrics(ctx, meta["namespace"], measurement.estimate)
+    await annotate_run(ctx, job, pods if measurement else [], extra)
+    sci = f", SCI {measurement.estimate.total_grams:.3g} g" if measurement else ""
+    if problem:
+        sci = f" (no SCI: {problem})"
+    events.info(ctx.kube, job, reason=state.value, message=f"The Job is {state.value}{sci}.")
+
+
+async def measure_plain_job(
+    ctx: OperatorContext, job: dict[str, Any], pods: list[dict[str, Any]]
+) -> Any:
+    annotations = job["metadata"].get("annotations") or {}
     job_status = job.get("status", {})
     start = optional_time(job_status.get("startTime"))
     end = optional_time(job_status.get("completionTime")) or ctx.clock()
-    measurement = await measure_pods(
+    return await measure_pods(
         ctx,
         pods,
         region=annotations.get(labels.REGION) or ctx.settings.default_region,
@@ -254,32 +294,52 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
         functional_unit=FunctionalUnit(),
         fallback_window=(start, end) if start else None,
     )
-    state = JobState.SUCCEEDED if outcome == "Complete" else JobState.FAILED
-    extra = {labels.STATE: state.value}
-    if measurement is not None:
-        extra.update(sci_annotations(measurement))
-        record_metrics(ctx, job["metadata"]["namespace"], measurement.estimate)
-    await annotate_run(ctx, job, pods if measurement else [], extra)
-    sci = f", SCI {measurement.estimate.total_grams:.3g} g" if measurement else ""
-    events.info(ctx.kube, job, reason=state.value, message=f"The Job is {state.value}{sci}.")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD)
 async def child_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if event.get("type") == "DELETED":
+    ctx = context_of(memo)
+    job = dict(body)
+    owner = owner_of(job)
+    if owner is None:
         return
-    with kopf_errors():
-        await follow_child(context_of(memo), dict(body))
+    key = job_key(str(job.get("metadata", {}).get("namespace")), owner[0])
+    async with contained(ctx, key, None, "follow its Job"):
+        await follow_child(ctx, job, deleted=event.get("type") == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 async def plain_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctx = context_of(memo)
     meta = body.get("metadata", {})
     key = (WorkKind.JOB.value, str(meta.get("namespace")), str(meta.get("name")))
     state = (meta.get("annotations") or {}).get(labels.STATE)
     deleted = event.get("type") == "DELETED"
-    context_of(memo).registry.observe_state(key, None if deleted or not state else state)
+    ctx.registry.observe_state(key, None if deleted or not state else state)
     if deleted:
+        ctx.registry.untrack(key)
         return
-    with kopf_errors():
-        await follow_plain_job(context_of(memo), dict(body))
+    async with contained(ctx, key, dict(body), "follow the Job"):
+        await follow_plain_job(ctx, dict(body))
+
+
+def released_work_of(body: dict[str, Any]) -> ReleasedWork | None:
+    """The released, unfinished run a CarbonAwareJob's status describes, if any."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    if not status.get("releaseTime") or status.get("completionTime"):
+        return None
+    spec = body.get("spec") or {}
+    target_name = ((spec.get("ssh") or {}).get("targetRef") or {}).get("name")
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    target = (namespace, str(target_name)) if target_name else None
+    if status.get("jobName"):
+        child_kind, child_name = ChildKind.JOB, str(status["jobName"])
+    elif status.get("podName"):
+        child_kind, child_name = ChildKind.RUNNER_POD, str(status["podName"])
+    elif target is not None:
+        child_kind, child_name = ChildKind.IN_PROCESS, name
+    else:
+        return None
+    return ReleasedWork(WorkKind.CARBON_AWARE_JOB, namespace, name, str(meta.get("uid")),
+                        child_kind, child_name, target)  # fmt: skip

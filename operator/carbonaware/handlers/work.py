@@ -138,6 +138,7 @@ def _held_work(
 ) -> HeldWork:
     meta = body["metadata"]
     created = created or created_at(body)
+    latest_start, bound = schedule.latest_start_bound(created)
     return HeldWork(
         kind=kind,
         namespace=meta["namespace"],
@@ -146,7 +147,8 @@ def _held_work(
         region=region,
         policy=schedule.policy,
         created=created,
-        latest_start=schedule.latest_start(created),
+        latest_start=latest_start,
+        latest_start_bound=bound.value,
         expected_duration_seconds=schedule.expected_duration_seconds,
         max_intensity=float(schedule.max_intensity) if schedule.max_intensity is not None else None,
         max_index=schedule.max_index.as_index() if schedule.max_index else None,

@@ -25,7 +25,10 @@ def child_name(parent_name: str, suffix: str = "") -> str:
 
 
 def child_labels(parent_name: str, parent_uid: str) -> dict[str, str]:
+    """Labels that link a child Job and its pods to their CarbonAwareJob; ``managed`` lets the
+    operator watch only its own Jobs (a server-side label selector)."""
     return {
+        labels.MANAGED: labels.MANAGED_CHILD,
         labels.JOB_NAME: child_name(parent_name),
         labels.JOB_UID: parent_uid,
     }

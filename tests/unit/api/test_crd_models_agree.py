@@ -61,6 +61,8 @@ def bounds_from_schema(schema: dict[str, Any]) -> dict[str, int]:
             found[key] = schema[key]
     if kind == "array" and "maxItems" in schema:
         found["maxLength"] = schema["maxItems"]
+    if kind == "object" and "maxProperties" in schema:
+        found["maxLength"] = schema["maxProperties"]
     for rule in schema.get("x-kubernetes-validations", []):
         text = rule["rule"].strip()
         if match := CEL_RANGE.match(text):
@@ -122,6 +124,9 @@ def compare_type(annotation: Any, schema: dict[str, Any], where: str) -> list[st
             return [f"{where}: model is a list, CRD says {kind}"]
         return compare_type(item, schema["items"], f"{where}[]")
     if origin is dict:
+        _, value = typing.get_args(annotation)
+        if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+            return compare_type(value, schema["additionalProperties"], f"{where}{{}}")
         ok = kind == "object" and (
             schema.get("x-kubernetes-preserve-unknown-fields") or "properties" in schema
         )
@@ -170,6 +175,16 @@ def test_comparison_notices_a_missing_field() -> None:
 def test_comparison_notices_a_changed_default() -> None:
     schema = load_schema("carbonawarejob.yaml")
     schedule = schema["properties"]["spec"]["properties"]["schedule"]
-    schedule["properties"]["maxDelaySeconds"]["default"] = 60
+    schedule["properties"]["expectedDurationSeconds"]["default"] = 60
     problems = compare(CarbonAwareJobSpec, schema["properties"]["spec"], "spec")
-    assert any("maxDelaySeconds" in p for p in problems)
+    assert any("expectedDurationSeconds" in p for p in problems)
+
+
+def test_comparison_notices_a_map_value_type_change() -> None:
+    schema = load_schema("carbonawarejob.yaml")
+    template = schema["properties"]["spec"]["properties"]["jobTemplate"]
+    template["properties"]["metadata"]["properties"]["labels"]["additionalProperties"] = {
+        "type": "integer"
+    }
+    problems = compare(CarbonAwareJobSpec, schema["properties"]["spec"], "spec")
+    assert any("jobTemplate.metadata.labels" in p for p in problems)

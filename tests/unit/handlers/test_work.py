@@ -236,7 +236,18 @@ def test_held_work_keeps_the_object_but_not_its_managed_fields() -> None:
         "apiVersion": "carbonaware.io/v1alpha1",
         "kind": "CarbonAwareJob",
         "metadata": {**plain["metadata"], "name": "train"},
-        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}},
+        "spec": {
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "main", "image": "busybox"}],
+                        }
+                    }
+                }
+            }
+        },
         "status": {"state": "Held"},
     }
     held = [

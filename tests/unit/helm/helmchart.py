@@ -77,9 +77,17 @@ class Helm:
         return result.stderr
 
 
+USER_ROLES = frozenset({"carbonaware-edit", "carbonaware-view"})
+
+
+def is_user_role(obj: dict[str, Any]) -> bool:
+    """The aggregated ClusterRoles for people (rbac.userRoles), not the operator's own."""
+    return obj["kind"] == "ClusterRole" and obj["metadata"]["name"] in USER_ROLES
+
+
 def only(objects: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
-    """The single rendered object of a kind."""
-    found = [obj for obj in objects if obj["kind"] == kind]
+    """The single rendered object of a kind (for ClusterRole: the operator's own)."""
+    found = [obj for obj in objects if obj["kind"] == kind and not is_user_role(obj)]
     assert len(found) == 1, f"expected one {kind}, got {[o['metadata']['name'] for o in found]}"
     return found[0]
 
@@ -102,10 +110,10 @@ def env_of(objects: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def rbac_rules(objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every rule of every rendered Role and ClusterRole."""
+    """Every rule of every rendered Role and ClusterRole of the operator (not the user roles)."""
     return [
         rule
         for obj in objects
-        if obj["kind"] in ("Role", "ClusterRole")
+        if obj["kind"] in ("Role", "ClusterRole") and not is_user_role(obj)
         for rule in obj.get("rules", [])
     ]

@@ -17,9 +17,11 @@ from .helmchart import (
     FULLNAME,
     NAMESPACE,
     REPO_ROOT,
+    USER_ROLES,
     Helm,
     container,
     env_of,
+    is_user_role,
     kinds,
     only,
     rbac_rules,
@@ -73,7 +75,7 @@ def test_default_render_has_exactly_the_core_objects(helm: Helm) -> None:
     objects = helm.template()
     assert kinds(objects) == {
         "ServiceAccount",
-        "ClusterRole",
+        "ClusterRole",  # the operator's, and carbonaware-edit/-view for people
         "ClusterRoleBinding",
         "Service",
         "Deployment",
@@ -183,7 +185,9 @@ def test_default_values_become_the_operator_settings(
     settings = settings_from(helm.template(), monkeypatch)
     assert settings.tick_seconds == 60
     assert settings.default_region == "GB"
-    assert settings.providers == "trace"
+    # A live source by default, never the replayed trace (that is for demos and tests).
+    assert settings.providers == "ukci,static"
+    assert settings.static_intensity == 125
     assert settings.ssh_mode == "Pod"
     assert settings.trace_shift_to_now is True
     assert settings.namespace is None
@@ -329,12 +333,36 @@ def test_every_rule_in_the_templates_is_preceded_by_a_comment() -> None:
     templates = CHART / "templates"
     sources = {path.name: path.read_text() for path in templates.glob("*") if path.is_file()}
     with_rules = {name for name, text in sources.items() if "apiGroups:" in text}
-    # Rules live in one place, shared by the ClusterRole and the Role.
-    assert with_rules == {"_rbac.tpl"}
-    pairs = commented_rules(sources["_rbac.tpl"])
-    assert len(pairs) >= 10
+    # The operator's rules live in one place, shared by the ClusterRole and the Role; the
+    # roles for people have a template each.
+    assert with_rules == {"_rbac.tpl", "clusterrole-edit.yaml", "clusterrole-view.yaml"}
+    pairs = [pair for name in sorted(with_rules) for pair in commented_rules(sources[name])]
+    assert len(pairs) >= 13
     for previous, rule in pairs:
         assert previous.lstrip().startswith("# "), f"no comment above {rule!r}"
+
+
+def test_people_get_aggregated_edit_and_view_roles_on_our_resources_only(helm: Helm) -> None:
+    objects = helm.template()
+    roles = {obj["metadata"]["name"]: obj for obj in objects if is_user_role(obj)}
+    assert set(roles) == set(USER_ROLES)
+    edit_labels = roles["carbonaware-edit"]["metadata"]["labels"]
+    assert edit_labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit_labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    view_labels = roles["carbonaware-view"]["metadata"]["labels"]
+    assert view_labels["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    for role in roles.values():
+        for rule in role["rules"]:
+            assert rule["apiGroups"] == ["carbonaware.io"], rule
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+    view_verbs = {v for rule in roles["carbonaware-view"]["rules"] for v in rule["verbs"]}
+    assert view_verbs == {"get", "list", "watch"}
+    edit = grants(roles["carbonaware-edit"]["rules"])
+    assert ("carbonaware.io", "carbonawarejobs", "create") in edit
+    assert ("carbonaware.io", "carbonawarejobs/status", "patch") not in edit
+    # A second release leaves them to the first.
+    off = helm.template("rbac.userRoles.create=false")
+    assert not any(is_user_role(obj) for obj in off)
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())

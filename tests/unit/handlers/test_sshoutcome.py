@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from carbonaware.api.conditions import ConditionType, Reason
-from carbonaware.handlers.sshjobs import failure_reason, outcome, pod_result
+from carbonaware.handlers.sshoutcome import failure_reason, outcome, pod_result
 from carbonaware.runners.summary import RunFailure, RunSummary
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)

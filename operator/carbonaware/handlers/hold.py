@@ -1,0 +1,98 @@
+"""Deciding for held work and recording its plan (status, or annotations on a plain Job)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from carbonaware.api.carbonawarejob import PLURAL
+from carbonaware.api.conditions import Reason
+from carbonaware.handlers import status as status_docs
+from carbonaware.handlers.context import OperatorContext
+from carbonaware.handlers.intensity import RegionSnapshot
+from carbonaware.handlers.state import HeldWork, WorkKind
+from carbonaware.scheduling.policy import Decision, JobRequest, decide
+
+
+def request_of(work: HeldWork) -> JobRequest:
+    return JobRequest(
+        policy=work.policy,
+        created=work.created,
+        latest_start=work.latest_start,
+        expected_duration=timedelta(seconds=work.expected_duration_seconds),
+        max_intensity=work.max_intensity,
+        max_index=work.max_index,
+        priority=work.priority,
+    )
+
+
+def decide_for(
+    ctx: OperatorContext, work: HeldWork, snapshot: RegionSnapshot | None, now: datetime
+) -> Decision:
+    """The policy's decision; the horizon is the longest a next tick may take to come."""
+    return decide(
+        request_of(work),
+        snapshot.view if snapshot else None,
+        snapshot.current if snapshot else None,
+        now,
+        ctx.horizon(),
+        provider_problem=snapshot.error if snapshot else None,
+    )
+
+
+def plan_changed(work: HeldWork, decision: Decision, reason: Reason, now: datetime) -> bool:
+    """Whether the plan differs from the one recorded. A job already due (waiting for a slot
+    or the release cap) keeps its recorded planned start: rewriting it to "now" at every look
+    would be a write, and for a plain Job a new event, each time."""
+    if work.held_reason != reason.value:
+        return True
+    if work.planned_start is not None and work.planned_start <= now >= decision.planned_start:
+        return False
+    return work.planned_start != decision.planned_start
+
+
+async def write_held(
+    ctx: OperatorContext,
+    work: HeldWork,
+    decision: Decision,
+    snapshot: RegionSnapshot | None,
+    now: datetime,
+    *,
+    reason: Reason | None = None,
+    message: str | None = None,
+) -> None:
+    """Record a (new) plan for a held job. Caller holds the object's lock."""
+    body_status = work.body.get("status") or {}
+    intensity = body_status.get("intensity") or {}
+    current = snapshot.current.intensity if snapshot and snapshot.current else None
+    reason = reason or decision.reason
+    doc = status_docs.held(
+        body_status.get("conditions") or [],
+        reason=reason,
+        message=message or decision.message,
+        now=now,
+        generation=work.generation,
+        region=work.region,
+        latest_start=work.latest_start,
+        latest_start_bound=work.latest_start_bound,
+        planned_start=decision.planned_start,
+        planned_window_mean=decision.planned_window_mean,
+        current=current,
+        source=snapshot.source if snapshot else None,
+        at_creation=intensity.get("atCreation", current),
+    )
+    if work.kind is WorkKind.CARBON_AWARE_JOB:
+        written = await ctx.kube.patch_status(PLURAL, work.namespace, work.name, doc)
+        work.body["status"] = written.get("status", doc)
+    else:
+        annotations = status_docs.plain_job_annotations(doc, reason=reason)
+        if annotations.get("carbonaware.io/intensity-at-creation") is None and current is not None:
+            annotations["carbonaware.io/intensity-at-creation"] = f"{current:g}"
+        current_annotations = (work.body.get("metadata") or {}).get("annotations") or {}
+        changed = {k: v for k, v in annotations.items() if current_annotations.get(k) != v}
+        if changed:  # an unchanged write would only trigger this Job's handlers again
+            written = await ctx.kube.patch_job(
+                work.namespace, work.name, {"metadata": {"annotations": changed}}
+            )
+            work.body["metadata"] = written.get("metadata") or work.body.get("metadata", {})
+    work.planned_start = decision.planned_start
+    work.held_reason = reason.value

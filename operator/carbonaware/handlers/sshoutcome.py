@@ -1,0 +1,229 @@
+"""Recording what an SSH run did: its start, its outcome (once), and its SCI.
+
+Every write checks the parent's UID: a runner pod or task of a deleted CarbonAwareJob never
+touches a new object that took its name.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from carbonaware.api.carbonawarejob import PLURAL, CarbonAwareJobSpec
+from carbonaware.api.conditions import (
+    ConditionStatus,
+    ConditionType,
+    JobState,
+    Reason,
+    format_time,
+    set_condition,
+)
+from carbonaware.errors import CarbonAwareError
+from carbonaware.handlers import events
+from carbonaware.handlers.containment import measured
+from carbonaware.handlers.context import OperatorContext
+from carbonaware.handlers.measure import intensity_over, record_metrics
+from carbonaware.handlers.state import Key, WorkKind
+from carbonaware.runners.summary import RunSummary, parse_failure, parse_summary
+from carbonaware.sci.estimate import (
+    FunctionalUnit,
+    RunUsage,
+    estimate_run,
+    machine_from_hardware,
+    machine_from_server_hardware,
+)
+
+logger = logging.getLogger(__name__)
+
+Failure = tuple[Reason, str]
+
+# Failures that stop a run before anything starts on the server.
+NOTHING_RAN = frozenset(
+    {
+        Reason.UNREACHABLE,
+        Reason.AUTH_FAILED,
+        Reason.HOST_KEY_MISMATCH,
+        Reason.SECRET_NOT_FOUND,
+        Reason.SECRET_NOT_ALLOWED,
+        Reason.HOST_NOT_ALLOWED,
+        Reason.TARGET_NOT_FOUND,
+    }
+)
+
+
+def failure_reason(reason: str) -> Reason:
+    """A runner or target failure reason as a condition reason (``JobFailed`` if unknown)."""
+    try:
+        return Reason(reason)
+    except ValueError:
+        return Reason.JOB_FAILED
+
+
+def job_key(namespace: str, name: str) -> Key:
+    return (WorkKind.CARBON_AWARE_JOB.value, namespace, name)
+
+
+async def parent_of(
+    ctx: OperatorContext, namespace: str, name: str, uid: str
+) -> dict[str, Any] | None:
+    """The CarbonAwareJob, if it is still the object ``uid`` (not a new one with its name)."""
+    parent = await ctx.kube.get_object(PLURAL, namespace, name)
+    if parent is None or parent["metadata"].get("uid") != uid:
+        return None
+    return parent
+
+
+async def record_started(
+    ctx: OperatorContext, namespace: str, name: str, uid: str, started: str
+) -> None:
+    """state Running and startTime, once, after the release is recorded (same lock)."""
+    async with ctx.registry.lock(job_key(namespace, name)):
+        parent = await parent_of(ctx, namespace, name, uid)
+        status = (parent or {}).get("status") or {}
+        if parent is None or status.get("startTime") or status.get("completionTime"):
+            return
+        await ctx.kube.patch_status(
+            PLURAL, namespace, name, {"startTime": started, "state": JobState.RUNNING.value}
+        )
+
+
+def outcome(
+    summary: RunSummary | None, failure: Failure | None
+) -> tuple[ConditionType, Reason, str]:
+    """The final condition of a run from the runner's summary or from why it never ran."""
+    if summary is not None and summary.succeeded:
+        return ConditionType.COMPLETE, Reason.SUCCEEDED, "The script exited with 0."
+    if summary is not None and summary.timed_out:
+        return (
+            ConditionType.FAILED,
+            Reason.TIMED_OUT,
+            f"Stopped after ssh.timeoutSeconds ({summary.duration_seconds:.0f} s).",
+        )
+    if summary is not None:
+        code = "no exit status" if summary.exit_code is None else summary.exit_code
+        return ConditionType.FAILED, Reason.JOB_FAILED, f"The script exited with {code}."
+    reason, message = failure or (Reason.JOB_FAILED, "The run did not complete.")
+    return ConditionType.FAILED, reason, message
+
+
+async def finish_ssh_run(
+    ctx: OperatorContext,
+    namespace: str,
+    name: str,
+    uid: str,
+    *,
+    summary: RunSummary | None,
+    failure: Failure | None,
+) -> None:
+    """Record the outcome (once) and the SCI of an SSH run of the object ``uid``."""
+    key = job_key(namespace, name)
+    async with ctx.registry.lock(key):
+        parent = await parent_of(ctx, namespace, name, uid)
+        if parent is None:
+            ctx.registry.untrack(key)
+            return
+        status = parent.get("status") or {}
+        if status.get("completionTime"):
+            ctx.registry.untrack(key)
+            return
+        now = ctx.clock()
+        type_, reason, message = outcome(summary, failure)
+        conditions = set_condition(
+            status.get("conditions") or [],
+            type=type_,
+            status=ConditionStatus.TRUE,
+            reason=reason,
+            message=message,
+            now=now,
+            generation=parent["metadata"].get("generation"),
+        )
+        state = JobState.SUCCEEDED if type_ is ConditionType.COMPLETE else JobState.FAILED
+        doc: dict[str, Any] = {
+            "conditions": conditions,
+            "state": state.value,
+            "completionTime": format_time(summary.end_time if summary else now),
+        }
+        if summary is not None:
+            doc["startTime"] = format_time(summary.start_time)
+            _, problem = await measured(
+                ctx, f"{namespace}/{name}", lambda: attach_ssh_sci(ctx, parent, summary, doc)
+            )
+            if problem:
+                events.warn(ctx.kube, parent, reason="NoSCI", message=f"No SCI: {problem}")
+        elif reason in NOTHING_RAN:
+            doc["startTime"] = None  # nothing started on the server
+        await ctx.kube.patch_status(PLURAL, namespace, name, doc)
+        ctx.registry.untrack(key)
+        ctx.registry.observe_state(key, state.value)
+        post = events.info if state is JobState.SUCCEEDED else events.warn
+        post(
+            ctx.kube,
+            parent,
+            reason=state.value if state is JobState.SUCCEEDED else reason.value,
+            message=f"SSH run {state.value.lower()}: {message}",
+        )
+
+
+async def attach_ssh_sci(
+    ctx: OperatorContext, parent: dict[str, Any], summary: RunSummary, doc: dict[str, Any]
+) -> None:
+    """SCI of the run: the runner's CPU time on the ServerTarget's machine profile."""
+    spec = CarbonAwareJobSpec.model_validate(parent["spec"])
+    assert spec.ssh is not None
+    namespace = parent["metadata"]["namespace"]
+    known = ctx.registry.targets().get((namespace, spec.ssh.target_ref.name))
+    target = known.spec if known is not None else None
+    region = (parent.get("status") or {}).get("region") or ctx.settings.default_region
+    if target is not None and target.hardware is not None:
+        machine = machine_from_server_hardware(target.hardware, name=target.host)
+    else:
+        machine = machine_from_hardware(
+            vcpus=summary.vcpus or 1, name=target.host if target else "server"
+        )
+    intensity, _ = await intensity_over(ctx, region, summary.start_time, summary.end_time)
+    if intensity is None or summary.cpu_core_seconds is None:
+        return
+    duration = timedelta(seconds=summary.duration_seconds)
+    created = ctx.created(parent)
+    avoided, _ = await intensity_over(ctx, region, created, created + duration)
+    # No memory term: the runner samples the whole host's memory, not the job's, and
+    # hardware minWatts/maxWatts already describe the whole machine.
+    estimate = estimate_run(
+        RunUsage(summary.duration_seconds, summary.cpu_core_seconds, 0.0, 0.0),
+        machine,
+        intensity,
+        FunctionalUnit(spec.sci.functional_unit.name, float(spec.sci.functional_unit.quantity)),
+        avoided_intensity=avoided,
+        pue=ctx.settings.pue,
+    )
+    doc["sci"] = {k: v for k, v in estimate.to_status().items() if v is not None}
+    doc["sci"]["method"] += ";cpu=runner"
+    doc["intensity"] = {"runMean": round(intensity, 2)}
+    record_metrics(ctx, namespace, estimate)
+
+
+def termination_message(pod: dict[str, Any]) -> str | None:
+    for container in pod.get("status", {}).get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            return str(terminated.get("message") or "")
+    return None
+
+
+def pod_result(pod: dict[str, Any], phase: str) -> tuple[RunSummary | None, Failure | None]:
+    """What a finished runner pod reported in its termination message."""
+    message = termination_message(pod) or ""
+    try:
+        return parse_summary(message), None
+    except CarbonAwareError:
+        pass
+    try:
+        record = parse_failure(message)
+    except CarbonAwareError:
+        return None, (
+            Reason.JOB_FAILED,
+            f"The runner pod {pod['metadata']['name']} ended {phase} without a result "
+            "(no run summary in its termination message); see its log.",
+        )
+    return None, (failure_reason(record.reason), record.message)
