@@ -13,6 +13,7 @@ Jobs (``suspended_job``).
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -66,6 +67,16 @@ BATCH_JOB_TEMPLATE: dict[str, Any] = {
         },
     }
 }
+
+
+def long_job_template(delay: str = "10m") -> dict[str, Any]:
+    """A Job whose pod (on a kwok node) runs for ``delay`` before it completes."""
+    template = copy.deepcopy(QUICK_JOB_TEMPLATE)
+    template["spec"]["template"]["metadata"] = {
+        "annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": delay}
+    }
+    return template
+
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

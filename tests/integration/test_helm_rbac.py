@@ -435,7 +435,12 @@ def releases(
     try:
         installed["cluster"] = install(local_plane, helm, "rbac", directory)
         installed["peered"] = install(
-            local_plane, helm, "rbacpeer", directory, "replicaCount=2", "rbac.userRoles.create=false"
+            local_plane,
+            helm,
+            "rbacpeer",
+            directory,
+            "replicaCount=2",
+            "rbac.userRoles.create=false",
         )
         yield installed
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from .grid import Intensity, grid, operator_for
 from .operatorproc import (
     OperatorProcess,
     caj,
@@ -25,31 +26,10 @@ from .operatorproc import (
     wait_for,
     when,
 )
-from .ukapi import UkApiServer, serve_uk_api
+from .ukapi import UkApiServer
 
 pytestmark = pytest.mark.integration
-
-
-class Intensity:
-    """A switchable grid: ``now`` is the value of every period from now on, unless
-    ``low_from`` is set, in which case periods starting at or after it are ``low``."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-        self.low_from: datetime | None = None
-        self.low = 40.0
-
-    def __call__(self, start: datetime) -> float:
-        if self.low_from is not None and start >= self.low_from:
-            return self.low
-        return self.now
-
-
-@pytest.fixture
-def grid() -> Iterator[tuple[Intensity, UkApiServer]]:
-    intensity = Intensity(now=300.0)
-    with serve_uk_api(intensity) as server:
-        yield intensity, server
+__all__ = ["grid"]
 
 
 @pytest.fixture
@@ -57,14 +37,7 @@ def operator(
     crds: Any, grid: tuple[Intensity, UkApiServer], tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     _, server = grid
-    env = operator_env(
-        crds.kubeconfig,
-        providers="ukci",
-        ukci_base_url=server.url,
-        provider_cache_ttl_seconds=1,
-        default_region="GB",
-    )
-    process = OperatorProcess(env, tmp_path / "operator.log")
+    process = operator_for(crds, server, tmp_path / "operator.log")
     process.start()
     yield process
     process.stop()

@@ -266,16 +266,25 @@ def test_missing_secret_in_pod_mode_fails_before_any_runner_pod(
 def test_a_template_the_job_api_refuses_fails_with_its_message(
     crds: Any, ns: str, operator: OperatorProcess
 ) -> None:
-    """jobTemplate.spec is checked by the Job API only when the Job is created."""
+    """The schema checks what a mistake in jobTemplate would most often be (restart policy,
+    containers, labels); the rest, such as resource quantities, only the Job API checks, when
+    the Job is created. Such a refusal cannot pass by waiting: the job ends Failed with it."""
     name = unique("bad-template")
-    pod = {"restartPolicy": "Always", "containers": [{"name": "main", "image": "busybox"}]}
+    pod = {
+        "restartPolicy": "Never",
+        "containers": [{"name": "main", "image": "busybox", "ports": [{"containerPort": 70000}]}],
+    }
     crds.apply(caj(name, schedule={"policy": "Immediate"}, jobTemplate={"spec": {"template": {
         "spec": pod}}}), namespace=ns)  # fmt: skip
     status = wait_for_state(crds, ns, name, "Failed", timeout=30)
     failed = status_condition(status, "Failed")
     assert failed is not None
     assert failed["reason"] == "InvalidSpec"
-    assert "spec.template.spec.restartPolicy" in failed["message"]
+    assert "spec.template.spec.containers[0].ports[0].containerPort" in failed["message"]
+    assert "create the job again" in failed["message"]
+    # Nothing was created: no Job of this CarbonAwareJob exists.
+    jobs = crds.kubectl_json("get", "jobs", "-n", ns)["items"]
+    assert not [j for j in jobs if j["metadata"]["name"] == name]
 
 
 # --------------------------------------------------------------------------- deadlines

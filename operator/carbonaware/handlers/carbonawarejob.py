@@ -135,7 +135,7 @@ async def carbonawarejob_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> 
     ctx = context_of(memo)
     key = (WorkKind.CARBON_AWARE_JOB.value, str(meta["namespace"]), str(meta["name"]))
     ctx.registry.forget(key)
-    ctx.registry.untrack(key)
+    ctx.registry.untrack(key, str(meta["uid"]))
     ctx.registry.forget_released(str(meta["uid"]))
     ctx.registry.drop_lock(key)
     ctx.reattachments.pop(key, None)

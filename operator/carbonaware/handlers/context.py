@@ -18,6 +18,7 @@ from carbonaware.handlers.work import created_at
 from carbonaware.k8s import Kube
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Provider
+from carbonaware.scheduling.policy import decision_horizon
 
 TICK_GAPS_KEPT = 20
 
@@ -74,6 +75,8 @@ class OperatorContext:
     """The provider refresh the loop started and has not seen finish yet."""
     tick_gaps: deque[timedelta] = field(default_factory=lambda: deque(maxlen=TICK_GAPS_KEPT))
     """Operator time between the last few ticks' decisions, as they really came."""
+    synced: bool = False
+    """Runs already going were counted against their targets (``reconcile.initial_sync``)."""
     reattachments: dict[Key, int] = field(default_factory=dict)
     """Runner pods re-created per job after one vanished before it reported."""
     last_tick_completed: float = field(default_factory=time.monotonic)
@@ -85,11 +88,8 @@ class OperatorContext:
         return timedelta(seconds=self.settings.tick_seconds * self.settings.time_scale)
 
     def horizon(self) -> timedelta:
-        """How far ahead a decision must look for the deadline: the next decision may come
-        late (a slow API server, a tick that overran), so twice the tick, or one and a half
-        times the longest gap seen lately when ticks have been slower than that."""
-        longest = max(self.tick_gaps, default=self.tick)
-        return max(2 * self.tick, longest * 1.5)
+        """How far ahead a decision must look for the deadline (``decision_horizon``)."""
+        return decision_horizon(self.tick, self.tick_gaps)
 
     def created(self, body: Any) -> datetime:
         """An object's creation time in operator time."""

@@ -120,7 +120,7 @@ async def reattach(ctx: OperatorContext, released: ReleasedWork) -> None:
         return
     parent = await parent_of(ctx, released.namespace, released.name, released.uid)
     if parent is None or (parent.get("status") or {}).get("completionTime"):
-        ctx.registry.untrack(released.key)
+        ctx.registry.untrack(released.key, released.uid)
         ctx.registry.mark_finished(released.target, released.key)
         return
     spec = parse_spec(parent.get("spec") or {})

@@ -242,7 +242,6 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
     """
     probes: asyncio.Task[None] | None = None
     paused = False
-    synced = False
     last_reconcile = time.monotonic()
     previous: datetime | None = None
     while True:
@@ -253,9 +252,8 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
                 await resync_held(ctx)
             paused = not active
             if active:
-                if not synced:
+                if not ctx.synced:  # start-up could not do it (API unreachable then)
                     await initial_sync(ctx)
-                    synced = True
                 if probes is None or probes.done():
                     probes = asyncio.create_task(probe_due_targets(ctx), name="probes")
                 decided_at = ctx.clock()

@@ -100,6 +100,6 @@ async def plain_job_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     ctx = context_of(memo)
     key = (WorkKind.JOB.value, str(meta["namespace"]), str(meta["name"]))
     ctx.registry.forget(key)
-    ctx.registry.untrack(key)
+    ctx.registry.untrack(key, str(meta["uid"]))
     ctx.registry.forget_released(str(meta["uid"]))
     ctx.registry.drop_lock(key)

@@ -64,6 +64,7 @@ async def initial_sync(ctx: OperatorContext) -> None:
         ctx.registry.track(released)
         if released.target is not None and released.child_kind is not ChildKind.JOB:
             ctx.registry.mark_running(released.target, released.key)
+    ctx.synced = True
     logger.info(
         "%d SSH runner pod(s) and %d released job(s) found at start-up",
         len(pods),
@@ -94,7 +95,7 @@ async def reconcile_one(ctx: OperatorContext, work: ReleasedWork, jobs: Index, p
     if work.child_kind is ChildKind.PLAIN_JOB:
         job = jobs.get(where)
         if job is None or job["metadata"].get("uid") != work.uid:
-            ctx.registry.untrack(work.key)  # the user deleted their Job
+            ctx.registry.untrack(work.key, work.uid)  # the user deleted their Job
         else:
             await follow_plain_job(ctx, job)
     elif work.child_kind is ChildKind.JOB:
@@ -118,6 +119,6 @@ async def child_gone(ctx: OperatorContext, work: ReleasedWork, what: str) -> Non
         parent = await parent_of(ctx, work.namespace, work.name, work.uid)
         status = (parent or {}).get("status") or {}
         if parent is None or status.get("completionTime"):
-            ctx.registry.untrack(work.key)
+            ctx.registry.untrack(work.key, work.uid)
             return
         await child_deleted(ctx, parent, what)

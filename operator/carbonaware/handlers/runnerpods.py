@@ -91,7 +91,7 @@ async def runner_pod_gone(
         deleting = bool((parent or {}).get("metadata", {}).get("deletionTimestamp"))
         if parent is None or deleting or status.get("completionTime"):
             ctx.registry.mark_finished(target, key)
-            ctx.registry.untrack(key)
+            ctx.registry.untrack(key, uid)
             return
         if not status.get("releaseTime"):
             ctx.registry.mark_finished(target, key)  # a held-back pod: the release redoes it

@@ -27,7 +27,7 @@ from carbonaware.api.servertarget import PLURAL, HostKeyPolicy, ServerTargetSpec
 from carbonaware.errors import CarbonAwareError, TargetError
 from carbonaware.handlers import events
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.sshjobs import private_key
+from carbonaware.handlers.sshjobs import check_host_allowed, private_key
 from carbonaware.handlers.state import TargetKey
 from carbonaware.handlers.work import describe_validation_error
 from carbonaware.runners.ssh import probe_target
@@ -120,6 +120,7 @@ async def probe_one(ctx: OperatorContext, key: TargetKey) -> None:
         return
     now = ctx.clock()
     try:
+        await check_host_allowed(ctx, spec)
         key_bytes = await private_key(ctx, key[0], spec)
         result = await probe_target(
             spec.host,

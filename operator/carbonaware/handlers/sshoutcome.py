@@ -121,11 +121,11 @@ async def finish_ssh_run(
     async with ctx.registry.lock(key):
         parent = await parent_of(ctx, namespace, name, uid)
         if parent is None:
-            ctx.registry.untrack(key)
+            ctx.registry.untrack(key, uid)
             return
         status = parent.get("status") or {}
         if status.get("completionTime"):
-            ctx.registry.untrack(key)
+            ctx.registry.untrack(key, uid)
             return
         now = ctx.clock()
         type_, reason, message = outcome(summary, failure)
@@ -154,7 +154,7 @@ async def finish_ssh_run(
         elif reason in NOTHING_RAN:
             doc["startTime"] = None  # nothing started on the server
         await ctx.kube.patch_status(PLURAL, namespace, name, doc)
-        ctx.registry.untrack(key)
+        ctx.registry.untrack(key, uid)
         ctx.registry.observe_state(key, state.value)
         post = events.info if state is JobState.SUCCEEDED else events.warn
         post(

@@ -16,6 +16,7 @@ import kopf
 
 from carbonaware.api import labels
 from carbonaware.config import OperatorSettings
+from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers.context import (
     OperatorContext,
     ScaledClock,
@@ -26,6 +27,7 @@ from carbonaware.handlers.context import (
 from carbonaware.handlers.intensity import RegionIntensity
 from carbonaware.handlers.loop import run_forever
 from carbonaware.handlers.peering import PeeringGate
+from carbonaware.handlers.reconcile import initial_sync
 from carbonaware.k8s import Kube
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Outcome, RequestHook
@@ -123,6 +125,12 @@ async def started(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             ctx.metrics, operator_settings.metrics_port, operator_settings.metrics_address
         )
         memo.ctx = ctx
+    # Before kopf starts watching (it waits for this handler), so a job seen at start-up is
+    # never released onto a ServerTarget whose slots runs from before the restart still hold.
+    try:
+        await initial_sync(ctx)
+    except CarbonAwareError as exc:
+        logger.warning("counting the runs already going failed (the loop retries): %s", exc)
     gate = PeeringGate(ctx.kube, getattr(memo, "peering", None))
     memo.loop_task = asyncio.create_task(run_forever(ctx, gate.is_active), name="refresh-loop")
     memo.loop_task.add_done_callback(_stop_if_loop_died)

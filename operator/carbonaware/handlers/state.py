@@ -167,8 +167,13 @@ class Registry:
         """Follow ``work`` until it finishes (see ``handlers.reconcile``)."""
         self._running[work.key] = work
 
-    def untrack(self, key: Key) -> ReleasedWork | None:
-        return self._running.pop(key, None)
+    def untrack(self, key: Key, uid: str | None = None) -> ReleasedWork | None:
+        """Stop following ``key``; with ``uid``, only if it is still that object (a new one
+        may have taken the name)."""
+        work = self._running.get(key)
+        if work is None or (uid is not None and work.uid != uid):
+            return None
+        return self._running.pop(key)
 
     def tracked(self) -> list[ReleasedWork]:
         return list(self._running.values())

@@ -145,11 +145,11 @@ async def follow_child(ctx: OperatorContext, job: dict[str, Any], *, deleted: bo
     async with ctx.registry.lock(key):
         parent = await parent_of(ctx, namespace, parent_name, uid)
         if parent is None:
-            ctx.registry.untrack(key)
+            ctx.registry.untrack(key, uid)
             return
         old = parent.get("status") or {}
         if old.get("completionTime"):
-            ctx.registry.untrack(key)
+            ctx.registry.untrack(key, uid)
             return
         if deleted and job_outcome(job)[0] is None:
             await child_deleted(ctx, parent, f"Job {job['metadata']['name']}")
@@ -177,7 +177,7 @@ async def follow_child(ctx: OperatorContext, job: dict[str, Any], *, deleted: bo
                     message=f"Job {job['metadata']['name']} is {doc['state']}.",
                 )
         if finished:
-            ctx.registry.untrack(key)
+            ctx.registry.untrack(key, uid)
 
 
 async def child_deleted(ctx: OperatorContext, parent: dict[str, Any], what: str) -> None:
@@ -196,7 +196,7 @@ async def child_deleted(ctx: OperatorContext, parent: dict[str, Any], what: str)
     )
     await ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], doc)
     key = job_key(meta["namespace"], meta["name"])
-    ctx.registry.untrack(key)
+    ctx.registry.untrack(key, str(meta["uid"]))
     ctx.registry.observe_state(key, JobState.FAILED.value)
     events.warn(ctx.kube, parent, reason=Reason.CHILD_DELETED.value, message=message)
 
@@ -257,7 +257,7 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
             )
         )
         return
-    ctx.registry.untrack(key)
+    ctx.registry.untrack(key, str(meta["uid"]))
     if labels.SCI_GRAMS in annotations or annotations.get(labels.STATE) in (
         JobState.SUCCEEDED.value,
         JobState.FAILED.value,
@@ -317,7 +317,7 @@ async def plain_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo
     deleted = event.get("type") == "DELETED"
     ctx.registry.observe_state(key, None if deleted or not state else state)
     if deleted:
-        ctx.registry.untrack(key)
+        ctx.registry.untrack(key, str(meta.get("uid")))
         return
     async with contained(ctx, key, dict(body), "follow the Job"):
         await follow_plain_job(ctx, dict(body))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -75,6 +76,18 @@ class Decision:
     @property
     def message(self) -> str:
         return _message(self)
+
+
+def decision_horizon(tick: timedelta, recent_gaps: Iterable[timedelta] = ()) -> timedelta:
+    """How far ahead a decision must look to keep the deadline in a live loop.
+
+    The next decision comes a tick later only in theory: a slow API server or a long tick
+    makes it later. Looking twice the tick ahead, or one and a half times the longest gap
+    seen lately when ticks have been slower than that, releases a job before a late next
+    tick would miss its latest start. The price is a start up to two ticks early.
+    """
+    longest = max(recent_gaps, default=tick)
+    return max(2 * tick, longest * 1.5)
 
 
 def decide(

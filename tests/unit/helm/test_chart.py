@@ -354,7 +354,8 @@ def test_people_get_aggregated_edit_and_view_roles_on_our_resources_only(helm: H
     for role in roles.values():
         for rule in role["rules"]:
             assert rule["apiGroups"] == ["carbonaware.io"], rule
-            assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+            assert "*" not in rule["verbs"], rule
+            assert "*" not in rule["resources"], rule
     view_verbs = {v for rule in roles["carbonaware-view"]["rules"] for v in rule["verbs"]}
     assert view_verbs == {"get", "list", "watch"}
     edit = grants(roles["carbonaware-edit"]["rules"])

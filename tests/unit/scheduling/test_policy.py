@@ -12,6 +12,7 @@ from carbonaware.api.carbonawarejob import IndexLevel, Schedule, SchedulePolicy
 from carbonaware.api.conditions import Reason
 from carbonaware.api.intensity import IntensityIndex, IntensityPoint
 from carbonaware.scheduling import Decision, ForecastView, JobRequest, decide
+from carbonaware.scheduling.policy import decision_horizon
 
 from .helpers import HALF_HOUR, T0, view
 
@@ -310,3 +311,63 @@ def test_immediate_has_zero_delay(forecast: list[float], offset_minutes: int) ->
     decision = decide(request, v, None, now, TICK)
     assert decision.release
     assert decision.planned_start == now
+
+
+# ----------------------------------------------------------------------------- a live loop
+
+
+@st.composite
+def jittered_runs(
+    draw: st.DrawFn,
+) -> tuple[
+    JobRequest, list[tuple[timedelta, ForecastView | None, IntensityPoint | None]], timedelta
+]:
+    """A job, and the ticks a live loop makes for it: each comes after a random gap of up to
+    twice the configured tick (a slow API server, a tick that overran), not tick by tick."""
+    request, data, tick = draw(tick_runs())
+    gaps = draw(
+        st.lists(
+            st.floats(0.05, 2.0).map(lambda f: tick * f),
+            min_size=len(data),
+            max_size=len(data),
+        )
+    )
+    return request, [(gap, v, c) for gap, (v, c) in zip(gaps, data, strict=True)], tick
+
+
+@given(jittered_runs())
+@settings(max_examples=400)
+def test_a_loop_with_jittered_ticks_never_starts_after_the_latest_start(
+    run: tuple[
+        JobRequest, list[tuple[timedelta, ForecastView | None, IntensityPoint | None]], timedelta
+    ],
+) -> None:
+    """The operator decides with decision_horizon(tick, gaps seen): whatever the data, no job
+    is released after its latest start while the gaps stay within twice the tick."""
+    request, ticks, tick = run
+    now = T0
+    seen: list[timedelta] = []
+    for gap, v, current in ticks:
+        decision = decide(request, v, current, now, decision_horizon(tick, seen[-20:]))
+        if decision.release:
+            assert now <= request.latest_start
+            return
+        assert now + gap <= request.latest_start or now + decision_horizon(tick, seen) > (
+            request.latest_start
+        ), "held although the next tick may come after the latest start"
+        now += gap
+        seen.append(gap)
+    # Out of drawn ticks: regular ticks until the job goes, which must still be on time.
+    while True:
+        decision = decide(request, None, None, now, decision_horizon(tick, seen[-20:]))
+        if decision.release:
+            assert now <= request.latest_start
+            return
+        now += tick
+        seen.append(tick)
+
+
+def test_the_horizon_grows_with_slow_ticks() -> None:
+    assert decision_horizon(TICK) == 2 * TICK
+    assert decision_horizon(TICK, [TICK, 3 * TICK]) == 4.5 * TICK
+    assert decision_horizon(TICK, [TICK / 2]) == 2 * TICK
