@@ -163,8 +163,19 @@ class IntensityStatus(ApiModel):
     source: str | None = None
 
 
+class EnergySource(enum.StrEnum):
+    """Where a run's energy E came from."""
+
+    MEASURED = "measured"  # the cluster's meters: Kepler per-pod joules, DCGM GPU power
+    MODELLED = "modelled"  # measured CPU time through a power model
+    RESERVATION = "reservation"  # no measurement: the reservation held fully busy (upper bound)
+
+
 class SciStatus(ApiModel):
     energy_k_wh: float = Field(alias="energyKWh")
+    cpu_k_wh: float | None = Field(None, alias="cpuKWh")
+    memory_k_wh: float | None = Field(None, alias="memoryKWh")
+    gpu_k_wh: float | None = Field(None, alias="gpuKWh")
     operational_grams: float
     embodied_grams: float
     total_grams: float
@@ -173,6 +184,8 @@ class SciStatus(ApiModel):
     avoided_grams: float | None = None
     method: str
     cpu_core_seconds: float
+    energy_source: EnergySource | None = None
+    intensity_source: str | None = None
 
 
 class CarbonAwareJobStatus(ApiModel):

@@ -1,9 +1,10 @@
-"""Measuring a finished run: CPU used, the machine it ran on, the intensity over it, SCI.
+"""Measuring a finished run: energy or CPU used, the machine it ran on, the intensity, SCI.
 
-The I/O lives here (pods, nodes, Prometheus, the provider); the arithmetic is
-``carbonaware.sci``. CPU comes from Prometheus when one is configured, else from
-metrics.k8s.io samples taken while the run was going, else it is bounded by the run's
-reservation (the method then says so).
+The I/O lives here (pods, nodes, Prometheus, the provider, BoaviztAPI); the arithmetic is
+``carbonaware.sci``. Energy comes from the cluster's meters (Kepler, DCGM) when the
+configured Prometheus has them; otherwise CPU comes from Prometheus, else from metrics.k8s.io
+samples taken while the run was going, and goes through a power model; only when nothing
+was measured is it bounded by the run's reservation (``energySource: reservation``).
 """
 
 from __future__ import annotations
@@ -19,19 +20,24 @@ from carbonaware.api.intensity import IntensityPoint
 from carbonaware.errors import CarbonAwareError, MetricSourceError, ProviderError
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.work import optional_time
+from carbonaware.metricsource.energy import PrometheusEnergyReader
 from carbonaware.metricsource.podmetrics import parse_cpu_quantity
 from carbonaware.metricsource.prometheus import PrometheusCpuReader
 from carbonaware.metricsource.reading import CpuReading
 from carbonaware.sci.estimate import (
     FunctionalUnit,
-    MachineProfile,
+    MeasuredEnergy,
+    RunIntensity,
     RunUsage,
     SciEstimate,
     estimate_run,
+    run_intensity,
+)
+from carbonaware.sci.machines import (
+    MachineProfile,
     machine_for_instance_type,
     provider_from_provider_id,
     pue_for_provider,
-    time_weighted_mean,
 )
 
 logger = logging.getLogger(__name__)
@@ -104,6 +110,20 @@ async def machine_of(ctx: OperatorContext, node_name: str | None) -> tuple[Machi
     return machine, pue_for_provider(machine.provider or provider, ctx.settings.pue)
 
 
+async def run_intensity_over(
+    ctx: OperatorContext, region: str, start: datetime, end: datetime
+) -> RunIntensity | None:
+    """I over ``[start, end)``: the provider chain's points for those slots (reported actuals
+    where the provider has them, forecasts only for slots without one), their sources and
+    whether any was a forecast."""
+    try:
+        points = await ctx.provider.forecast(region, start - timedelta(hours=1), end)
+    except ProviderError as exc:
+        logger.warning("no intensity for %s over the run: %s", region, exc)
+        return None
+    return run_intensity(points, start, end)
+
+
 async def intensity_over(
     ctx: OperatorContext, region: str, start: datetime, end: datetime
 ) -> tuple[float | None, list[IntensityPoint]]:
@@ -112,7 +132,28 @@ async def intensity_over(
     except ProviderError as exc:
         logger.warning("no intensity for %s over the run: %s", region, exc)
         return None, []
-    return time_weighted_mean(points, start, end), points
+    found = run_intensity(points, start, end)
+    return (found.mean if found else None), points
+
+
+async def measured_energy(
+    ctx: OperatorContext, pod: dict[str, Any], start: datetime, end: datetime
+) -> MeasuredEnergy | None:
+    """The pod's metered energy (Kepler, DCGM) from the configured Prometheus, if it has any."""
+    if not ctx.settings.prometheus_url:
+        return None
+    meta = pod.get("metadata", {})
+    try:
+        async with PrometheusCpuReader(ctx.settings.prometheus_url) as reader:
+            energy = await PrometheusEnergyReader(reader).pod_energy(
+                str(meta.get("namespace")), str(meta.get("name")), start, end
+            )
+    except MetricSourceError as exc:
+        logger.warning("energy of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+        return None
+    if energy.empty:
+        return None
+    return MeasuredEnergy(energy.cpu_kwh, energy.memory_kwh, energy.gpu_kwh, energy.source)
 
 
 async def cpu_reading(
@@ -155,10 +196,13 @@ async def measure_pods(
 ) -> RunMeasurement | None:
     """SCI of a Job's run: the sum over its pods, each on its own node's profile."""
     totals: dict[str, float] = {}
+    gpu_kwh: float | None = None
     first_start: datetime | None = None
     last_end: datetime | None = None
     methods: set[str] = set()
     sources: set[str] = set()
+    energy_sources: set[str] = set()
+    intensity_sources: set[str] = set()
     for pod in pods:
         window = pod_run_window(pod) or fallback_window
         if window is None:
@@ -173,31 +217,49 @@ async def measure_pods(
         except CarbonAwareError as exc:
             logger.warning("cannot measure pod %s: %s", pod.get("metadata", {}).get("name"), exc)
             continue
-        intensity, _ = await intensity_over(ctx, region, start, end)
+        intensity = await run_intensity_over(ctx, region, start, end)
         if intensity is None:
             continue
+        measured = await measured_energy(ctx, pod, start, end)
         duration = end - start
         avoided_intensity, _ = await intensity_over(ctx, region, created, created + duration)
+        usage = RunUsage(
+            duration.total_seconds(),
+            reading.core_seconds,
+            reserved,
+            memory,
+            cpu_measured=reading.source != SOURCE_RESERVATION,
+        )
         estimate = estimate_run(
-            RunUsage(duration.total_seconds(), reading.core_seconds, reserved, memory),
+            usage,
             machine,
             intensity,
             FunctionalUnit(functional_unit.name, float(functional_unit.quantity)),
             avoided_intensity=avoided_intensity,
             pue=pue,
+            measured=measured,
         )
         for field in ("energy_kwh", "operational_grams", "embodied_grams", "total_grams",
-                      "cpu_core_seconds"):  # fmt: skip
+                      "cpu_core_seconds", "cpu_kwh", "memory_kwh"):  # fmt: skip
             totals[field] = totals.get(field, 0.0) + float(getattr(estimate, field))
         if estimate.avoided_grams is not None:
             totals["avoided_grams"] = totals.get("avoided_grams", 0.0) + estimate.avoided_grams
+        if estimate.gpu_kwh is not None:
+            gpu_kwh = (gpu_kwh or 0.0) + estimate.gpu_kwh
         methods.add(estimate.method)
         sources.add(reading.source)
+        energy_sources.add(estimate.energy_source)
+        intensity_sources.update(intensity.sources)
     if not totals or first_start is None or last_end is None:
         return None
     run_mean, _ = await intensity_over(ctx, region, first_start, last_end)
     combined = SciEstimate(
         energy_kwh=totals["energy_kwh"],
+        cpu_kwh=totals["cpu_kwh"],
+        memory_kwh=totals["memory_kwh"],
+        gpu_kwh=gpu_kwh,
+        energy_source=_weakest(energy_sources),
+        intensity_source="|".join(sorted(intensity_sources)),
         operational_grams=totals["operational_grams"],
         embodied_grams=totals["embodied_grams"],
         total_grams=totals["total_grams"],
@@ -211,6 +273,14 @@ async def measure_pods(
     return RunMeasurement(combined, run_mean, "|".join(sorted(sources)))
 
 
+def _weakest(energy_sources: set[str]) -> str:
+    """One energySource for a Job's pods: the least direct any of them had."""
+    for kind in ("reservation", "modelled", "measured"):
+        if kind in energy_sources:
+            return kind
+    return "modelled"
+
+
 def sci_annotations(measurement: RunMeasurement) -> dict[str, str]:
     estimate = measurement.estimate
     values = {
@@ -219,11 +289,18 @@ def sci_annotations(measurement: RunMeasurement) -> dict[str, str]:
         labels.ENERGY_KWH: estimate.energy_kwh,
         labels.OPERATIONAL_GRAMS: estimate.operational_grams,
         labels.EMBODIED_GRAMS: estimate.embodied_grams,
+        labels.CPU_KWH: estimate.cpu_kwh,
+        labels.MEMORY_KWH: estimate.memory_kwh,
+        labels.GPU_KWH: estimate.gpu_kwh,
         labels.CPU_CORE_SECONDS: estimate.cpu_core_seconds,
         labels.AVOIDED_GRAMS: estimate.avoided_grams,
         labels.INTENSITY_RUN_MEAN: measurement.run_mean,
     }
-    return {key: f"{value:.6g}" for key, value in values.items() if value is not None}
+    found = {key: f"{value:.6g}" for key, value in values.items() if value is not None}
+    found[labels.ENERGY_SOURCE] = estimate.energy_source
+    if estimate.intensity_source:
+        found[labels.INTENSITY_SOURCE] = estimate.intensity_source
+    return found
 
 
 def record_metrics(ctx: OperatorContext, namespace: str, estimate: SciEstimate) -> None:

@@ -39,7 +39,7 @@ from carbonaware.errors import (
 )
 from carbonaware.handlers import events
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.measure import intensity_over, record_metrics
+from carbonaware.handlers.measure import intensity_over, record_metrics, run_intensity_over
 from carbonaware.handlers.state import HeldWork, Key, WorkKind
 from carbonaware.handlers.work import describe_validation_error
 from carbonaware.k8s import CONFLICT
@@ -339,7 +339,7 @@ async def attach_ssh_sci(
         machine = machine_from_hardware(
             vcpus=summary.vcpus or 1, name=target.host if target else "server"
         )
-    intensity, _ = await intensity_over(ctx, region, summary.start_time, summary.end_time)
+    intensity = await run_intensity_over(ctx, region, summary.start_time, summary.end_time)
     if intensity is None or summary.cpu_core_seconds is None:
         return
     duration = timedelta(seconds=summary.duration_seconds)
@@ -357,7 +357,7 @@ async def attach_ssh_sci(
     )
     doc["sci"] = {k: v for k, v in estimate.to_status().items() if v is not None}
     doc["sci"]["method"] += ";cpu=runner"
-    doc["intensity"] = {"runMean": round(intensity, 2)}
+    doc["intensity"] = {"runMean": round(intensity.mean, 2)}
     record_metrics(ctx, namespace, estimate)
 
 

@@ -20,17 +20,23 @@ from carbonaware.sci.boundary import (
 from carbonaware.sci.embodied import embodied_grams, lifespan_hours
 from carbonaware.sci.estimate import (
     FunctionalUnit,
-    MachineProfile,
+    MeasuredEnergy,
+    RunIntensity,
     RunUsage,
     SciEstimate,
     estimate_run,
+    run_intensity,
+    time_weighted_mean,
+)
+from carbonaware.sci.machines import (
+    MachineProfile,
     find_instance_type,
     machine_for_instance_type,
     machine_from_hardware,
     machine_from_server_hardware,
     provider_from_provider_id,
     pue_for_provider,
-    time_weighted_mean,
+    unknown_machine,
 )
 from carbonaware.sci.power import (
     LinearPowerModel,
@@ -46,7 +52,9 @@ __all__ = [
     "FunctionalUnit",
     "LinearPowerModel",
     "MachineProfile",
+    "MeasuredEnergy",
     "PowerModel",
+    "RunIntensity",
     "RunUsage",
     "SciEstimate",
     "TdpPowerModel",
@@ -63,6 +71,8 @@ __all__ = [
     "provider_from_provider_id",
     "pue_for_provider",
     "render_plain",
+    "run_intensity",
     "tdp_coefficient",
     "time_weighted_mean",
+    "unknown_machine",
 ]
