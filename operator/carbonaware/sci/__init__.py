@@ -12,10 +12,8 @@ from carbonaware.sci.boundary import (
     BoundaryResult,
     BoundarySpec,
     ComponentResult,
-    build_report,
     evaluate_boundary,
     parse_boundary,
-    render_plain,
 )
 from carbonaware.sci.embodied import embodied_grams, lifespan_hours
 from carbonaware.sci.estimate import (
@@ -28,6 +26,7 @@ from carbonaware.sci.estimate import (
     run_intensity,
     time_weighted_mean,
 )
+from carbonaware.sci.instances import InstanceFigures, table_figures
 from carbonaware.sci.machines import (
     MachineProfile,
     find_instance_type,
@@ -44,12 +43,14 @@ from carbonaware.sci.power import (
     TdpPowerModel,
     tdp_coefficient,
 )
+from carbonaware.sci.report import build_report, render_plain, to_json
 
 __all__ = [
     "BoundaryResult",
     "BoundarySpec",
     "ComponentResult",
     "FunctionalUnit",
+    "InstanceFigures",
     "LinearPowerModel",
     "MachineProfile",
     "MeasuredEnergy",
@@ -72,7 +73,9 @@ __all__ = [
     "pue_for_provider",
     "render_plain",
     "run_intensity",
+    "table_figures",
     "tdp_coefficient",
     "time_weighted_mean",
+    "to_json",
     "unknown_machine",
 ]

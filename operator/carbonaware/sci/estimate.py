@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from carbonaware.api.intensity import IntensityPoint
 from carbonaware.sci.embodied import embodied_grams, lifespan_hours
@@ -65,7 +66,11 @@ class FunctionalUnit:
 
     @property
     def text(self) -> str:
-        return f"{self.quantity:g} {self.name}"
+        """``500 users``, ``1728000 requests``: the quantity as written, never ``1.728e+06``."""
+        quantity = format(Decimal(repr(float(self.quantity))).normalize(), "f")
+        if "." in quantity:
+            quantity = quantity.rstrip("0").rstrip(".")
+        return f"{quantity} {self.name}"
 
 
 @dataclass(frozen=True, slots=True)

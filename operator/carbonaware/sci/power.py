@@ -38,6 +38,16 @@ def tdp_coefficient(utilisation: float) -> float:
     return TDP_CURVE_FACTOR[-1]
 
 
+def interpolate_curve(curve: tuple[tuple[float, float], ...], utilisation: float) -> float:
+    """Watts at ``utilisation`` on a measured load curve ``((u, watts), ...)``, u ascending."""
+    u = clip_utilisation(utilisation)
+    for (u0, w0), (u1, w1) in pairwise(curve):
+        if u <= u1:
+            # Piecewise-linear between the published load points (as the Teads curve).
+            return w0 + (u - u0) * (w1 - w0) / (u1 - u0) if u1 > u0 else w1
+    return curve[-1][1]
+
+
 @dataclass(frozen=True, slots=True)
 class LinearPowerModel:
     """Cloud Carbon Footprint's compute model: ``W = minW + u x (maxW - minW)`` per vCPU."""
