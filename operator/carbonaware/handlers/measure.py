@@ -20,6 +20,7 @@ from carbonaware.api.intensity import IntensityPoint
 from carbonaware.errors import CarbonAwareError, MetricSourceError, ProviderError
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.work import optional_time
+from carbonaware.machinedata.boavizta import BoaviztaCatalog
 from carbonaware.metricsource.energy import PrometheusEnergyReader
 from carbonaware.metricsource.podmetrics import parse_cpu_quantity
 from carbonaware.metricsource.prometheus import PrometheusCpuReader
@@ -35,7 +36,9 @@ from carbonaware.sci.estimate import (
 )
 from carbonaware.sci.machines import (
     MachineProfile,
+    find_instance_type,
     machine_for_instance_type,
+    machine_from_figures,
     provider_from_provider_id,
     pue_for_provider,
 )
@@ -43,6 +46,7 @@ from carbonaware.sci.machines import (
 logger = logging.getLogger(__name__)
 
 SOURCE_RESERVATION = "reservation"
+SETTLE_SECONDS = 15.0
 GIB = 1024**3
 
 
@@ -95,8 +99,27 @@ def pod_run_window(pod: dict[str, Any]) -> tuple[datetime, datetime] | None:
     return min(starts), max(ends)
 
 
+_BOAVIZTA: dict[str, BoaviztaCatalog] = {}
+
+
+async def boavizta_machine(
+    ctx: OperatorContext, instance_type: str, provider: str | None
+) -> MachineProfile | None:
+    """BoaviztAPI's profile of the type, when ``boavizta_url`` is set and it knows the type."""
+    url = ctx.settings.boavizta_url
+    if not url:
+        return None
+    catalog = _BOAVIZTA.setdefault(url, BoaviztaCatalog(url))
+    row = find_instance_type(instance_type, provider)
+    cloud = provider or (row.provider if row is not None else "aws")
+    figures = await catalog.figures(cloud, row.name if row is not None else instance_type)
+    return machine_from_figures(figures) if figures is not None else None
+
+
 async def machine_of(ctx: OperatorContext, node_name: str | None) -> tuple[MachineProfile, float]:
-    """The node's machine profile and PUE (cloud provider's, else the configured one)."""
+    """The node's machine profile and PUE (cloud provider's, else the configured one).
+
+    BoaviztAPI first when configured, then the instance tables, then the per-vCPU default."""
     node = await ctx.kube.get_node(node_name) if node_name else None
     node_labels = (node or {}).get("metadata", {}).get("labels") or {}
     instance_type = node_labels.get("node.kubernetes.io/instance-type")
@@ -104,9 +127,11 @@ async def machine_of(ctx: OperatorContext, node_name: str | None) -> tuple[Machi
     capacity = (node or {}).get("status", {}).get("capacity") or {}
     vcpus = int(parse_cpu_quantity(str(capacity["cpu"]))) if "cpu" in capacity else None
     memory = memory_gib(str(capacity["memory"])) if "memory" in capacity else None
-    machine = machine_for_instance_type(
-        instance_type, provider=provider, vcpus=vcpus or 1, memory_gib=memory
-    )
+    machine = await boavizta_machine(ctx, instance_type, provider) if instance_type else None
+    if machine is None:
+        machine = machine_for_instance_type(
+            instance_type, provider=provider, vcpus=vcpus or 1, memory_gib=memory
+        )
     return machine, pue_for_provider(machine.provider or provider, ctx.settings.pue)
 
 
@@ -156,6 +181,17 @@ async def measured_energy(
     return MeasuredEnergy(energy.cpu_kwh, energy.memory_kwh, energy.gpu_kwh, energy.source)
 
 
+async def settled(reader: PrometheusCpuReader, end: datetime) -> None:
+    """Wait (briefly) until Prometheus has scraped after the run ended, so the window's last
+    interval is not missing from its counters; carry on regardless after the timeout."""
+    try:
+        await reader.wait_for_samples(
+            "up", end + timedelta(seconds=1), timeout_seconds=SETTLE_SECONDS, poll_seconds=0.5
+        )
+    except MetricSourceError as exc:
+        logger.info("reading the run's window without a later scrape: %s", exc)
+
+
 async def cpu_reading(
     ctx: OperatorContext, pod: dict[str, Any], start: datetime, end: datetime, reserved: float
 ) -> CpuReading:
@@ -163,6 +199,7 @@ async def cpu_reading(
     if ctx.settings.prometheus_url:
         try:
             async with PrometheusCpuReader(ctx.settings.prometheus_url) as reader:
+                await settled(reader, end)
                 return await reader.run_reading(
                     start,
                     end,

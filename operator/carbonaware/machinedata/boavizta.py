@@ -144,3 +144,29 @@ def fetch_catalog(base_url: str, boundary: BoundarySpec) -> dict[CatalogKey, Ins
         for c in boundary.components
         if c.instance_type and (c.cloud or "aws", c.instance_type) in found
     }
+
+
+class BoaviztaCatalog:
+    """BoaviztAPI answers for the operator, remembered per (cloud, instance type).
+
+    A type BoaviztAPI does not know is remembered as unknown; an unreachable server is not
+    (the next run asks again) and the tables answer meanwhile.
+    """
+
+    def __init__(self, base_url: str, *, options: HttpOptions | None = None) -> None:
+        self.base_url = base_url
+        self._options = options
+        self._known: dict[CatalogKey, InstanceFigures | None] = {}
+
+    async def figures(self, cloud: str, instance_type: str) -> InstanceFigures | None:
+        key = (cloud, instance_type)
+        if key in self._known:
+            return self._known[key]
+        try:
+            async with BoaviztaClient(self.base_url, options=self._options) as client:
+                found = await client.instance(cloud, instance_type)
+        except ProviderError as exc:
+            logger.warning("BoaviztAPI at %s: %s; using the built-in tables", self.base_url, exc)
+            return None
+        self._known[key] = found
+        return found

@@ -273,6 +273,9 @@ def estimate_run(
     if measured is not None and measured.memory_kwh is not None:
         memory_kwh = measured.memory_kwh
         parts.append(f"memory-energy={measured.source}")
+    elif getattr(machine.power, "includes_memory", False) and energy_source != ENERGY_MEASURED:
+        # The instance's power curve (BoaviztAPI) already counts its memory.
+        memory_kwh = 0.0
     else:
         memory_kwh = memory_energy_kwh(usage.memory_gib, hours)
         if usage.memory_gib > 0:

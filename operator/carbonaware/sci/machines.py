@@ -22,7 +22,8 @@ from carbonaware.sci.coefficients import (
     provider_average,
     provider_coefficients,
 )
-from carbonaware.sci.power import LinearPowerModel, PowerModel, TdpPowerModel
+from carbonaware.sci.instances import InstanceFigures
+from carbonaware.sci.power import CurvePowerModel, LinearPowerModel, PowerModel, TdpPowerModel
 
 CLOUD_PROVIDERS = ("aws", "gcp", "azure")
 
@@ -89,6 +90,34 @@ def machine_from_instance_entry(entry: InstanceType) -> MachineProfile:
         embodied_vcpus=entry.host_vcpus,
         provider=entry.provider,
         embodied_source="ccf" if entry.source.startswith("output/") else "ccf-aws-2026-list",
+    )
+
+
+def machine_from_figures(figures: InstanceFigures) -> MachineProfile:
+    """A profile from another source's figures (BoaviztAPI): its load curve when it has one,
+    TE shared over the vCPUs it says, its own lifespan."""
+    power: PowerModel
+    if figures.curve:
+        power = CurvePowerModel(
+            figures.curve,
+            figures.vcpus,
+            f"{figures.source}-curve({figures.cloud}:{figures.name})",
+            figures.power_includes_memory,
+        )
+    else:
+        power = LinearPowerModel(
+            figures.min_watts, figures.max_watts, f"{figures.source}-linear({figures.name})"
+        )
+    return MachineProfile(
+        name=figures.name,
+        vcpus=max(1, round(figures.vcpus)),
+        power=power,
+        memory_gib=figures.memory_gib,
+        embodied_kg=figures.embodied_kg,
+        embodied_vcpus=max(1, round(figures.host_vcpus)),
+        lifespan_years=figures.lifespan_years or DEFAULT_LIFESPAN_YEARS,
+        provider=figures.cloud,
+        embodied_source=figures.source,
     )
 
 

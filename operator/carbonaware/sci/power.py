@@ -80,7 +80,22 @@ class TdpPowerModel:
         return self.tdp_watts * share * tdp_coefficient(utilisation)
 
 
-PowerModel = LinearPowerModel | TdpPowerModel
+@dataclass(frozen=True, slots=True)
+class CurvePowerModel:
+    """A whole instance's measured or modelled power at load points (BoaviztAPI's curve); a
+    run draws its vCPU share of it."""
+
+    curve: tuple[tuple[float, float], ...]
+    machine_vcpus: float
+    label: str
+    includes_memory: bool = True
+
+    def watts(self, vcpus: float, utilisation: float) -> float:
+        """Mean power of ``vcpus`` of the instance's vCPUs running at ``utilisation`` (0..1)."""
+        return interpolate_curve(self.curve, utilisation) * vcpus / self.machine_vcpus
+
+
+PowerModel = LinearPowerModel | TdpPowerModel | CurvePowerModel
 
 
 def cpu_energy_kwh(model: PowerModel, vcpus: float, utilisation: float, hours: float) -> float:
