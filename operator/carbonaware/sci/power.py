@@ -106,8 +106,8 @@ def cpu_energy_kwh(model: PowerModel, vcpus: float, utilisation: float, hours: f
 def memory_energy_kwh(
     gib: float, hours: float, watts_per_gib: float = MEMORY_WATTS_PER_GIB
 ) -> float:
-    """Energy of ``gib`` GiB of DRAM held for ``hours`` (CCF: 0.392 W/GB)."""
-    # CCF methodology "Memory": kWh = GB x 0.000392 kWh/GB-hour x hours.
+    """Energy of ``gib`` GiB of DRAM held for ``hours`` (CCF: 0.392 W per GiB)."""
+    # CCF methodology "Memory": kWh = size x 0.000392 kWh per GB-hour x hours (GB of DRAM = GiB).
     return gib * watts_per_gib * hours / 1000.0
 
 
