@@ -148,3 +148,44 @@ def test_an_unreachable_boaviztapi_leaves_the_tables_in_charge(tmp_path: Path) -
     assert outcome.exit_code == 0, outcome.output
     api = json.loads(outcome.output[outcome.output.index("{") :])["components"][0]
     assert {i["name"]: i["source"] for i in api["inputs"]}["embodiedKgCO2e"] == "ccf-table"
+
+
+def _post(url: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        found = json.loads(answer.read())
+    assert isinstance(found, dict)
+    return found
+
+
+def test_server_figures_for_a_servertarget_come_from_boaviztapi(boavizta: str) -> None:
+    import asyncio
+
+    from carbonaware.machinedata.boavizta import BoaviztaClient
+    from carbonaware.sci.machines import machine_from_figures
+
+    async def ask() -> object:
+        async with BoaviztaClient(boavizta) as client:
+            return await client.server(16, 64.0)
+
+    figures = asyncio.run(ask())
+    config = {"cpu": {"units": 1, "core_units": 8}, "ram": [{"units": 1, "capacity": 64.0}]}
+
+    def body(load: float) -> dict[str, object]:
+        return {"model": {"type": "rack"}, "configuration": config,
+                "usage": {"time_workload": [{"time_percentage": 100,
+                                             "load_percentage": load}]}}  # fmt: skip
+
+    probe = _post(f"{boavizta}/v1/server/?verbose=true&criteria=gwp&duration=1", body(50))
+    life = probe["verbose"]["hours_life_time"]["value"]  # type: ignore[index]
+    whole = _post(f"{boavizta}/v1/server/?verbose=true&criteria=gwp&duration={life}", body(50))
+    full = _post(f"{boavizta}/v1/server/?verbose=true&criteria=gwp&duration=1", body(100))
+    assert figures.embodied_kg == whole["impacts"]["gwp"]["embedded"]["value"]  # type: ignore[attr-defined,index]
+    assert figures.curve[-1] == (1.0, full["verbose"]["avg_power"]["value"])  # type: ignore[attr-defined,index]
+    machine = machine_from_figures(figures)  # type: ignore[arg-type]
+    assert machine.embodied_source == "boavizta-server"
+    assert machine.embodied_vcpus == 16
+    # A run holding all 16 threads at full load draws the server's full-load power.
+    assert machine.power.watts(16, 1.0) == pytest.approx(figures.curve[-1][1])  # type: ignore[attr-defined]

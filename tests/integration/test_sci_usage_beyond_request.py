@@ -7,7 +7,8 @@ of this test, the series real clusters expose in the exporters' documented forma
 
 - cAdvisor ``container_cpu_usage_seconds_total{namespace, pod, container}``: 1.5 cores busy;
 - Kepler (0.10+) ``kepler_pod_cpu_joules_total{pod_namespace, pod_name, zone, state}``:
-  20 W in the package zone, 2 W in dram;
+  20 W in the package zone, 2 W in dram; and for a third pod the same in Kepler 0.7's
+  ``kepler_container_{package,dram}_joules_total{container_namespace, pod_name, mode}``;
 - DCGM exporter ``DCGM_FI_DEV_POWER_USAGE{namespace, pod, gpu, UUID, modelName}``: 70 W.
 
 The real exporters need hardware this machine lacks (RAPL, NVIDIA GPUs); the operator reads
@@ -31,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from carbonaware.metricsource.prometheus import selector
 from carbonaware.sci import machine_for_instance_type, pue_for_provider
 
 from .operatorproc import (
@@ -60,6 +62,7 @@ class Meters:
 
     cpu_pods: dict[tuple[str, str], float] = field(default_factory=dict)
     energy_pods: dict[tuple[str, str], float] = field(default_factory=dict)
+    legacy_pods: dict[tuple[str, str], float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def exposition(self) -> str:
@@ -68,6 +71,8 @@ class Meters:
             "# TYPE container_cpu_usage_seconds_total counter",
             "# TYPE kepler_pod_cpu_joules_total counter",
             "# TYPE DCGM_FI_DEV_POWER_USAGE gauge",
+            "# TYPE kepler_container_package_joules_total counter",
+            "# TYPE kepler_container_dram_joules_total counter",
         ]
         with self.lock:
             for (ns, pod), start in self.cpu_pods.items():
@@ -89,6 +94,19 @@ class Meters:
                     f'modelName="NVIDIA A10G",Hostname="kwok",namespace="{ns}",pod="{pod}",'
                     f'container="main"}} {GPU_WATTS}'
                 )
+            for (ns, pod), start in self.legacy_pods.items():
+                elapsed = max(0.0, now - start)
+                # Kepler 0.7: per container, split into the dynamic part and the idle share.
+                for metric, watts in (
+                    ("package", KEPLER_PACKAGE_WATTS),
+                    ("dram", KEPLER_DRAM_WATTS),
+                ):
+                    for mode, share in (("dynamic", 0.75), ("idle", 0.25)):
+                        lines.append(
+                            f'kepler_container_{metric}_joules_total{{container_namespace="{ns}",'
+                            f'pod_name="{pod}",container_name="main",container_id="c-{pod}",'
+                            f'mode="{mode}"}} {watts * share * elapsed:.6f}'
+                        )
         return "\n".join(lines) + "\n"
 
 
@@ -161,13 +179,35 @@ def _run(plane: Any, namespace: str, name: str, register: dict[tuple[str, str], 
     return status, finished, served_from
 
 
-def _window_seconds(pod: dict[str, Any], served_from: float) -> tuple[float, float]:
-    """(the run's length, the part of it the exporter served the pod's series for)."""
+def _window(pod: dict[str, Any]) -> tuple[float, float]:
+    """(start, end) of the pod's container as the kubelet (here kwok) recorded them."""
     (container,) = pod["status"]["containerStatuses"]
     terminated = container["state"]["terminated"]
     start = datetime.fromisoformat(terminated["startedAt"].replace("Z", "+00:00")).timestamp()
     end = datetime.fromisoformat(terminated["finishedAt"].replace("Z", "+00:00")).timestamp()
-    return end - start, end - max(start, served_from)
+    return start, end
+
+
+def _increase(prom: Prometheus, series: str, window: tuple[float, float]) -> float:
+    """Prometheus's own ``increase`` of ``series`` over the run's window, evaluated at its end."""
+    start, end = window
+    milliseconds = max(1, round((end - start) * 1000))
+    (sample,) = prom.instant(f"sum(increase({series}[{milliseconds}ms]))", at=end)
+    return float(sample["value"][1])
+
+
+def _first_sample(
+    prom: Prometheus, series: str, window: tuple[float, float], *, several: bool = False
+) -> float:
+    """When Prometheus first scraped ``series`` in the window (the exporter can only serve a
+    pod's series once the test has seen the pod, and on a busy host the first scrape of a new
+    series may come a few seconds later)."""
+    start, end = window
+    seconds = max(1, round(end - start))
+    result = prom.api("query", query=f"{series}[{seconds}s]", time=f"{end:.3f}")["result"]
+    if not several:
+        assert len(result) == 1, result
+    return max(float(found["values"][0][0]) for found in result)
 
 
 def test_a_pod_requesting_100m_that_burns_1_5_cores_is_charged_for_what_it_used(
@@ -181,21 +221,30 @@ def test_a_pod_requesting_100m_that_burns_1_5_cores_is_charged_for_what_it_used(
     operator = OperatorProcess(env, tmp_path / "operator.log")
     operator.start()
     try:
-        status, pod, served = _run(plane, namespace, "burner", state.cpu_pods, state)
-        metered, metered_pod, metered_served = _run(
-            plane, namespace, "metered", state.energy_pods, state
-        )
+        status, pod, _ = _run(plane, namespace, "burner", state.cpu_pods, state)
+        metered, metered_pod, _ = _run(plane, namespace, "metered", state.energy_pods, state)
+        legacy, legacy_pod, _ = _run(plane, namespace, "legacy", state.legacy_pods, state)
     finally:
         operator.stop()
         print(operator.log()[-6000:])
         plane.delete_namespace(namespace)
 
     sci = status["sci"]
-    seconds, served_seconds = _window_seconds(pod, served)
-    print(f"burner: {seconds:.0f} s, series served for {served_seconds:.1f} s, sci {sci}")
-    # Measured CPU: 1.5 cores while the series existed (timestamps have 1 s resolution, and
-    # Prometheus extrapolates half a scrape at the edges), far above the 0.1 core requested.
-    assert sci["cpuCoreSeconds"] == pytest.approx(BUSY_CORES * served_seconds, abs=BUSY_CORES * 2)
+    window = _window(pod)
+    seconds = window[1] - window[0]
+    series = selector(
+        "container_cpu_usage_seconds_total",
+        {"namespace": namespace, "pod": pod["metadata"]["name"]},
+    )
+    sampled = window[1] - _first_sample(prometheus, series, window)
+    print(f"burner: {seconds:.0f} s, sampled for {sampled:.1f} s, sci {sci}")
+    # The operator's CPU time is Prometheus's increase over the run's window ...
+    assert sci["cpuCoreSeconds"] == pytest.approx(_increase(prometheus, series, window), rel=1e-6)
+    # ... which is the 1.5 cores the pod kept busy while sampled (Prometheus extrapolates at
+    # most one scrape interval past the samples; timestamps have 1 s resolution) ...
+    assert sci["cpuCoreSeconds"] == pytest.approx(BUSY_CORES * sampled, abs=BUSY_CORES * 2)
+    # ... far above the 0.1 core requested, which used to cap it.
+    assert sampled > seconds / 2
     assert sci["cpuCoreSeconds"] > 5 * 0.1 * seconds
     assert sci["energySource"] == "modelled"
     assert sci["intensitySource"] == "static"
@@ -215,17 +264,26 @@ def test_a_pod_requesting_100m_that_burns_1_5_cores_is_charged_for_what_it_used(
     assert sci["energyKWh"] == pytest.approx((sci["cpuKWh"] + sci["memoryKWh"]) * pue, rel=1e-6)
 
     energy = metered["sci"]
-    seconds, served_seconds = _window_seconds(metered_pod, metered_served)
-    print(f"metered: {seconds:.0f} s, series served for {served_seconds:.1f} s, sci {energy}")
+    window = _window(metered_pod)
+    seconds = window[1] - window[0]
+    name = metered_pod["metadata"]["name"]
+    package = selector(
+        "kepler_pod_cpu_joules_total",
+        {"pod_namespace": namespace, "pod_name": name, "zone": "package"},
+    )
+    sampled = window[1] - _first_sample(prometheus, package, window)
+    print(f"metered: {seconds:.0f} s, sampled for {sampled:.1f} s, sci {energy}")
     assert energy["energySource"] == "measured"
-    # Joules while the counters existed; the GPU gauge's mean over the whole run.
+    # Kepler's joules over the window (20 W package, 2 W dram while sampled), as kWh.
     margin = 2 / 3.6e6
+    assert energy["cpuKWh"] == pytest.approx(_increase(prometheus, package, window) / 3.6e6)
     assert energy["cpuKWh"] == pytest.approx(
-        KEPLER_PACKAGE_WATTS * served_seconds / 3.6e6, abs=KEPLER_PACKAGE_WATTS * margin
+        KEPLER_PACKAGE_WATTS * sampled / 3.6e6, abs=KEPLER_PACKAGE_WATTS * margin
     )
     assert energy["memoryKWh"] == pytest.approx(
-        KEPLER_DRAM_WATTS * served_seconds / 3.6e6, abs=KEPLER_DRAM_WATTS * margin
+        KEPLER_DRAM_WATTS * sampled / 3.6e6, abs=KEPLER_DRAM_WATTS * margin
     )
+    # DCGM's 70 W gauge, its mean over the run times the run's length.
     assert energy["gpuKWh"] == pytest.approx(GPU_WATTS * seconds / 3.6e6, rel=1e-6)
     assert "cpu-energy=kepler" in energy["method"]
     assert "gpu-energy=dcgm" in energy["method"]
@@ -234,3 +292,24 @@ def test_a_pod_requesting_100m_that_burns_1_5_cores_is_charged_for_what_it_used(
         machine_for_instance_type(plane.kubectl_json("get", "node", metered_pod["spec"][
             "nodeName"])["metadata"]["labels"]["node.kubernetes.io/instance-type"]).provider
     ), rel=1e-6)  # fmt: skip
+
+    # Kepler before 0.10: container counters, dynamic and idle modes summed; no GPU here.
+    old = legacy["sci"]
+    window = _window(legacy_pod)
+    name = legacy_pod["metadata"]["name"]
+    package = selector(
+        "kepler_container_package_joules_total",
+        {"container_namespace": namespace, "pod_name": name},
+    )
+    sampled = window[1] - _first_sample(prometheus, package, window, several=True)
+    print(f"legacy: {window[1] - window[0]:.0f} s, sampled for {sampled:.1f} s, sci {old}")
+    assert old["energySource"] == "measured"
+    assert old["cpuKWh"] == pytest.approx(_increase(prometheus, package, window) / 3.6e6)
+    assert old["cpuKWh"] == pytest.approx(
+        KEPLER_PACKAGE_WATTS * sampled / 3.6e6, abs=KEPLER_PACKAGE_WATTS * margin
+    )
+    assert old["memoryKWh"] == pytest.approx(
+        KEPLER_DRAM_WATTS * sampled / 3.6e6, abs=KEPLER_DRAM_WATTS * margin
+    )
+    assert "gpuKWh" not in old
+    assert "cpu-energy=kepler-0.7" in old["method"]

@@ -10,13 +10,14 @@ was measured is it bounded by the run's reservation (``energySource: reservation
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import FunctionalUnit as SpecFunctionalUnit
 from carbonaware.api.intensity import IntensityPoint
+from carbonaware.api.servertarget import Hardware
 from carbonaware.errors import CarbonAwareError, MetricSourceError, ProviderError
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.work import optional_time
@@ -39,6 +40,8 @@ from carbonaware.sci.machines import (
     find_instance_type,
     machine_for_instance_type,
     machine_from_figures,
+    machine_from_hardware,
+    machine_from_server_hardware,
     provider_from_provider_id,
     pue_for_provider,
 )
@@ -114,6 +117,47 @@ async def boavizta_machine(
     cloud = provider or (row.provider if row is not None else "aws")
     figures = await catalog.figures(cloud, row.name if row is not None else instance_type)
     return machine_from_figures(figures) if figures is not None else None
+
+
+async def server_machine(
+    ctx: OperatorContext, hardware: Hardware | None, vcpus: int, name: str
+) -> MachineProfile:
+    """A ServerTarget's machine: its ``hardware`` figures; what it leaves out (watts,
+    embodied emissions, lifespan) from BoaviztAPI's model of such a server when configured,
+    else the documented defaults."""
+    stated = (
+        machine_from_server_hardware(hardware, name=name)
+        if hardware is not None
+        else machine_from_hardware(vcpus=vcpus, name=name)
+    )
+    url = ctx.settings.boavizta_url
+    described = (
+        hardware is not None
+        and hardware.embodied_kg_c_o2e is not None
+        and (hardware.tdp_watts is not None or hardware.max_watts is not None)
+    )
+    if not url or described:
+        return stated
+    catalog = _BOAVIZTA.setdefault(url, BoaviztaCatalog(url))
+    figures = await catalog.server(stated.vcpus, stated.memory_gib)
+    if figures is None:
+        return stated
+    modelled = machine_from_figures(figures)
+    own_watts = hardware is not None and (
+        hardware.tdp_watts is not None or hardware.max_watts is not None
+    )
+    own_embodied = hardware is not None and hardware.embodied_kg_c_o2e is not None
+    return replace(
+        stated,
+        power=stated.power if own_watts else modelled.power,
+        embodied_kg=stated.embodied_kg if own_embodied else modelled.embodied_kg,
+        lifespan_years=(
+            hardware.lifespan_years
+            if hardware is not None and hardware.lifespan_years
+            else modelled.lifespan_years
+        ),
+        embodied_source=stated.embodied_source if own_embodied else modelled.embodied_source,
+    )
 
 
 async def machine_of(ctx: OperatorContext, node_name: str | None) -> tuple[MachineProfile, float]:

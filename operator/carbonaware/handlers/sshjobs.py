@@ -39,7 +39,12 @@ from carbonaware.errors import (
 )
 from carbonaware.handlers import events
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.measure import intensity_over, record_metrics, run_intensity_over
+from carbonaware.handlers.measure import (
+    intensity_over,
+    record_metrics,
+    run_intensity_over,
+    server_machine,
+)
 from carbonaware.handlers.state import HeldWork, Key, WorkKind
 from carbonaware.handlers.work import describe_validation_error
 from carbonaware.k8s import CONFLICT
@@ -52,13 +57,7 @@ from carbonaware.runners.sshpod import (
 )
 from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec, SshTargetSpec, env_pairs
 from carbonaware.runners.summary import RunSummary, parse_failure, parse_summary
-from carbonaware.sci.estimate import (
-    FunctionalUnit,
-    RunUsage,
-    estimate_run,
-    machine_from_hardware,
-    machine_from_server_hardware,
-)
+from carbonaware.sci.estimate import FunctionalUnit, RunUsage, estimate_run
 
 logger = logging.getLogger(__name__)
 
@@ -333,12 +332,12 @@ async def attach_ssh_sci(
     known = ctx.registry.targets().get((namespace, spec.ssh.target_ref.name))
     target = known.spec if known is not None else None
     region = (parent.get("status") or {}).get("region") or ctx.settings.default_region
-    if target is not None and target.hardware is not None:
-        machine = machine_from_server_hardware(target.hardware, name=target.host)
-    else:
-        machine = machine_from_hardware(
-            vcpus=summary.vcpus or 1, name=target.host if target else "server"
-        )
+    machine = await server_machine(
+        ctx,
+        target.hardware if target is not None else None,
+        summary.vcpus or 1,
+        target.host if target is not None else "server",
+    )
     intensity = await run_intensity_over(ctx, region, summary.start_time, summary.end_time)
     if intensity is None or summary.cpu_core_seconds is None:
         return

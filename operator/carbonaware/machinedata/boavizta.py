@@ -11,6 +11,10 @@ Endpoints (BoaviztAPI v1, https://doc.api.boavizta.org/):
   ``verbose.avg_power`` (W, the whole instance: CPU, memory and the rest) at that load; four
   loads (0, 10, 50, 100 %) make the curve.
 
+- ``POST /v1/server/`` with ``configuration`` (CPU cores, RAM GiB) does the same for a server
+  nobody published figures for (a ServerTarget's machine): whole-server embodied emissions
+  over its ``hours_life_time`` and ``avg_power`` at each load.
+
 An unknown type answers 404; a type BoaviztAPI matched only fuzzily (it says so in
 ``warnings``) is treated as unknown too, so a typo never borrows another type's figures.
 """
@@ -112,6 +116,47 @@ class BoaviztaClient:
             power_includes_memory=True,
         )
 
+    async def server(self, vcpus: int, memory_gib: float) -> InstanceFigures:
+        """A rack server with ``vcpus`` threads (two per core) and ``memory_gib`` of RAM."""
+        cores = max(1, vcpus // 2)
+        config: dict[str, Any] = {"cpu": {"units": 1, "core_units": cores}}
+        if memory_gib > 0:
+            config["ram"] = [{"units": 1, "capacity": memory_gib}]
+
+        async def ask(hours: float, load: float) -> Any:
+            body = {"model": {"type": "rack"}, "configuration": config,
+                    "usage": {"time_workload": [{"time_percentage": 100,
+                                                 "load_percentage": load * 100}]}}  # fmt: skip
+            params = {"verbose": "true", "criteria": "gwp", "duration": f"{hours:g}"}
+            return await self._http.post_json("/v1/server/", body, params=params)
+
+        try:
+            probe = await ask(PROBE_HOURS, 0.5)
+            life = _number(probe, "verbose", "hours_life_time", "value")
+            whole = await ask(life, 0.5)
+            curve = tuple(
+                [(load, _number(await ask(1.0, load), "verbose", "avg_power", "value"))
+                 for load in LOAD_POINTS]
+            )  # fmt: skip
+            embodied = _number(whole, "impacts", "gwp", "embedded", "value")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnknownRegionError(NAME, "server: malformed answer") from exc
+        return InstanceFigures(
+            name=f"server({cores} cores, {memory_gib:g} GiB)",
+            cloud="",
+            vcpus=float(vcpus),
+            memory_gib=memory_gib,
+            host_vcpus=float(vcpus),
+            min_watts=curve[0][1] / vcpus,
+            max_watts=curve[-1][1] / vcpus,
+            embodied_kg=embodied,
+            source=f"{NAME}-server",
+            detail=f"BoaviztAPI rack server, {cores} cores, {memory_gib:g} GiB (life {life:g} h)",
+            lifespan_years=life / 8760.0,
+            curve=curve,
+            power_includes_memory=True,
+        )
+
     async def catalog(self, wanted: Iterable[CatalogKey]) -> dict[CatalogKey, InstanceFigures]:
         found: dict[CatalogKey, InstanceFigures] = {}
         for cloud, instance_type in sorted(set(wanted)):
@@ -167,6 +212,19 @@ class BoaviztaCatalog:
                 found = await client.instance(cloud, instance_type)
         except ProviderError as exc:
             logger.warning("BoaviztAPI at %s: %s; using the built-in tables", self.base_url, exc)
+            return None
+        self._known[key] = found
+        return found
+
+    async def server(self, vcpus: int, memory_gib: float) -> InstanceFigures | None:
+        key = ("server", f"{vcpus}:{memory_gib:g}")
+        if key in self._known:
+            return self._known[key]
+        try:
+            async with BoaviztaClient(self.base_url, options=self._options) as client:
+                found = await client.server(vcpus, memory_gib)
+        except ProviderError as exc:
+            logger.warning("BoaviztAPI at %s: %s; using the default server", self.base_url, exc)
             return None
         self._known[key] = found
         return found
