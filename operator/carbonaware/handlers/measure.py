@@ -152,8 +152,8 @@ async def server_machine(
         power=stated.power if own_watts else modelled.power,
         embodied_kg=stated.embodied_kg if own_embodied else modelled.embodied_kg,
         lifespan_years=(
-            hardware.lifespan_years
-            if hardware is not None and hardware.lifespan_years
+            stated.lifespan_years
+            if hardware is not None and "lifespan_years" in hardware.model_fields_set
             else modelled.lifespan_years
         ),
         embodied_source=stated.embodied_source if own_embodied else modelled.embodied_source,

@@ -24,7 +24,7 @@ from carbonaware.sci.machines import (
     provider_from_provider_id,
     pue_for_provider,
 )
-from carbonaware.sci.power import clip_utilisation, memory_energy_kwh
+from carbonaware.sci.power import CurvePowerModel, clip_utilisation, memory_energy_kwh
 
 __all__ = [
     "FunctionalUnit",
@@ -273,7 +273,11 @@ def estimate_run(
     if measured is not None and measured.memory_kwh is not None:
         memory_kwh = measured.memory_kwh
         parts.append(f"memory-energy={measured.source}")
-    elif getattr(machine.power, "includes_memory", False) and energy_source != ENERGY_MEASURED:
+    elif (
+        isinstance(machine.power, CurvePowerModel)
+        and machine.power.includes_memory
+        and energy_source != ENERGY_MEASURED
+    ):
         # The instance's power curve (BoaviztAPI) already counts its memory.
         memory_kwh = 0.0
     else:
