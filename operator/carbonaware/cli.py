@@ -68,35 +68,62 @@ def run_command(
 @app.command("sci")
 def sci_command(
     file: Annotated[Path, typer.Argument(help="Boundary YAML (see docs/sci.md, examples/sci/).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    boavizta_url: Annotated[
+        str | None,
+        typer.Option(
+            help="BoaviztAPI base URL for instance figures (tables as fallback). "
+            "Default: CARBONAWARE_BOAVIZTA_URL.",
+            envvar="CARBONAWARE_BOAVIZTA_URL",
+        ),
+    ] = None,
 ) -> None:
     """Print the Software Carbon Intensity of a software boundary described in YAML."""
+    import json
     import sys
 
     from carbonaware.errors import SpecError
-    from carbonaware.sci import build_report, evaluate_boundary, parse_boundary, render_plain
+    from carbonaware.sci import build_report, evaluate_boundary, parse_boundary, to_json
 
     try:
         text = file.read_text(encoding="utf-8")
-        report = build_report(evaluate_boundary(parse_boundary(text, source=str(file))))
+        boundary = parse_boundary(text, source=str(file))
+        catalog = {}
+        if boavizta_url:
+            from carbonaware.machinedata.boavizta import fetch_catalog
+
+            catalog = fetch_catalog(boavizta_url, boundary)
+        result = evaluate_boundary(boundary, catalog)
     except OSError as exc:
         typer.echo(f"{file}: cannot read: {exc.strerror or exc}", err=True)
         raise typer.Exit(code=2) from exc
     except SpecError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(to_json(result), indent=2))
+        return
+    report = build_report(result)
     if not sys.stdout.isatty():
+        from carbonaware.sci import render_plain
+
         typer.echo(render_plain(report))
         return
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
     table = Table(*report.headers, title=report.title)
     for row in report.rows:
         table.add_row(*row)
-    console = Console()
     console.print(table)
     for line in report.footer:
         console.print(line)
+    for breakdown in report.breakdowns:
+        extra = Table(*breakdown.headers, title=breakdown.title)
+        for row in breakdown.rows:
+            extra.add_row(*row)
+        console.print(extra)
 
 
 @app.command("forecast")

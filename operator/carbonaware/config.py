@@ -79,6 +79,11 @@ class OperatorSettings(BaseSettings):
     # --- measurement
     prometheus_url: str | None = None
     pue: float = Field(1.0, ge=1.0, description="PUE for on-premises servers and unknown clouds.")
+    boavizta_url: str | None = Field(
+        None,
+        description="BoaviztAPI base URL (a separate server): instance figures from it first, "
+        "the built-in tables as fallback. None = tables only.",
+    )
 
     # --- endpoints
     metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus metrics; 0 = off.")

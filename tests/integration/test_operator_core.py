@@ -93,7 +93,10 @@ def test_threshold_job_is_held_then_released_and_succeeds(
     assert set(sci) == {
         "energyKWh", "operationalGrams", "embodiedGrams", "totalGrams", "perUnitGrams",
         "functionalUnit", "avoidedGrams", "method", "cpuCoreSeconds",
+        "cpuKWh", "memoryKWh", "energySource", "intensitySource",
     }  # fmt: skip
+    assert sci["intensitySource"] == "ukci"
+    assert sci["energySource"] in {"modelled", "reservation"}
     assert sci["energyKWh"] > 0
     assert sci["cpuCoreSeconds"] > 0
     assert sci["totalGrams"] == pytest.approx(sci["operationalGrams"] + sci["embodiedGrams"])

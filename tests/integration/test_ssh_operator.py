@@ -52,6 +52,10 @@ SCI_FIELDS = {
     "avoidedGrams",
     "method",
     "cpuCoreSeconds",
+    "cpuKWh",
+    "memoryKWh",
+    "energySource",
+    "intensitySource",
 }
 HARDWARE = {
     "vcpus": 8,
@@ -381,6 +385,7 @@ def test_in_process_job_runs_on_the_server_and_records_sci(
     assert "linear(hardware)" in sci["method"]
     assert "embodied=hardware" in sci["method"]
     assert "cpu=runner" in sci["method"]
+    assert sci["energySource"] == "modelled"  # the runner measured the CPU time
     assert status["intensity"]["runMean"] == 300
     assert sci["operationalGrams"] == pytest.approx(sci["energyKWh"] * 300, rel=1e-6)
     assert sci["totalGrams"] == pytest.approx(sci["operationalGrams"] + sci["embodiedGrams"])

@@ -127,6 +127,7 @@ per setting that is set (not null, not empty), tokens from existing Secrets via 
   (list "CARBONAWARE_SSH_PROBE_SECONDS" $v.ssh.probeSeconds)
   (list "CARBONAWARE_PROMETHEUS_URL" $v.measurement.prometheusUrl)
   (list "CARBONAWARE_PUE" $v.measurement.pue)
+  (list "CARBONAWARE_BOAVIZTA_URL" (include "carbonaware.boaviztaUrl" .))
 }}
 {{- $secrets := list
   (list "CARBONAWARE_ELECTRICITYMAPS_TOKEN" $p.electricityMaps.tokenSecretRef)
@@ -146,4 +147,34 @@ per setting that is set (not null, not empty), tokens from existing Secrets via 
 {{- end }}
 {{- end }}
 {{- toYaml $env }}
+{{- end }}
+
+{{/*
+carbonaware.boaviztaUrl is the BoaviztAPI the operator asks: the one the chart deploys, else
+boavizta.url (empty: none).
+*/}}
+{{- define "carbonaware.boaviztaUrl" -}}
+{{- if .Values.boavizta.enabled -}}
+http://{{ include "carbonaware.fullname" . }}-boavizta.{{ .Release.Namespace }}.svc:{{ .Values.boavizta.port }}
+{{- else -}}
+{{ .Values.boavizta.url }}
+{{- end -}}
+{{- end }}
+
+{{/*
+carbonaware.boaviztaSelectorLabels select the BoaviztAPI pods; a name of their own keeps them
+out of the operator's Service.
+*/}}
+{{- define "carbonaware.boaviztaSelectorLabels" -}}
+app.kubernetes.io/name: boaviztapi
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "carbonaware.boaviztaLabels" -}}
+helm.sh/chart: {{ include "carbonaware.chart" . }}
+{{ include "carbonaware.boaviztaSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.boavizta.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: carbon-aware-operator
+app.kubernetes.io/component: boaviztapi
 {{- end }}

@@ -6,6 +6,7 @@ Mirrors ``crds/carbonawarejob.yaml`` field for field; ``tests/unit/api`` checks 
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime, timedelta
 from typing import Any, Self
 
@@ -144,11 +145,68 @@ class SshRun(ApiModel):
         return self
 
 
+# Label names and values as Kubernetes allows them (apimachinery's validation).
+LABEL_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# JobSpec counts the CRD checks, with their least allowed value.
+JOB_COUNTS = {
+    "parallelism": 0,
+    "completions": 0,
+    "backoffLimit": 0,
+    "ttlSecondsAfterFinished": 0,
+    "activeDeadlineSeconds": 1,
+}
+
+
 class TemplateMetadata(ApiModel):
     """The labels and annotations of a Job or pod template: string maps, as the API has them."""
 
     labels: dict[str, str] | None = Field(None, max_length=64)
     annotations: dict[str, str] | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_as_kubernetes_allows(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, text in (value or {}).items():
+            if len(key) > 316 or not LABEL_NAME.match(key):
+                raise ValueError(f"label name {key!r} is not a valid label name")
+            if len(text) > 63 or not LABEL_VALUE.match(text):
+                raise ValueError(f"label value {text!r} is not a valid label value")
+        return value
+
+
+def _containers_problem(pod: dict[str, Any], field: str, *, required: bool) -> str | None:
+    where = f"jobTemplate.spec.template.spec.{field}"
+    containers = pod.get(field)
+    if containers is None and not required:
+        return None
+    if not isinstance(containers, list) or (required and not containers):
+        return f"{where} must list at least one container"
+    for container in containers:
+        if not isinstance(container, dict):
+            return f"{where} must hold container objects"
+        name, image = container.get("name"), container.get("image")
+        if not isinstance(name, str) or len(name) > 63 or not DNS_LABEL.match(name):
+            return f"{where}[].name must be a DNS label (lower-case letters, digits and '-')"
+        if not isinstance(image, str) or not image:
+            return f"{where}[].image must be set"
+    return None
+
+
+def _job_spec_problem(spec: dict[str, Any]) -> str | None:
+    for field, least in JOB_COUNTS.items():
+        value = spec.get(field)
+        if value is not None and (type(value) is not int or value < least):
+            return f"jobTemplate.spec.{field} must be a whole number of at least {least}"
+    if spec.get("completionMode") not in (None, "NonIndexed", "Indexed"):
+        return "jobTemplate.spec.completionMode must be NonIndexed or Indexed"
+    if spec.get("suspend") is True:
+        return "jobTemplate.spec.suspend must not be true"
+    return None
 
 
 def _template_problem(spec: dict[str, Any]) -> str | None:
@@ -160,22 +218,20 @@ def _template_problem(spec: dict[str, Any]) -> str | None:
         return f"{where} must be a pod template (an object with spec.containers)"
     if "metadata" in template:
         try:
-            TemplateMetadata.model_validate(template["metadata"])
+            TemplateMetadata.model_validate(template["metadata"], strict=True)
         except ValueError:
             return f"{where}.metadata must hold labels and annotations as string maps"
     pod = template.get("spec")
     if not isinstance(pod, dict):
         return f"{where}.spec must be a pod spec (an object with containers)"
-    containers = pod.get("containers")
-    if not isinstance(containers, list) or not containers:
-        return f"{where}.spec.containers must list at least one container"
-    if not all(isinstance(c, dict) and c.get("name") and c.get("image") for c in containers):
-        return f"{where}.spec.containers must each have a name and an image"
+    problem = _containers_problem(pod, "containers", required=True) or _containers_problem(
+        pod, "initContainers", required=False
+    )
+    if problem is not None:
+        return problem
     if pod.get("restartPolicy") not in ("Never", "OnFailure"):
         return f"{where}.spec.restartPolicy must be Never or OnFailure"
-    if spec.get("suspend") is True:
-        return "jobTemplate.spec.suspend must not be true"
-    return None
+    return _job_spec_problem(spec)
 
 
 class JobTemplate(ApiModel):
@@ -230,8 +286,19 @@ class IntensityStatus(ApiModel):
     source: str | None = None
 
 
+class EnergySource(enum.StrEnum):
+    """Where a run's energy E came from."""
+
+    MEASURED = "measured"  # the cluster's meters: Kepler per-pod joules, DCGM GPU power
+    MODELLED = "modelled"  # measured CPU time through a power model
+    RESERVATION = "reservation"  # no measurement: the reservation held fully busy (upper bound)
+
+
 class SciStatus(ApiModel):
     energy_k_wh: float = Field(alias="energyKWh")
+    cpu_k_wh: float | None = Field(None, alias="cpuKWh")
+    memory_k_wh: float | None = Field(None, alias="memoryKWh")
+    gpu_k_wh: float | None = Field(None, alias="gpuKWh")
     operational_grams: float
     embodied_grams: float
     total_grams: float
@@ -240,6 +307,8 @@ class SciStatus(ApiModel):
     avoided_grams: float | None = None
     method: str
     cpu_core_seconds: float
+    energy_source: EnergySource | None = None
+    intensity_source: str | None = None
 
 
 class CarbonAwareJobStatus(ApiModel):

@@ -42,6 +42,11 @@ EMBODIED_GRAMS = f"{DOMAIN}/embodied-grams"
 AVOIDED_GRAMS = f"{DOMAIN}/avoided-grams"
 CPU_CORE_SECONDS = f"{DOMAIN}/cpu-core-seconds"
 INTENSITY_RUN_MEAN = f"{DOMAIN}/intensity-run-mean"
+CPU_KWH = f"{DOMAIN}/cpu-kwh"
+MEMORY_KWH = f"{DOMAIN}/memory-kwh"
+GPU_KWH = f"{DOMAIN}/gpu-kwh"
+ENERGY_SOURCE = f"{DOMAIN}/energy-source"  # measured | modelled | reservation
+INTENSITY_SOURCE = f"{DOMAIN}/intensity-source"  # the provider(s) that priced the run
 
 # kopf's own bookkeeping lives under our domain
 KOPF_PREFIX = f"kopf.{DOMAIN}"

@@ -23,16 +23,15 @@ from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers import events
 from carbonaware.handlers.containment import measured
 from carbonaware.handlers.context import OperatorContext
-from carbonaware.handlers.measure import intensity_over, record_metrics
+from carbonaware.handlers.measure import (
+    intensity_over,
+    record_metrics,
+    run_intensity_over,
+    server_machine,
+)
 from carbonaware.handlers.state import Key, WorkKind
 from carbonaware.runners.summary import RunSummary, parse_failure, parse_summary
-from carbonaware.sci.estimate import (
-    FunctionalUnit,
-    RunUsage,
-    estimate_run,
-    machine_from_hardware,
-    machine_from_server_hardware,
-)
+from carbonaware.sci.estimate import FunctionalUnit, RunUsage, estimate_run
 
 logger = logging.getLogger(__name__)
 
@@ -175,13 +174,13 @@ async def attach_ssh_sci(
     known = ctx.registry.targets().get((namespace, spec.ssh.target_ref.name))
     target = known.spec if known is not None else None
     region = (parent.get("status") or {}).get("region") or ctx.settings.default_region
-    if target is not None and target.hardware is not None:
-        machine = machine_from_server_hardware(target.hardware, name=target.host)
-    else:
-        machine = machine_from_hardware(
-            vcpus=summary.vcpus or 1, name=target.host if target else "server"
-        )
-    intensity, _ = await intensity_over(ctx, region, summary.start_time, summary.end_time)
+    machine = await server_machine(
+        ctx,
+        target.hardware if target is not None else None,
+        summary.vcpus or 1,
+        target.host if target is not None else "server",
+    )
+    intensity = await run_intensity_over(ctx, region, summary.start_time, summary.end_time)
     if intensity is None or summary.cpu_core_seconds is None:
         return
     duration = timedelta(seconds=summary.duration_seconds)
@@ -199,7 +198,7 @@ async def attach_ssh_sci(
     )
     doc["sci"] = {k: v for k, v in estimate.to_status().items() if v is not None}
     doc["sci"]["method"] += ";cpu=runner"
-    doc["intensity"] = {"runMean": round(intensity, 2)}
+    doc["intensity"] = {"runMean": round(intensity.mean, 2)}
     record_metrics(ctx, namespace, estimate)
 
 

@@ -151,7 +151,29 @@ class HttpJsonClient:
         basic_auth: tuple[str, str] | None = None,
     ) -> Any:
         """GET ``url`` (relative to the base URL) and return the decoded JSON body."""
-        request = f"GET {url.split('?', 1)[0]}"
+        return await self._request("GET", url, params, headers, basic_auth, None)
+
+    async def post_json(
+        self,
+        url: str,
+        body: Any,
+        *,
+        params: QueryParams | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """POST ``body`` as JSON to ``url`` and return the decoded JSON answer."""
+        return await self._request("POST", url, params, headers, None, body)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        params: QueryParams | None,
+        headers: Mapping[str, str] | None,
+        basic_auth: tuple[str, str] | None,
+        body: Any,
+    ) -> Any:
+        request = f"{method} {url.split('?', 1)[0]}"
         secrets = [v for v in (headers or {}).values() if len(v) >= 6]
         # "Bearer <token>": an upstream may echo the token alone
         schemes = [v.partition(" ")[2].strip() for v in secrets]
@@ -163,7 +185,9 @@ class HttpJsonClient:
         auth = httpx.BasicAuth(*basic_auth) if basic_auth is not None else None
         attempts = self._options.retries + 1
         for attempt in range(1, attempts + 1):
-            error, outcome = await self._attempt(url, request, params, headers, auth, secrets)
+            error, outcome = await self._attempt(
+                method, url, request, params, headers, auth, secrets, body
+            )
             if error is None:
                 self._report(Outcome.OK)
                 return outcome
@@ -188,18 +212,22 @@ class HttpJsonClient:
 
     async def _attempt(
         self,
+        method: str,
         url: str,
         request: str,
         params: QueryParams | None,
         headers: Mapping[str, str] | None,
         auth: httpx.BasicAuth | None,
         secrets: Sequence[str],
+        body: Any = None,
     ) -> tuple[ProviderError, Outcome] | tuple[None, Any]:
         provider = self.provider
         try:
-            response = await self._client.get(
-                url, params=dict(params) if params else None, headers=headers, auth=auth
-            )
+            query = dict(params) if params else None
+            if method == "POST":
+                response = await self._client.post(url, params=query, headers=headers, json=body)
+            else:
+                response = await self._client.get(url, params=query, headers=headers, auth=auth)
         except httpx.TimeoutException:
             timeout = self._options.timeout_seconds
             return ProviderUnavailableError(

@@ -14,8 +14,11 @@ time one week earlier. Traces shorter than a week wrap by whole days (time of da
 Without ``shift_to_now`` the trace is read at the real time; periods it lacks are omitted
 and ``current`` fails outside it.
 
-Past periods give the actual column (``is_forecast=False``); the current and future periods
-give the forecast column, or the actuals when the trace has none (``is_forecast=True``).
+Periods that have started give the actual column (``is_forecast=False``): the replayed
+grid reports what happened in them, and ``current`` and ``forecast`` agree on the period
+covering now (a run priced from ``forecast`` sees the intensity ``current`` showed at its
+release). Periods still ahead give the forecast column, or the actuals when the trace has
+none (``is_forecast=True``).
 ``index`` is the trace's own band column when it has one.
 """
 
@@ -199,6 +202,8 @@ class TraceProvider:
             located = self._locate(moment)
             if located is not None:
                 index, period_start = located
-                points.append(self._point(index, period_start, forecast=period_start + step > now))
+                # Started periods report their actual, as current() does; only those ahead
+                # are forecasts.
+                points.append(self._point(index, period_start, forecast=period_start > now))
             moment += step
         return points

@@ -6,8 +6,11 @@ Region keys are WattTime grid region abbreviations (``CAISO_NORTH``, ``PJM_DC``.
   about 30 minutes. It is renewed 5 minutes before that, and once more if a data request
   answers 401 (the token may have been revoked early).
 - ``forecast``: ``/v3/forecast?region=&signal_type=co2_moer&horizon_hours=`` gives 5-minute
-  points; they are averaged into half-hour periods. Only the present and future are served
-  (past data needs WattTime's paid historical endpoint).
+  points for the present and future; the past part of a range comes from
+  ``/v3/historical?region=&signal_type=co2_moer&start=&end=`` (the reported MOER, in chunks of
+  at most 30 days) as actuals. Accounts without historical access (WattTime answers 403) get
+  no past points, and a run over them is priced by the next provider of the chain. Points are
+  averaged into half-hour periods; a period with any forecast part is a forecast.
 - ``current``: the first forecast point (``horizon_hours=0``) for the value, plus
   ``/v3/signal-index`` for the band: WattTime's percentile 0-100 of the MOER over the
   recent past, mapped to :class:`IntensityIndex` in fifths (0-20 very low ... 80-100 very
@@ -20,6 +23,7 @@ Units: MOER comes in lbs CO2/MWh and is converted to g/kWh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -50,6 +54,8 @@ G_PER_KWH_PER_LB_PER_MWH = 0.45359237
 TOKEN_LIFETIME = timedelta(minutes=30)
 TOKEN_RENEW_MARGIN = timedelta(minutes=5)
 MAX_HORIZON_HOURS = 72
+MAX_HISTORICAL_RANGE = timedelta(days=30)
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
 PERIOD = timedelta(minutes=30)
 _REGION = re.compile(r"^[A-Za-z0-9_]+$")
 _UNITS_FACTOR = {
@@ -143,15 +149,41 @@ class WattTimeProvider:
         key = parse_region(region)
         start, end = as_utc(start), as_utc(end)
         now = self._now()
-        if end <= start or end <= now:
+        if end <= start:
             return []
-        hours = min(MAX_HORIZON_HOURS, max(1, math.ceil((end - now) / timedelta(hours=1))))
-        payload = await self._get(
-            "/v3/forecast", {"region": key, "signal_type": SIGNAL_TYPE, "horizon_hours": hours}
-        )
-        return normalise_points(
-            resample_mean(parse_forecast(payload), PERIOD), start=start, end=end
-        )
+        points: list[IntensityPoint] = []
+        if start < now:
+            points += await self._historical(key, start, min(end, now))
+        if end > now:
+            hours = min(MAX_HORIZON_HOURS, max(1, math.ceil((end - now) / timedelta(hours=1))))
+            payload = await self._get(
+                "/v3/forecast", {"region": key, "signal_type": SIGNAL_TYPE, "horizon_hours": hours}
+            )
+            points += parse_forecast(payload)
+        if not points:
+            return []
+        return normalise_points(resample_mean(points, PERIOD), start=start, end=end)
+
+    async def _historical(self, key: str, start: datetime, end: datetime) -> list[IntensityPoint]:
+        """Reported MOER over ``[start, end)`` as actuals; none without historical access."""
+        points: list[IntensityPoint] = []
+        chunk = start
+        while chunk < end:
+            chunk_end = min(end, chunk + MAX_HISTORICAL_RANGE)
+            params = {"region": key, "signal_type": SIGNAL_TYPE,
+                      "start": chunk.strftime(_ISO), "end": chunk_end.strftime(_ISO)}  # fmt: skip
+            try:
+                payload = await self._get("/v3/historical", params)
+            except ProviderAuthError as exc:
+                if exc.status_code != 403:
+                    raise
+                # The account's plan has no historical data: nothing reported to use.
+                return []
+            points += [
+                dataclasses.replace(point, is_forecast=False) for point in parse_forecast(payload)
+            ]
+            chunk = chunk_end
+        return points
 
     async def _get(self, path: str, params: Mapping[str, str | int]) -> Any:
         token = await self._bearer_token()

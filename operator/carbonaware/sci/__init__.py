@@ -12,25 +12,30 @@ from carbonaware.sci.boundary import (
     BoundaryResult,
     BoundarySpec,
     ComponentResult,
-    build_report,
     evaluate_boundary,
     parse_boundary,
-    render_plain,
 )
 from carbonaware.sci.embodied import embodied_grams, lifespan_hours
 from carbonaware.sci.estimate import (
     FunctionalUnit,
-    MachineProfile,
+    MeasuredEnergy,
+    RunIntensity,
     RunUsage,
     SciEstimate,
     estimate_run,
+    run_intensity,
+    time_weighted_mean,
+)
+from carbonaware.sci.instances import InstanceFigures, table_figures
+from carbonaware.sci.machines import (
+    MachineProfile,
     find_instance_type,
     machine_for_instance_type,
     machine_from_hardware,
     machine_from_server_hardware,
     provider_from_provider_id,
     pue_for_provider,
-    time_weighted_mean,
+    unknown_machine,
 )
 from carbonaware.sci.power import (
     LinearPowerModel,
@@ -38,15 +43,19 @@ from carbonaware.sci.power import (
     TdpPowerModel,
     tdp_coefficient,
 )
+from carbonaware.sci.report import build_report, render_plain, to_json
 
 __all__ = [
     "BoundaryResult",
     "BoundarySpec",
     "ComponentResult",
     "FunctionalUnit",
+    "InstanceFigures",
     "LinearPowerModel",
     "MachineProfile",
+    "MeasuredEnergy",
     "PowerModel",
+    "RunIntensity",
     "RunUsage",
     "SciEstimate",
     "TdpPowerModel",
@@ -63,6 +72,10 @@ __all__ = [
     "provider_from_provider_id",
     "pue_for_provider",
     "render_plain",
+    "run_intensity",
+    "table_figures",
     "tdp_coefficient",
     "time_weighted_mean",
+    "to_json",
+    "unknown_machine",
 ]

@@ -1,7 +1,8 @@
 """The per-run SCI estimate the operator records after a run: SCI = (E x I + M) per R.
 
-Pure: the caller measures CPU usage (``carbonaware.metricsource``), looks up the grid
-intensity over the run and passes both in. Nothing here reads a clock, a file or the network.
+Pure: the caller measures CPU usage or energy (``carbonaware.metricsource``), looks up the
+grid intensity over the run and passes both in. Nothing here reads a clock, a file or the
+network.
 """
 
 from __future__ import annotations
@@ -10,27 +11,46 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from carbonaware.api.intensity import IntensityPoint
-from carbonaware.api.servertarget import Hardware
-from carbonaware.errors import SpecError
-from carbonaware.sci.coefficients import (
-    DEFAULT_LIFESPAN_YEARS,
-    InstanceType,
-    default_embodied_kg,
-    instance_types,
-    provider_average,
-    provider_coefficients,
-    watts_for_microarchitectures,
-)
 from carbonaware.sci.embodied import embodied_grams, lifespan_hours
-from carbonaware.sci.power import (
-    LinearPowerModel,
-    PowerModel,
-    TdpPowerModel,
-    clip_utilisation,
-    memory_energy_kwh,
+from carbonaware.sci.machines import (
+    MachineProfile,
+    find_instance_type,
+    machine_for_instance_type,
+    machine_from_hardware,
+    machine_from_server_hardware,
+    provider_from_provider_id,
+    pue_for_provider,
 )
+from carbonaware.sci.power import CurvePowerModel, clip_utilisation, memory_energy_kwh
+
+__all__ = [
+    "FunctionalUnit",
+    "MachineProfile",
+    "MeasuredEnergy",
+    "RunIntensity",
+    "RunUsage",
+    "SciEstimate",
+    "estimate_run",
+    "find_instance_type",
+    "machine_for_instance_type",
+    "machine_from_hardware",
+    "machine_from_server_hardware",
+    "provider_from_provider_id",
+    "pue_for_provider",
+    "run_intensity",
+    "time_weighted_mean",
+]
+
+ENERGY_MEASURED = "measured"
+ENERGY_MODELLED = "modelled"
+ENERGY_RESERVATION = "reservation"
+# Providers whose values are not a report of the grid at that time: a replayed recording or a
+# fixed table. A run priced with them says so in its method.
+_REPLAYED = "trace"
+_STATIC = "static"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +66,27 @@ class FunctionalUnit:
 
     @property
     def text(self) -> str:
-        return f"{self.quantity:g} {self.name}"
+        """``500 users``, ``1728000 requests``: the quantity as written, never ``1.728e+06``."""
+        quantity = format(Decimal(repr(float(self.quantity))).normalize(), "f")
+        if "." in quantity:
+            quantity = quantity.rstrip("0").rstrip(".")
+        return f"{quantity} {self.name}"
 
 
 @dataclass(frozen=True, slots=True)
 class RunUsage:
-    """What a run used: wall time, CPU time and what it reserved on its machine."""
+    """What a run used: wall time, CPU time and what it reserved on its machine.
+
+    ``cpu_measured`` is False when no CPU measurement existed and ``cpu_core_seconds`` is
+    the reservation held fully busy (an upper bound); the estimate then says
+    ``energySource: reservation``.
+    """
 
     duration_seconds: float
     cpu_core_seconds: float
     reserved_vcpus: float
     memory_gib: float = 0.0
+    cpu_measured: bool = True
 
     def __post_init__(self) -> None:
         if self.duration_seconds < 0 or self.cpu_core_seconds < 0:
@@ -65,52 +95,105 @@ class RunUsage:
             raise ValueError("reserved vCPUs and memory must not be negative")
 
     @property
-    def charged_vcpus(self) -> float:
-        """vCPUs the run is charged for: its reservation, or what it used if it reserved none."""
-        if self.reserved_vcpus > 0:
-            return self.reserved_vcpus
+    def used_vcpus(self) -> float:
+        """Mean cores the run kept busy: CPU core-seconds / duration."""
         if self.duration_seconds <= 0:
             return 0.0
         return self.cpu_core_seconds / self.duration_seconds
 
-    @property
-    def utilisation(self) -> float:
+    def charged_vcpus(self, capacity: float | None = None) -> float:
+        """vCPUs the run is charged for: what it reserved, or more if it used more.
+
+        What it used is bounded by the machine's ``capacity`` (a run cannot use more cores
+        than its node has; a larger figure is measurement noise). The reservation is not a
+        cap: a pod that requests 100m and keeps four cores busy is charged for four.
+        """
+        used = self.used_vcpus if capacity is None else min(self.used_vcpus, capacity)
+        return max(self.reserved_vcpus, used)
+
+    def utilisation(self, capacity: float | None = None) -> float:
         """u = CPU core-seconds / (charged vCPUs x duration), clipped to [0, 1]."""
-        capacity = self.charged_vcpus * self.duration_seconds
-        if capacity <= 0:
+        busy = self.charged_vcpus(capacity) * self.duration_seconds
+        if busy <= 0:
             return 0.0
-        return clip_utilisation(self.cpu_core_seconds / capacity)
+        return clip_utilisation(self.cpu_core_seconds / busy)
 
 
 @dataclass(frozen=True, slots=True)
-class MachineProfile:
-    """The machine a run ran on, as far as the SCI estimate needs it.
+class MeasuredEnergy:
+    """Energy a run's own meters reported (kWh, before PUE), e.g. Kepler's RAPL-based
+    per-pod joules for CPU and DRAM and DCGM's GPU power. None means "not measured"."""
 
-    ``vcpus`` is the machine (node or server) itself; ``embodied_vcpus`` is the number of
-    vCPUs its embodied emissions ``embodied_kg`` are shared over: the host server for a
-    cloud instance type (CCF: the family's largest size), the machine itself otherwise.
-    """
-
-    name: str
-    vcpus: int
-    power: PowerModel
-    memory_gib: float
-    embodied_kg: float
-    embodied_vcpus: int
-    lifespan_years: float = DEFAULT_LIFESPAN_YEARS
-    provider: str | None = None
-    embodied_source: str = "ccf"
+    cpu_kwh: float | None
+    memory_kwh: float | None = None
+    gpu_kwh: float | None = None
+    source: str = "kepler"
 
     def __post_init__(self) -> None:
-        if self.vcpus <= 0 or self.embodied_vcpus <= 0:
-            raise ValueError("a machine has at least one vCPU")
-        if self.lifespan_years <= 0:
-            raise ValueError("a machine's lifespan must be positive")
+        for value in (self.cpu_kwh, self.memory_kwh, self.gpu_kwh):
+            if value is not None and (value < 0 or not math.isfinite(value)):
+                raise ValueError(f"measured energy must be finite and not negative, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunIntensity:
+    """I for a run: the time-weighted mean and what it rests on.
+
+    ``kind`` is ``actual`` when every point covering the run was a reported value,
+    ``forecast`` when none was, ``mixed`` otherwise; ``sources`` the providers that gave the
+    points (the provider chain keeps each point's source).
+    """
+
+    mean: float
+    sources: tuple[str, ...]
+    kind: str
+    forecast_seconds: float = 0.0
+
+    @property
+    def source(self) -> str:
+        return "|".join(self.sources)
+
+    @property
+    def method(self) -> str:
+        """The method fragment: ``intensity=actual(ukci)``, ``intensity=replayed-trace(trace)``."""
+        names = set(self.sources)
+        if names and all(name.startswith(_REPLAYED) for name in names):
+            return f"intensity=replayed-trace-{self.kind}({self.source})"
+        if names and all(name.startswith(_STATIC) for name in names):
+            return f"intensity=static({self.source})"
+        return f"intensity={self.kind}({self.source})"
+
+
+def run_intensity(
+    points: Iterable[IntensityPoint], start: datetime, end: datetime
+) -> RunIntensity | None:
+    """:func:`time_weighted_mean` over the run with the sources and kind of the points used."""
+    ordered = list(points)
+    mean = time_weighted_mean(ordered, start, end)
+    if mean is None:
+        return None
+    used = [
+        p
+        for p in ordered
+        if (p.covers(start) if end <= start else min(p.end, end) > max(p.start, start))
+    ]
+    forecast_seconds = sum(
+        max(0.0, (min(p.end, end) - max(p.start, start)).total_seconds())
+        for p in used
+        if p.is_forecast
+    )
+    forecasts = sum(1 for p in used if p.is_forecast)
+    kind = "actual" if forecasts == 0 else "forecast" if forecasts == len(used) else "mixed"
+    sources = tuple(dict.fromkeys(p.source for p in used))
+    return RunIntensity(mean, sources, kind, forecast_seconds)
 
 
 @dataclass(frozen=True, slots=True)
 class SciEstimate:
-    """One run's SCI; the fields mirror the CRD's ``status.sci``."""
+    """One run's SCI; the fields mirror the CRD's ``status.sci``.
+
+    ``energy_kwh = (cpu_kwh + memory_kwh + gpu_kwh) x PUE``; the parts are before PUE.
+    """
 
     energy_kwh: float
     operational_grams: float
@@ -122,11 +205,19 @@ class SciEstimate:
     method: str
     cpu_core_seconds: float
     intensity_g_per_kwh: float
+    cpu_kwh: float = 0.0
+    memory_kwh: float = 0.0
+    gpu_kwh: float | None = None
+    energy_source: str = ENERGY_MODELLED
+    intensity_source: str | None = None
 
     def to_status(self) -> dict[str, float | str | None]:
         """The camelCase mapping written to ``status.sci``."""
         return {
             "energyKWh": self.energy_kwh,
+            "cpuKWh": self.cpu_kwh,
+            "memoryKWh": self.memory_kwh,
+            "gpuKWh": self.gpu_kwh,
             "operationalGrams": self.operational_grams,
             "embodiedGrams": self.embodied_grams,
             "totalGrams": self.total_grams,
@@ -135,33 +226,68 @@ class SciEstimate:
             "avoidedGrams": self.avoided_grams,
             "method": self.method,
             "cpuCoreSeconds": self.cpu_core_seconds,
+            "energySource": self.energy_source,
+            "intensitySource": self.intensity_source,
         }
 
 
 def estimate_run(
     usage: RunUsage,
     machine: MachineProfile,
-    intensity_g_per_kwh: float,
+    intensity: float | RunIntensity,
     functional_unit: FunctionalUnit,
     avoided_intensity: float | None = None,
     pue: float = 1.0,
+    *,
+    measured: MeasuredEnergy | None = None,
 ) -> SciEstimate:
-    """SCI of one run on ``machine`` at grid intensity ``intensity_g_per_kwh`` (gCO2e/kWh).
+    """SCI of one run on ``machine`` at grid intensity ``intensity`` (gCO2e/kWh).
 
-    E = (CPU energy of the charged vCPUs at the run's utilisation + reserved memory) x PUE;
-    I = the intensity passed in (the run's time-weighted mean); M = TE x (TR/EL) x (RR/TR)
-    with TR the run's duration and RR its charged vCPUs. ``avoided_intensity`` is the
-    intensity of the window that would have started at creation time: ``avoidedGrams`` is
-    the same energy at that intensity minus the actual operational grams (negative when the
-    run ended up on a dirtier grid).
+    E = (CPU energy + memory + GPU) x PUE. CPU energy is ``measured.cpu_kwh`` when the
+    cluster metered it, else the power model for the charged vCPUs (what the run reserved,
+    or the cores it used if more, up to the machine's) at the run's utilisation; memory is
+    measured DRAM energy or the reserved GiB at CCF's coefficient. I = the intensity passed
+    in (the run's time-weighted mean); M = TE x (TR/EL) x (RR/TR) with TR the run's duration
+    and RR its charged vCPUs. ``avoided_intensity`` is the intensity of the window that would
+    have started at creation time: ``avoidedGrams`` is the same energy at that intensity minus
+    the actual operational grams (negative when the run ended up on a dirtier grid).
     """
     if pue < 1.0:
         raise ValueError(f"PUE is at least 1, got {pue}")
+    if isinstance(intensity, RunIntensity):
+        details: RunIntensity | None = intensity
+        intensity_g_per_kwh = intensity.mean
+    else:
+        details, intensity_g_per_kwh = None, float(intensity)
     hours = usage.duration_seconds / 3600.0
-    vcpus = usage.charged_vcpus
-    cpu_kwh = machine.power.watts(vcpus, usage.utilisation) * hours / 1000.0
-    memory_kwh = memory_energy_kwh(usage.memory_gib, hours)
-    energy_kwh = (cpu_kwh + memory_kwh) * pue
+    vcpus = usage.charged_vcpus(float(machine.vcpus))
+    parts = []
+    if measured is not None and measured.cpu_kwh is not None:
+        cpu_kwh, energy_source = measured.cpu_kwh, ENERGY_MEASURED
+        parts.append(f"cpu-energy={measured.source}")
+    else:
+        # CCF linear model (or the TDP curve) for the charged vCPUs at the run's utilisation.
+        cpu_kwh = machine.power.watts(vcpus, usage.utilisation(machine.vcpus)) * hours / 1000.0
+        energy_source = ENERGY_MODELLED if usage.cpu_measured else ENERGY_RESERVATION
+        parts.append(machine.power.label)
+    if measured is not None and measured.memory_kwh is not None:
+        memory_kwh = measured.memory_kwh
+        parts.append(f"memory-energy={measured.source}")
+    elif (
+        isinstance(machine.power, CurvePowerModel)
+        and machine.power.includes_memory
+        and energy_source != ENERGY_MEASURED
+    ):
+        # The instance's power curve (BoaviztAPI) already counts its memory.
+        memory_kwh = 0.0
+    else:
+        memory_kwh = memory_energy_kwh(usage.memory_gib, hours)
+        if usage.memory_gib > 0:
+            parts.append("memory=ccf")
+    gpu_kwh = measured.gpu_kwh if measured is not None else None
+    if gpu_kwh is not None:
+        parts.append("gpu-energy=dcgm")
+    energy_kwh = (cpu_kwh + memory_kwh + (gpu_kwh or 0.0)) * pue
     # GSF SCI: operational emissions O = E x I.
     operational = energy_kwh * intensity_g_per_kwh
     embodied = embodied_grams(
@@ -181,10 +307,11 @@ def estimate_run(
         if math.isclose(avoided_intensity, intensity_g_per_kwh, rel_tol=1e-9, abs_tol=1e-9):
             difference = 0.0
         avoided = energy_kwh * difference
-    parts = [machine.power.label]
-    if usage.memory_gib > 0:
-        parts.append("memory=ccf")
     parts += [f"pue={pue:g}", f"embodied={machine.embodied_source}"]
+    if energy_source == ENERGY_RESERVATION:
+        parts.append("cpu=reservation-upper-bound")
+    if details is not None:
+        parts.append(details.method)
     return SciEstimate(
         energy_kwh=energy_kwh,
         operational_grams=operational,
@@ -196,6 +323,11 @@ def estimate_run(
         method=";".join(parts),
         cpu_core_seconds=usage.cpu_core_seconds,
         intensity_g_per_kwh=intensity_g_per_kwh,
+        cpu_kwh=cpu_kwh,
+        memory_kwh=memory_kwh,
+        gpu_kwh=gpu_kwh,
+        energy_source=energy_source,
+        intensity_source=details.source if details is not None else None,
     )
 
 
@@ -223,148 +355,3 @@ def time_weighted_mean(
     if covered <= 0:
         return None
     return weighted / covered
-
-
-def _normalise_instance_type(name: str) -> str:
-    """``Standard_D2s_v3`` and ``D2s v3`` compare equal; AWS/GCP names are already canonical."""
-    key = name.strip().lower()
-    if key.startswith("standard_"):
-        key = key[len("standard_") :]
-    return key.replace("_", " ")
-
-
-def find_instance_type(name: str) -> InstanceType | None:
-    """The table entry for an instance type label (``m5.xlarge``, ``Standard_D2_v2``), if known."""
-    wanted = _normalise_instance_type(name)
-    for entry in instance_types().values():
-        if _normalise_instance_type(entry.name) == wanted:
-            return entry
-    return None
-
-
-def provider_from_provider_id(provider_id: str | None) -> str | None:
-    """``aws``, ``gcp`` or ``azure`` from a Node's ``spec.providerID`` (``aws:///eu-west-2a/i-...``)."""
-    if not provider_id:
-        return None
-    scheme = provider_id.split(":", 1)[0].lower()
-    return {"aws": "aws", "gce": "gcp", "azure": "azure"}.get(scheme)
-
-
-def pue_for_provider(provider: str | None, on_premises_pue: float = 1.0) -> float:
-    """CCF's published PUE for a cloud provider; ``on_premises_pue`` for anything else."""
-    table = provider_coefficients()
-    key = (provider or "").strip().lower()
-    return table[key].pue if key in table else on_premises_pue
-
-
-def machine_for_instance_type(
-    instance_type: str | None,
-    *,
-    provider: str | None = None,
-    vcpus: int | None = None,
-    memory_gib: float | None = None,
-) -> MachineProfile:
-    """A cloud node's profile from its instance type (``node.kubernetes.io/instance-type``).
-
-    Known types use their microarchitecture's CCF min/max watts per vCPU (or the
-    provider average) and CCF's embodied emissions of the host. Unknown types need the
-    node's ``vcpus``: they get the provider's average watts, the default embodied model
-    for ``memory_gib`` and are treated as a whole machine for the embodied share.
-    """
-    entry = find_instance_type(instance_type) if instance_type else None
-    if entry is not None:
-        watts, known = watts_for_microarchitectures(entry.microarchitectures, entry.provider)
-        label = (
-            f"ccf-linear({entry.provider}:{'|'.join(entry.microarchitectures)})"
-            if known
-            else f"ccf-linear({entry.provider})"
-        )
-        return MachineProfile(
-            name=entry.name,
-            vcpus=entry.vcpus,
-            power=LinearPowerModel(watts.min_watts, watts.max_watts, label),
-            memory_gib=entry.memory_gib,
-            embodied_kg=entry.embodied_kg,
-            embodied_vcpus=entry.host_vcpus,
-            provider=entry.provider,
-            embodied_source="ccf",
-        )
-    if vcpus is None or vcpus <= 0:
-        raise SpecError(
-            f"instance type {instance_type!r} is not in the coefficient table; "
-            "the node's vCPU count is needed to estimate its SCI"
-        )
-    average = provider_average(provider)
-    return MachineProfile(
-        name=instance_type or "unknown",
-        vcpus=vcpus,
-        power=LinearPowerModel(
-            average.watts.min_watts, average.watts.max_watts, f"ccf-linear({average.provider})"
-        ),
-        memory_gib=memory_gib or 0.0,
-        embodied_kg=default_embodied_kg(memory_gib),
-        embodied_vcpus=vcpus,
-        provider=provider,
-        embodied_source="ccf-default",
-    )
-
-
-def machine_from_hardware(
-    *,
-    vcpus: int,
-    min_watts: float | None = None,
-    max_watts: float | None = None,
-    tdp_watts: float | None = None,
-    memory_gib: float | None = None,
-    embodied_kg: float | None = None,
-    lifespan_years: float | None = None,
-    name: str = "server",
-) -> MachineProfile:
-    """A profile from a ServerTarget's ``hardware`` block (whole-machine figures).
-
-    ``minWatts``/``maxWatts`` (the whole machine idle and at full load) give a linear model
-    per vCPU; ``tdpWatts`` the TDP curve. With neither, the CCF average per vCPU for an
-    unknown provider is used. Without ``embodiedKgCO2e``, CCF's default server model for
-    ``memoryGiB``; without ``lifespanYears``, 4 years.
-    """
-    if vcpus <= 0:
-        raise SpecError("hardware.vcpus must be at least 1")
-    power: PowerModel
-    if min_watts is not None or max_watts is not None:
-        if min_watts is None or max_watts is None or max_watts < min_watts or min_watts < 0:
-            raise SpecError("hardware.minWatts and hardware.maxWatts must both be set, min <= max")
-        power = LinearPowerModel(min_watts / vcpus, max_watts / vcpus, "linear(hardware)")
-    elif tdp_watts is not None:
-        if tdp_watts <= 0:
-            raise SpecError("hardware.tdpWatts must be positive")
-        power = TdpPowerModel(tdp_watts, vcpus, "tdp-curve(hardware)")
-    else:
-        average = provider_average(None)
-        power = LinearPowerModel(
-            average.watts.min_watts, average.watts.max_watts, f"ccf-linear({average.provider})"
-        )
-    return MachineProfile(
-        name=name,
-        vcpus=vcpus,
-        power=power,
-        memory_gib=memory_gib or 0.0,
-        embodied_kg=embodied_kg if embodied_kg is not None else default_embodied_kg(memory_gib),
-        embodied_vcpus=vcpus,
-        lifespan_years=lifespan_years or DEFAULT_LIFESPAN_YEARS,
-        provider=None,
-        embodied_source="hardware" if embodied_kg is not None else "ccf-default",
-    )
-
-
-def machine_from_server_hardware(hardware: Hardware, name: str = "server") -> MachineProfile:
-    """:func:`machine_from_hardware` for a ServerTarget's parsed ``spec.hardware``."""
-    return machine_from_hardware(
-        vcpus=hardware.vcpus,
-        min_watts=hardware.min_watts,
-        max_watts=hardware.max_watts,
-        tdp_watts=hardware.tdp_watts,
-        memory_gib=hardware.memory_gi_b,
-        embodied_kg=hardware.embodied_kg_c_o2e,
-        lifespan_years=hardware.lifespan_years,
-        name=name,
-    )

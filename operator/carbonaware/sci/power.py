@@ -38,6 +38,16 @@ def tdp_coefficient(utilisation: float) -> float:
     return TDP_CURVE_FACTOR[-1]
 
 
+def interpolate_curve(curve: tuple[tuple[float, float], ...], utilisation: float) -> float:
+    """Watts at ``utilisation`` on a measured load curve ``((u, watts), ...)``, u ascending."""
+    u = clip_utilisation(utilisation)
+    for (u0, w0), (u1, w1) in pairwise(curve):
+        if u <= u1:
+            # Piecewise-linear between the published load points (as the Teads curve).
+            return w0 + (u - u0) * (w1 - w0) / (u1 - u0) if u1 > u0 else w1
+    return curve[-1][1]
+
+
 @dataclass(frozen=True, slots=True)
 class LinearPowerModel:
     """Cloud Carbon Footprint's compute model: ``W = minW + u x (maxW - minW)`` per vCPU."""
@@ -70,7 +80,22 @@ class TdpPowerModel:
         return self.tdp_watts * share * tdp_coefficient(utilisation)
 
 
-PowerModel = LinearPowerModel | TdpPowerModel
+@dataclass(frozen=True, slots=True)
+class CurvePowerModel:
+    """A whole instance's measured or modelled power at load points (BoaviztAPI's curve); a
+    run draws its vCPU share of it."""
+
+    curve: tuple[tuple[float, float], ...]
+    machine_vcpus: float
+    label: str
+    includes_memory: bool = True
+
+    def watts(self, vcpus: float, utilisation: float) -> float:
+        """Mean power of ``vcpus`` of the instance's vCPUs running at ``utilisation`` (0..1)."""
+        return interpolate_curve(self.curve, utilisation) * vcpus / self.machine_vcpus
+
+
+PowerModel = LinearPowerModel | TdpPowerModel | CurvePowerModel
 
 
 def cpu_energy_kwh(model: PowerModel, vcpus: float, utilisation: float, hours: float) -> float:
@@ -81,8 +106,8 @@ def cpu_energy_kwh(model: PowerModel, vcpus: float, utilisation: float, hours: f
 def memory_energy_kwh(
     gib: float, hours: float, watts_per_gib: float = MEMORY_WATTS_PER_GIB
 ) -> float:
-    """Energy of ``gib`` GiB of DRAM held for ``hours`` (CCF: 0.392 W/GB)."""
-    # CCF methodology "Memory": kWh = GB x 0.000392 kWh/GB-hour x hours.
+    """Energy of ``gib`` GiB of DRAM held for ``hours`` (CCF: 0.392 W per GiB)."""
+    # CCF methodology "Memory": kWh = size x 0.000392 kWh per GB-hour x hours (GB of DRAM = GiB).
     return gib * watts_per_gib * hours / 1000.0
 
 

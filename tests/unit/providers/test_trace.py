@@ -92,7 +92,7 @@ async def test_current_is_the_actual_of_the_period_covering_now(gb: Trace) -> No
     assert point.source == "trace"
 
 
-async def test_forecast_gives_actuals_for_the_past_and_forecasts_ahead(gb: Trace) -> None:
+async def test_forecast_gives_actuals_for_started_periods_and_forecasts_ahead(gb: Trace) -> None:
     now = datetime(2024, 6, 12, 14, 40, tzinfo=UTC)
     provider = TraceProvider(gb, now=FakeClock(now))
     start = datetime(2024, 6, 12, 13, 30, tzinfo=UTC)
@@ -100,10 +100,25 @@ async def test_forecast_gives_actuals_for_the_past_and_forecasts_ahead(gb: Trace
     assert len(points) == 6
     i = row(gb, start)
     assert gb.forecast is not None
-    assert [p.intensity for p in points[:2]] == list(gb.actual[i : i + 2])
-    assert [p.intensity for p in points[2:]] == list(gb.forecast[i + 2 : i + 6])
-    assert [p.is_forecast for p in points] == [False, False, True, True, True, True]
+    # 13:30, 14:00 and the period covering now (14:30) have happened: actuals.
+    assert [p.intensity for p in points[:3]] == list(gb.actual[i : i + 3])
+    assert [p.intensity for p in points[3:]] == list(gb.forecast[i + 3 : i + 6])
+    assert [p.is_forecast for p in points] == [False, False, False, True, True, True]
     assert all(a.end == b.start for a, b in itertools.pairwise(points))
+
+
+async def test_current_and_forecast_agree_on_the_period_covering_now(gb: Trace) -> None:
+    # A run released and finished within one half hour is priced from forecast(); it must
+    # see the value current() showed at its release, not the slot's forecast column.
+    now = datetime(2024, 6, 12, 18, 10, tzinfo=UTC)
+    provider = TraceProvider(gb, now=FakeClock(now))
+    current = await provider.current("GB")
+    (covering,) = await provider.forecast("GB", now - timedelta(minutes=5), now)
+    i = row(gb, datetime(2024, 6, 12, 18, 0, tzinfo=UTC))
+    assert gb.forecast is not None
+    assert gb.forecast[i] != gb.actual[i]  # 187 actual, 201 forecast in this slot
+    assert covering.intensity == current.intensity == gb.actual[i]
+    assert covering.is_forecast is current.is_forecast is False
 
 
 async def test_wraps_around_the_end_of_the_trace(gb: Trace) -> None:
@@ -154,7 +169,12 @@ async def test_without_a_forecast_column_future_periods_use_actuals(tmp_path: Pa
     now = datetime(2024, 1, 1, 5, 30, tzinfo=UTC)
     provider = TraceProvider(trace, now=FakeClock(now), shift_to_now=False)
     points = await provider.forecast("X", now, now + timedelta(hours=2))
-    assert [(p.intensity, p.is_forecast) for p in points] == [(105, True), (106, True), (107, True)]
+    # 05:00-06:00 covers now: it has started and reports its actual.
+    assert [(p.intensity, p.is_forecast) for p in points] == [
+        (105, False),
+        (106, True),
+        (107, True),
+    ]
     assert points[0].index is None
 
 

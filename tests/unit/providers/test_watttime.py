@@ -32,6 +32,7 @@ def standard_upstream() -> FakeUpstream:
     upstream.route("/login", Reply(fixture("watttime_login.json")))
     upstream.route("/v3/forecast", Reply(fixture("watttime_forecast.json")))
     upstream.route("/v3/signal-index", Reply(fixture("watttime_signal_index.json")))
+    upstream.route("/v3/historical", Reply(fixture("watttime_historical.json")))
     return upstream
 
 
@@ -152,10 +153,38 @@ async def test_unknown_region() -> None:
         await provider(upstream).current("CAISO NORTH")
 
 
-async def test_past_ranges_are_not_served() -> None:
+async def test_past_ranges_come_from_the_historical_endpoint_as_actuals() -> None:
     upstream = standard_upstream()
-    assert await provider(upstream).forecast("CAISO_NORTH", NOW - timedelta(hours=2), NOW) == []
-    assert upstream.requests == []
+    start = NOW - timedelta(hours=2, minutes=10)  # 09:00
+    points = await provider(upstream).forecast("CAISO_NORTH", start, NOW - timedelta(minutes=10))
+    historical = next(r for r in upstream.requests if r.url.path == "/v3/historical")
+    assert historical.url.params["start"] == "2024-03-14T09:00:00Z"
+    assert historical.url.params["end"] == "2024-03-14T11:00:00Z"
+    assert "/v3/forecast" not in upstream.paths
+    assert [(p.start.hour, p.start.minute) for p in points] == [(9, 0), (9, 30), (10, 0), (10, 30)]
+    assert [p.intensity for p in points] == pytest.approx(
+        [500 * LB_PER_MWH] * 2 + [700 * LB_PER_MWH] * 2
+    )
+    assert not any(p.is_forecast for p in points)
+
+
+async def test_a_range_across_now_joins_history_and_forecast() -> None:
+    upstream = standard_upstream()
+    points = await provider(upstream).forecast(
+        "CAISO_NORTH", NOW - timedelta(minutes=40), NOW + timedelta(minutes=50)
+    )
+    assert [(p.start.hour, p.start.minute, p.is_forecast) for p in points] == [
+        (10, 30, False),  # reported
+        (11, 0, True),  # partly ahead of now: a forecast
+        (11, 30, True),
+    ]
+
+
+async def test_without_historical_access_past_ranges_have_no_points() -> None:
+    upstream = standard_upstream()
+    upstream.route("/v3/historical", Reply({"error": "plan has no historical data"}, status=403))
+    points = await provider(upstream).forecast("CAISO_NORTH", NOW - timedelta(hours=2), NOW)
+    assert points == []
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,12 @@ def test_instance_table_has_simulated_node_types_and_is_consistent() -> None:
     assert {entry.provider for entry in table.values()} == {"aws", "gcp", "azure"}
     for entry in table.values():
         assert 0 < entry.vcpus <= entry.host_vcpus, entry.name
-        assert entry.embodied_kg >= 1000, entry.name
+        # CCF's computed coefficients start from a 1,000 kg base server; the AWS 2026 list
+        # states platform figures of its own, some below that.
+        if entry.source.startswith("output/"):
+            assert entry.embodied_kg >= 1000, entry.name
+        else:
+            assert entry.embodied_kg > 0, entry.name
         assert entry.memory_gib > 0, entry.name
 
 

@@ -16,17 +16,21 @@ from carbonaware.sci import (
     FunctionalUnit,
     LinearPowerModel,
     MachineProfile,
+    MeasuredEnergy,
     RunUsage,
     TdpPowerModel,
     embodied_grams,
     estimate_run,
+    find_instance_type,
     machine_for_instance_type,
     machine_from_hardware,
     machine_from_server_hardware,
     provider_from_provider_id,
     pue_for_provider,
+    run_intensity,
     time_weighted_mean,
 )
+from carbonaware.sci.coefficients import embodied_kg_per_vcpu
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -46,18 +50,25 @@ def _machine(
 
 def test_estimate_of_an_m5_xlarge_run_by_hand() -> None:
     machine = machine_for_instance_type("m5.xlarge")
+    row = find_instance_type("m5.xlarge")
+    assert row is not None
     usage = RunUsage(duration_seconds=1800, cpu_core_seconds=1800, reserved_vcpus=2, memory_gib=4)
     result = estimate_run(usage, machine, 200.0, FunctionalUnit("run", 1), None, pue=1.135)
-    # u = 1800 / (2 x 1800) = 0.5; Skylake 0.65..4.26 W per vCPU; 0.5 h.
-    cpu_kwh = 2 * (0.65 + 0.5 * (4.26 - 0.65)) * 0.5 / 1000
+    # u = 1800 / (2 x 1800) = 0.5; the row's Skylake watts per vCPU (CCF's AWS use
+    # coefficients, 0.6130..4.1042); 0.5 h.
+    assert (row.watts.min_watts, row.watts.max_watts) == (0.613, 4.1042)
+    cpu_kwh = 2 * (0.613 + 0.5 * (4.1042 - 0.613)) * 0.5 / 1000
     memory_kwh = 4 * 0.392 * 0.5 / 1000
     energy = (cpu_kwh + memory_kwh) * 1.135
     embodied = 1610.79 * 1000 * (0.5 / 35040) * (2 / 96)
+    assert result.cpu_kwh == pytest.approx(cpu_kwh)
+    assert result.memory_kwh == pytest.approx(memory_kwh)
     assert result.energy_kwh == pytest.approx(energy)
     assert result.operational_grams == pytest.approx(energy * 200)
     assert result.embodied_grams == pytest.approx(embodied)
     assert result.total_grams == pytest.approx(energy * 200 + embodied)
     assert result.method == "ccf-linear(aws:Skylake);memory=ccf;pue=1.135;embodied=ccf"
+    assert result.energy_source == "modelled"
     assert result.functional_unit == "1 run"
     assert result.cpu_core_seconds == 1800
     assert result.avoided_grams is None
@@ -95,22 +106,93 @@ def test_status_mapping_uses_crd_field_names() -> None:
         "avoidedGrams",
         "method",
         "cpuCoreSeconds",
+        "cpuKWh",
+        "memoryKWh",
+        "gpuKWh",
+        "energySource",
+        "intensitySource",
     }
     assert status["functionalUnit"] == "500 users"
 
 
-def test_utilisation_is_clipped_to_one() -> None:
-    usage = RunUsage(duration_seconds=100, cpu_core_seconds=500, reserved_vcpus=2)
-    assert usage.utilisation == 1.0
-    full = estimate_run(usage, _machine(), 100.0, FunctionalUnit())
-    exact = estimate_run(RunUsage(100, 200, 2), _machine(), 100.0, FunctionalUnit())
-    assert full.energy_kwh == pytest.approx(exact.energy_kwh)
+def test_energy_follows_the_cpu_used_not_the_request() -> None:
+    # A pod requesting 100m that keeps 4 cores busy for an hour on an m5.xlarge (4 vCPUs).
+    machine = machine_for_instance_type("m5.xlarge")
+    usage = RunUsage(duration_seconds=3600, cpu_core_seconds=4 * 3600, reserved_vcpus=0.1)
+    assert usage.charged_vcpus(machine.vcpus) == 4
+    assert usage.utilisation(machine.vcpus) == 1.0
+    result = estimate_run(usage, machine, 100.0, FunctionalUnit())
+    # 4 vCPUs at full load: 4 x 4.1042 W for an hour, about 16.4 Wh; capped at the request
+    # it would have been 0.1 x 4.1042 W = 0.41 Wh.
+    assert result.cpu_kwh == pytest.approx(4 * 4.1042 / 1000)
+    assert result.energy_kwh > 40 * 0.1 * 4.1042 / 1000 * 0.99
+    # M is shared by the vCPUs actually used, too.
+    assert result.embodied_grams == pytest.approx(1610.79e3 * (1 / 35040) * (4 / 96))
+
+
+def test_used_cpu_is_bounded_by_the_machine_and_the_request_is_a_floor() -> None:
+    usage = RunUsage(duration_seconds=100, cpu_core_seconds=5000, reserved_vcpus=2)
+    machine = _machine()  # 8 vCPUs
+    assert usage.charged_vcpus(machine.vcpus) == 8  # 50 cores measured: noise, bounded
+    bounded = estimate_run(usage, machine, 100.0, FunctionalUnit())
+    whole = estimate_run(RunUsage(100, 800, 2), machine, 100.0, FunctionalUnit())
+    assert bounded.energy_kwh == pytest.approx(whole.energy_kwh)
+    idle = RunUsage(duration_seconds=100, cpu_core_seconds=10, reserved_vcpus=2)
+    assert idle.charged_vcpus(machine.vcpus) == 2  # the reservation still draws idle power
+    assert idle.utilisation(machine.vcpus) == pytest.approx(0.05)
 
 
 def test_a_run_without_a_reservation_is_charged_for_what_it_used() -> None:
     usage = RunUsage(duration_seconds=100, cpu_core_seconds=150, reserved_vcpus=0)
-    assert usage.charged_vcpus == pytest.approx(1.5)
-    assert usage.utilisation == pytest.approx(1.0)
+    assert usage.charged_vcpus() == pytest.approx(1.5)
+    assert usage.utilisation() == pytest.approx(1.0)
+
+
+def test_without_a_measurement_the_reservation_is_an_upper_bound_and_says_so() -> None:
+    usage = RunUsage(3600, 2 * 3600, 2, cpu_measured=False)
+    result = estimate_run(usage, _machine(), 100.0, FunctionalUnit())
+    assert result.energy_source == "reservation"
+    assert "cpu=reservation-upper-bound" in result.method
+
+
+def test_measured_energy_replaces_the_model_and_is_named() -> None:
+    usage = RunUsage(3600, 3600, 1, memory_gib=4)
+    measured = MeasuredEnergy(cpu_kwh=0.02, memory_kwh=0.001, gpu_kwh=0.1, source="kepler")
+    result = estimate_run(usage, _machine(), 100.0, FunctionalUnit(), pue=1.5, measured=measured)
+    assert result.energy_source == "measured"
+    assert (result.cpu_kwh, result.memory_kwh, result.gpu_kwh) == (0.02, 0.001, 0.1)
+    assert result.energy_kwh == pytest.approx((0.02 + 0.001 + 0.1) * 1.5)
+    assert result.method.startswith("cpu-energy=kepler;memory-energy=kepler;gpu-energy=dcgm")
+    # Memory not metered: the request is modelled beside the measured CPU.
+    cpu_only = estimate_run(
+        usage, _machine(), 100.0, FunctionalUnit(), measured=MeasuredEnergy(cpu_kwh=0.02)
+    )
+    assert cpu_only.memory_kwh == pytest.approx(4 * 0.392 / 1000)
+    assert "memory=ccf" in cpu_only.method
+
+
+def test_run_intensity_names_its_sources_and_whether_it_is_actual() -> None:
+    end = T0 + timedelta(minutes=60)
+    actual = [_point(0, 30, 100.0), _point(30, 60, 200.0)]
+    found = run_intensity(actual, T0, end)
+    assert found is not None
+    assert (found.mean, found.kind, found.source) == (150.0, "actual", "test")
+    assert found.method == "intensity=actual(test)"
+    mixed = [actual[0], IntensityPoint(T0 + timedelta(minutes=30), end, 300.0, "ukci", True)]
+    found = run_intensity(mixed, T0, end)
+    assert found is not None
+    assert (found.kind, found.source, found.forecast_seconds) == ("mixed", "test|ukci", 1800.0)
+    trace = [IntensityPoint(T0, end, 80.0, "trace", False)]
+    replayed = run_intensity(trace, T0, end)
+    assert replayed is not None
+    assert replayed.method == "intensity=replayed-trace-actual(trace)"
+    static = run_intensity([IntensityPoint(T0, end, 80.0, "static", True)], T0, end)
+    assert static is not None
+    assert static.method == "intensity=static(static)"
+    assert run_intensity(actual, end, end + timedelta(hours=1)) is None
+    result = estimate_run(RunUsage(60, 60, 1), _machine(), replayed, FunctionalUnit())
+    assert result.intensity_source == "trace"
+    assert result.method.endswith("intensity=replayed-trace-actual(trace)")
 
 
 def test_pue_below_one_is_rejected() -> None:
@@ -244,9 +326,23 @@ def test_unknown_instance_type_needs_the_node_size() -> None:
     with pytest.raises(SpecError, match="vCPU"):
         machine_for_instance_type("x9.huge")
     machine = machine_for_instance_type("x9.huge", provider="gcp", vcpus=8, memory_gib=64)
-    assert machine.power.label == "ccf-linear(gcp)"
-    assert machine.embodied_source == "ccf-default"
+    assert machine.power.label == "ccf-linear(gcp;unknown-type=x9.huge)"
+    per_vcpu = embodied_kg_per_vcpu("gcp")
+    assert machine.embodied_source == f"default-per-vcpu(gcp:{per_vcpu:.2f}kg)"
     assert machine.embodied_vcpus == 8
+    assert machine.embodied_kg == pytest.approx(8 * per_vcpu)
+
+
+def test_an_unknown_vm_is_charged_per_vcpu_not_for_a_whole_server() -> None:
+    # A 2-vCPU VM of a type nobody knows, reserved whole for an hour.
+    machine = machine_for_instance_type("zz9.large", provider="aws", vcpus=2, memory_gib=8)
+    result = estimate_run(RunUsage(3600, 0, 2), machine, 0.0, FunctionalUnit())
+    per_vcpu = embodied_kg_per_vcpu("aws")
+    assert 5 < per_vcpu < 60  # kg per vCPU: TE of a host over its vCPUs, median of the table
+    assert result.embodied_grams == pytest.approx(2 * per_vcpu * 1000 / 35040)
+    # The whole-default-server model would have charged 1,000 kg over the VM's 2 vCPUs.
+    whole_server = 1000e3 / 35040
+    assert result.embodied_grams < whole_server / 10
 
 
 def test_provider_and_pue_helpers() -> None:
