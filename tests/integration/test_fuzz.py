@@ -24,7 +24,7 @@ from .ukapi import UkApiServer, serve_uk_api
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = 120
+EXAMPLES = 200
 CLEAR_STATES = {"Held", "Released", "Running", "Succeeded", "Failed"}
 TARGET = {
     "apiVersion": "carbonaware.io/v1alpha1",
@@ -74,6 +74,48 @@ BASES = {
     "job": PLAIN_JOB,
 }
 
+# Values a user might plausibly write, with the boundaries of every rule around them.
+PLAUSIBLE_TEXT = st.sampled_from(
+    [
+        "",
+        "Forecast",
+        "Threshold",
+        "Immediate",
+        "Sometimes",
+        "VeryLow",
+        "Low",
+        "High",
+        "GB",
+        "GB-13",
+        "DE",
+        "XX",
+        "2030-01-31T18:00:00Z",
+        "2020-01-01T00:00:00Z",
+        "2030-01-31T18:00:00",
+        "tomorrow",
+        "Never",
+        "OnFailure",
+        "Always",
+        "busybox",
+        "Main",
+        "main",
+        "build.invalid",
+        "10.0.0.1",
+        "-oProxyCommand=x",
+        "batch user",
+        "$(reboot)",
+        "../../etc",
+        "Strict",
+        "AcceptAny",
+        "ssh-privatekey",
+        "éç",
+        "x" * 70,
+        "x" * 300,
+    ]
+)
+PLAUSIBLE_INT = st.sampled_from(
+    [-1, 0, 1, 2, 59, 3600, 5000, 5001, 86400, 31536000, 31536001, 1000000, 2**31, 2**63 - 1]
+) | st.integers(-100, 10**6)
 JSON = st.recursive(
     st.none()
     | st.booleans()
@@ -111,6 +153,19 @@ def parent_of(obj: Any, path: tuple[Any, ...]) -> Any:
     return obj
 
 
+def plausible(current: Any) -> st.SearchStrategy[Any]:
+    """A replacement for ``current``: mostly of its own type, sometimes anything at all."""
+    if isinstance(current, bool):
+        same: st.SearchStrategy[Any] = st.booleans()
+    elif isinstance(current, int):
+        same = PLAUSIBLE_INT
+    elif isinstance(current, str):
+        same = PLAUSIBLE_TEXT | st.text(max_size=20)
+    else:
+        same = JSON
+    return st.one_of(same, same, same, JSON)
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     kind = draw(st.sampled_from(sorted(BASES)))
@@ -128,10 +183,10 @@ def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             del holder[path[-1]]
         elif action == "add" and isinstance(holder, dict):
             holder[draw(st.text(min_size=1, max_size=12))] = draw(JSON)
-        elif kind == "job":
-            holder[path[-1]] = draw(st.text(max_size=40))  # annotations are strings
+        elif kind == "job":  # annotations are strings
+            holder[path[-1]] = draw(PLAUSIBLE_TEXT | st.integers(-10, 10**6).map(str) | st.text())
         else:
-            holder[path[-1]] = draw(JSON)
+            holder[path[-1]] = draw(plausible(holder[path[-1]]))
     return kind, obj
 
 
