@@ -125,6 +125,7 @@ per setting that is set (not null, not empty), tokens from existing Secrets via 
   (list "CARBONAWARE_SSH_MODE" $v.ssh.mode)
   (list "CARBONAWARE_RUNNER_IMAGE" (include "carbonaware.runnerImage" .))
   (list "CARBONAWARE_SSH_PROBE_SECONDS" $v.ssh.probeSeconds)
+  (list "CARBONAWARE_SSH_ALLOWED_HOSTS" (join "," $v.ssh.allowedHosts))
   (list "CARBONAWARE_PROMETHEUS_URL" $v.measurement.prometheusUrl)
   (list "CARBONAWARE_PUE" $v.measurement.pue)
   (list "CARBONAWARE_BOAVIZTA_URL" (include "carbonaware.boaviztaUrl" .))

@@ -18,6 +18,7 @@ from carbonaware.handlers.work import created_at
 from carbonaware.k8s import Kube
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Provider
+from carbonaware.runners.allowlist import HostAllowList
 from carbonaware.scheduling.policy import decision_horizon
 
 TICK_GAPS_KEPT = 20
@@ -75,6 +76,8 @@ class OperatorContext:
     """The provider refresh the loop started and has not seen finish yet."""
     tick_gaps: deque[timedelta] = field(default_factory=lambda: deque(maxlen=TICK_GAPS_KEPT))
     """Operator time between the last few ticks' decisions, as they really came."""
+    allowed_hosts: HostAllowList = field(default_factory=HostAllowList)
+    """Where ServerTargets may point (``CARBONAWARE_SSH_ALLOWED_HOSTS``), parsed at start-up."""
     synced: bool = False
     """Runs already going were counted against their targets (``reconcile.initial_sync``)."""
     reattachments: dict[Key, int] = field(default_factory=dict)

@@ -31,7 +31,6 @@ from carbonaware.errors import (
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.state import HeldWork, TargetKey
 from carbonaware.handlers.work import describe_validation_error
-from carbonaware.runners.allowlist import HostAllowList
 from carbonaware.runners.sshpod import SshPodTarget, build_ssh_runner_pod
 from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec, SshTargetSpec, env_pairs
 
@@ -113,7 +112,7 @@ async def private_key(ctx: OperatorContext, namespace: str, target: ServerTarget
 async def check_host_allowed(ctx: OperatorContext, target: ServerTargetSpec) -> None:
     """Refuse a host outside ``ssh_allowed_hosts`` (names are resolved: every address the
     name resolves to must be allowed, unless the name itself matches a pattern)."""
-    allow = HostAllowList.parse(ctx.settings.ssh_allowed_hosts)
+    allow = ctx.allowed_hosts
     if allow.open or allow.name_allowed(target.host):
         return
     try:

@@ -16,7 +16,7 @@ import kopf
 
 from carbonaware.api import labels
 from carbonaware.config import OperatorSettings
-from carbonaware.errors import CarbonAwareError
+from carbonaware.errors import CarbonAwareError, ConfigError
 from carbonaware.handlers.context import (
     OperatorContext,
     ScaledClock,
@@ -32,6 +32,7 @@ from carbonaware.k8s import Kube
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Outcome, RequestHook
 from carbonaware.providers.factory import HTTP_PROVIDERS, build_provider
+from carbonaware.runners.allowlist import HostAllowList
 from carbonaware.runners.sshpod import COMPONENT, COMPONENT_LABEL
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def build_context(settings: OperatorSettings, metrics: Metrics | None = None) ->
         )
     provider = build_provider(settings, clock=clock, on_request=on_request, on_fetch=on_fetch)
     return OperatorContext(
+        allowed_hosts=HostAllowList.parse(settings.ssh_allowed_hosts),
         settings=settings,
         kube=Kube.connect(timeout_seconds=settings.kube_timeout_seconds),
         metrics=metrics,
@@ -120,7 +122,10 @@ async def started(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ctx = getattr(memo, "ctx", None)
     if not isinstance(ctx, OperatorContext):
         operator_settings = getattr(memo, "settings", None) or OperatorSettings()
-        ctx = build_context(operator_settings)
+        try:
+            ctx = build_context(operator_settings)
+        except ConfigError as exc:  # broken settings stop the operator, with the reason
+            raise kopf.PermanentError(str(exc)) from exc
         serve_metrics(
             ctx.metrics, operator_settings.metrics_port, operator_settings.metrics_address
         )

@@ -168,6 +168,7 @@ def test_every_rendered_setting_is_an_operator_setting(helm: Helm) -> None:
         "providers.wattTime.username=me",
         "providers.wattTime.passwordSecretRef.name=wt",
         "providers.static.intensity=200",
+        "ssh.allowedHosts={10.20.0.0/16,*.build.example.com}",
         "providers.trace.path=/data/trace.csv",
         "providers.trace.timeColumn=t",
         "providers.trace.actualColumn=a",
