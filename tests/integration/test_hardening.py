@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from .grid import Intensity, grid, operator_for
+from .manifests import fake_target, ssh_caj
 from .operatorproc import (
     CRDS,
     QUICK_JOB_TEMPLATE,
@@ -168,47 +169,6 @@ def test_a_deadline_alone_bounds_the_hold_beyond_a_day(
 
 
 # --------------------------------------------------------------------------- children
-
-
-def fake_target(plane: Any, namespace: str, *, max_concurrent: int = 1) -> None:
-    """A ServerTarget (and key Secret) whose runner pods run on kwok: nothing connects."""
-    plane.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "key"},
-            "type": "kubernetes.io/ssh-auth",
-            "stringData": {"ssh-privatekey": "k"},
-        },
-        namespace=namespace,
-    )
-    plane.apply(
-        {
-            "apiVersion": "carbonaware.io/v1alpha1",
-            "kind": "ServerTarget",
-            "metadata": {"name": "box"},
-            "spec": {
-                "host": "192.0.2.1",
-                "user": "batch",
-                "hostKeyPolicy": "AcceptAny",
-                "maxConcurrent": max_concurrent,
-                "privateKeySecretRef": {"name": "key", "key": "ssh-privatekey"},
-            },
-        },
-        namespace=namespace,
-    )
-
-
-def ssh_caj(name: str, schedule: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "carbonaware.io/v1alpha1",
-        "kind": "CarbonAwareJob",
-        "metadata": {"name": name},
-        "spec": {
-            "schedule": schedule or {"policy": "Immediate"},
-            "ssh": {"targetRef": {"name": "box"}, "command": "sleep 600"},
-        },
-    }
 
 
 def test_the_old_runner_pod_of_a_recreated_job_never_touches_the_new_one(

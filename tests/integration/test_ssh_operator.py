@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from .manifests import KEY_SECRET, key_secret, server_target, ssh_job
 from .operatorproc import (
     OperatorProcess,
     free_port,
@@ -40,7 +41,6 @@ __all__ = ["sshd_server"]
 pytestmark = pytest.mark.integration
 
 CARBONAWARE_CLI = Path(sys.executable).with_name("carbonaware")
-KEY_SECRET = "server-key"
 FINISHED = ("Succeeded", "Failed")
 SCI_FIELDS = {
     "energyKWh",
@@ -87,54 +87,6 @@ def wait_finished(plane: Any, namespace: str, name: str, timeout: float = 60) ->
         timeout=timeout,
         what=f"CarbonAwareJob {name} to finish",
     )  # fmt: skip
-
-
-def key_secret(name: str, private_key: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "type": "kubernetes.io/ssh-auth",
-        "stringData": {"ssh-privatekey": private_key},
-    }
-
-
-def server_target(name: str, server: SshdServer, **spec: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "host": server.host,
-        "port": server.port,
-        "user": server.user,
-        "privateKeySecretRef": {"name": KEY_SECRET},
-        "knownHosts": server.known_hosts,
-        "region": "GB",
-    }
-    values.update(spec)
-    return {
-        "apiVersion": "carbonaware.io/v1alpha1",
-        "kind": "ServerTarget",
-        "metadata": {"name": name},
-        "spec": {k: v for k, v in values.items() if v is not None},
-    }
-
-
-def ssh_job(
-    name: str,
-    target: str,
-    *,
-    schedule: dict[str, Any] | None = None,
-    priority: int = 0,
-    **ssh: Any,
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "carbonaware.io/v1alpha1",
-        "kind": "CarbonAwareJob",
-        "metadata": {"name": name},
-        "spec": {
-            "schedule": schedule or {"policy": "Immediate"},
-            "priority": priority,
-            "ssh": {"targetRef": {"name": target}, **ssh},
-        },
-    }
 
 
 def key_fragments(private_key: str) -> list[str]:
