@@ -30,6 +30,7 @@ from carbonaware.errors import (
     TargetError,
     TargetUnreachableError,
 )
+from carbonaware.runners import ssh as ssh_module
 from carbonaware.runners.ssh import (
     PROBE_OK_REASON,
     HostKeyPolicy,
@@ -681,6 +682,33 @@ async def test_a_restarted_sshd_is_reattached_after_the_run_ended(tmp_path: Path
     assert summary.exit_code == 5
     assert captured.stdout_text == "after\n"
     assert runs_of(count) == 1
+
+
+async def test_the_client_backstop_stops_a_run_the_server_failed_to_stop(
+    sshd_server: SshdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid_file = tmp_path / "job.pid"
+    run_id = new_run_id("backstop")
+    spec = SshRunSpec(
+        script=f"echo $$ > {pid_file}\nsleep 300\n",
+        run_id=run_id,
+        timeout_seconds=2,
+        kill_grace_seconds=1,
+    )
+    monkeypatch.setattr(ssh_module, "BACKSTOP_MARGIN_SECONDS", 1.0)
+    task = asyncio.create_task(run(sshd_server, spec))
+    started = run_dir_of(sshd_server, run_id) / "started"
+    assert await wait_until_async(lambda: started.exists() and pid_file.exists())
+    watchdog_pid = int(started.read_text().split()[2])
+    # Without its watchdog the server cannot enforce the timeout: the client must.
+    os.kill(watchdog_pid, signal.SIGKILL)
+    job_pid = int(pid_file.read_text())
+
+    summary, _ = await asyncio.wait_for(task, 60)
+
+    assert summary.timed_out
+    assert summary.exit_code == 128 + 15
+    assert not pid_alive(job_pid)
 
 
 async def test_stop_ssh_run_stops_a_running_job(sshd_server: SshdServer, tmp_path: Path) -> None:

@@ -160,8 +160,8 @@ if [ ! -f "$run_dir/exit" ] && [ ! -f "$run_dir/lost" ]; then
   done
   if [ -f "$run_dir/armed" ] && [ -f "$run_dir/started" ] && [ ! -f "$run_dir/exit" ]; then
     read -r stop_pgid _ stop_watchdog < "$run_dir/started"
-    kill -s USR1 "$stop_watchdog" 2>/dev/null ||
-      kill -s TERM -- "-$stop_pgid" 2>/dev/null || kill -s TERM "$stop_pgid" 2>/dev/null
+    kill -USR1 "$stop_watchdog" 2>/dev/null ||
+      kill -TERM "-$stop_pgid" 2>/dev/null || kill -TERM "$stop_pgid" 2>/dev/null
   fi
 fi
 """
@@ -214,9 +214,9 @@ stop_orphan() {{
   read -r orphan_pgid _ orphan_watchdog < "$run_dir/started"
   put stop {grace}
   if owned_by_run "$orphan_watchdog" supervise; then
-    kill -s USR1 "$orphan_watchdog" 2>/dev/null
+    kill -USR1 "$orphan_watchdog" 2>/dev/null
   elif owned_by_run "$orphan_pgid" job; then
-    kill -s TERM -- "-$orphan_pgid" 2>/dev/null
+    kill -TERM "-$orphan_pgid" 2>/dev/null
   fi
 }}
 declare_lost() {{

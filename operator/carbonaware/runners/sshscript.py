@@ -75,14 +75,18 @@ def interpreter_for(script: str) -> list[str]:
 
 
 def build_kill_command(pgid: int, signal_name: str) -> str:
-    """Signal the job's whole process group (falls back to the process when no group exists)."""
+    """Signal the job's whole process group (falls back to the process when no group exists).
+
+    ``kill -TERM -<pgid>`` is the form dash, bash and busybox all read as a process group:
+    busybox's kill takes no ``--``, and dash needs one after ``-s TERM``.
+    """
     if pgid <= 1:
         raise RunnerError(f"refusing to signal process group {pgid}")
     if signal_name not in {"TERM", "KILL"}:
         raise RunnerError(f"unsupported signal {signal_name}")
     return (
-        f"exec /bin/sh -c 'kill -s {signal_name} -- -{pgid} 2>/dev/null "
-        f"|| kill -s {signal_name} -- {pgid} 2>/dev/null; exit 0'"
+        f"exec /bin/sh -c 'kill -{signal_name} -{pgid} 2>/dev/null "
+        f"|| kill -{signal_name} {pgid} 2>/dev/null; exit 0'"
     )
 
 

@@ -9,6 +9,8 @@ and SIGUSR1) and SIGKILL after the grace; a normal end kills its sleep, so nothi
 behind. After the job's leader exits, the supervisor sends SIGTERM to what it left in its
 group, reads the job's own CPU time with ``times`` and writes the exit record (write, then
 ``mv``). Portable ``sleep`` takes whole seconds, so the timeout and the grace are rounded up.
+Process groups are signalled as ``kill -TERM -<pgid>``, the one form dash, bash and busybox
+all accept (busybox's kill takes no ``--``; dash needs one after ``-s TERM``).
 """
 
 from __future__ import annotations
@@ -73,32 +75,32 @@ job_pid=$!
   grace={grace}
   if [ -f "$run_dir/stop" ]; then
     read -r grace < "$run_dir/stop"
-  elif kill -0 -- "-$job_pid" 2>/dev/null || kill -0 "$job_pid" 2>/dev/null; then
+  elif kill -0 "-$job_pid" 2>/dev/null || kill -0 "$job_pid" 2>/dev/null; then
     : > "$run_dir/timedout"
   fi
   : > "$run_dir/stopping"
   trap '' USR1
-  kill -s TERM -- "-$job_pid" 2>/dev/null || kill -s TERM "$job_pid" 2>/dev/null
+  kill -TERM "-$job_pid" 2>/dev/null || kill -TERM "$job_pid" 2>/dev/null
   nap_pid=
   sleep "$grace" &
   nap_pid=$!
   [ -n "$quit" ] && kill "$nap_pid" 2>/dev/null
   wait "$nap_pid"
   [ -n "$quit" ] && exit 0
-  kill -s KILL -- "-$job_pid" 2>/dev/null || kill -s KILL "$job_pid" 2>/dev/null
+  kill -KILL "-$job_pid" 2>/dev/null || kill -KILL "$job_pid" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 watchdog_pid=$!
 put started "$job_pid $start_epoch $watchdog_pid"
 wait "$job_pid"
 status=$?
 end_epoch=$(now)
-if [ -f "$run_dir/stopping" ] && kill -0 -- "-$job_pid" 2>/dev/null; then
+if [ -f "$run_dir/stopping" ] && kill -0 "-$job_pid" 2>/dev/null; then
   # A stopped job's stragglers get the rest of the grace, then SIGKILL, from the watchdog.
   wait "$watchdog_pid"
 else
   # Whatever the job left running in its process group ends with it.
-  kill -s TERM -- "-$job_pid" 2>/dev/null
-  kill -s TERM "$watchdog_pid" 2>/dev/null
+  kill -TERM "-$job_pid" 2>/dev/null
+  kill -TERM "$watchdog_pid" 2>/dev/null
   wait "$watchdog_pid"
 fi
 timed_out=0

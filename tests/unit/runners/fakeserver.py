@@ -27,7 +27,7 @@ from carbonaware.runners.sshspec import SshRunSpec
 
 BUSYBOX = shutil.which("busybox")
 _APPLETS = ["sh", "setsid", "mkdir", "mv", "kill", "date", "tail", "head", "wc", "cat", "sleep"]
-_APPLETS += ["tr", "env", "rm", "chmod", "mktemp", "ps", "touch"]
+_APPLETS += ["tr", "env", "rm", "chmod", "mktemp", "touch"]
 _BUSYBOX_WRAPPER = 'mount --bind "$0" /bin/sh && exec "$@"'
 
 
@@ -95,8 +95,9 @@ class FakeServer:
                     link.symlink_to(str(BUSYBOX))
             self._path = f"{applets}:{self._path}"
 
-    def argv(self) -> list[str]:
-        command = ["/bin/sh", "-c", BOOTSTRAP_COMMAND]
+    def argv(self, command_line: str = BOOTSTRAP_COMMAND) -> list[str]:
+        """How sshd would run ``command_line`` (the exec request) for this account."""
+        command = ["/bin/sh", "-c", command_line]
         if self.shell == "busybox":
             assert BUSYBOX is not None
             return ["unshare", "-m", "/bin/sh", "-c", _BUSYBOX_WRAPPER, BUSYBOX, *command]

@@ -159,6 +159,36 @@ def test_the_timeout_escalates_to_sigkill(server: FakeServer, tmp_path: Path) ->
     assert wait_until(lambda: group_members(run.first("start").pgid or 0) == [])
 
 
+def test_stragglers_of_a_timed_out_job_get_the_grace_then_sigkill(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    child_file = tmp_path / "child.pid"
+    spec = SshRunSpec(
+        script=(
+            f"(trap '' TERM; while :; do sleep 0.2; done) &\necho $! > {child_file}\n"
+            "exec sleep 300\n"
+        ),
+        timeout_seconds=1,
+        kill_grace_seconds=2,
+    )
+
+    began = time.monotonic()
+    run = server.start(spec, "run-s")
+    took = time.monotonic() - began
+    straggler = int(child_file.read_text())
+    try:
+        end = run.first("end")
+        assert end.timed_out
+        assert end.exit_code == 128 + signal.SIGTERM
+        # The outcome is recorded only once the straggler that ignored SIGTERM got SIGKILL.
+        assert gone(straggler)
+        assert group_members(run.first("start").pgid or 0) == []
+        assert took >= 2.5
+    finally:
+        if not gone(straggler):
+            os.kill(straggler, signal.SIGKILL)
+
+
 def test_the_timeout_holds_without_any_caller(server: FakeServer, tmp_path: Path) -> None:
     pid_file = tmp_path / "job.pid"
     spec = SshRunSpec(

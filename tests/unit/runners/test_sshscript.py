@@ -24,14 +24,21 @@ from carbonaware.runners.sshspec import SshRunSpec
 from .fakeserver import FakeServer, ScriptRun
 
 
-def run_like_sshd(spec: SshRunSpec, tmp_path: Path) -> tuple[ScriptRun, list[ControlLine], bytes]:
+@pytest.fixture(params=["sh", "busybox"])
+def shell(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def run_like_sshd(
+    spec: SshRunSpec, tmp_path: Path, shell: str = "sh"
+) -> tuple[ScriptRun, list[ControlLine], bytes]:
     """Start a fresh run through the bootstrap under /bin/sh -c, as sshd does, and wait for it."""
-    run = FakeServer(tmp_path).start(spec, run_id="run-1")
+    run = FakeServer(tmp_path, shell=shell).start(spec, run_id="run-1")
     controls = [control for control in run.controls if control.kind != "alive"]
     return run, controls, run.job_stderr
 
 
-def test_exit_code_env_and_working_dir(tmp_path: Path) -> None:
+def test_exit_code_env_and_working_dir(tmp_path: Path, shell: str) -> None:
     workdir = tmp_path / "dir with spaces"
     workdir.mkdir()
     spec = SshRunSpec(
@@ -40,7 +47,7 @@ def test_exit_code_env_and_working_dir(tmp_path: Path) -> None:
         env=(("ALPHA", "a b"), ("BETA", "$(not run)")),
     )
 
-    result, controls, _ = run_like_sshd(spec, tmp_path)
+    result, controls, _ = run_like_sshd(spec, tmp_path, shell)
 
     assert result.returncode == 42
     assert result.stdout.decode() == f"{workdir}\na b/$(not run)\n"
@@ -54,7 +61,7 @@ def test_exit_code_env_and_working_dir(tmp_path: Path) -> None:
     assert end.cpu_core_seconds is not None
 
 
-def test_script_text_is_passed_verbatim(tmp_path: Path) -> None:
+def test_script_text_is_passed_verbatim(tmp_path: Path, shell: str) -> None:
     script = (
         "cat <<'X'\n"
         "quotes ' \" ` $(date) ${HOME} \\\n"
@@ -63,7 +70,7 @@ def test_script_text_is_passed_verbatim(tmp_path: Path) -> None:
         "printf 'no trailing newline'"
     )
 
-    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path)
+    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path, shell)
 
     assert result.returncode == 0
     assert result.stdout.decode() == (
@@ -71,14 +78,14 @@ def test_script_text_is_passed_verbatim(tmp_path: Path) -> None:
     )
 
 
-def test_job_env_cannot_clobber_the_wrapper(tmp_path: Path) -> None:
+def test_job_env_cannot_clobber_the_wrapper(tmp_path: Path, shell: str) -> None:
     names = ("run_dir", "marker", "job_pid", "status", "temporary_dir", "stdout_offset", "HOME")
     spec = SshRunSpec(
         command="echo " + " ".join(f'"${name}"' for name in names) + "; exit 3",
         env=tuple((name, "/x") for name in names),
     )
 
-    result, controls, _ = run_like_sshd(spec, tmp_path)
+    result, controls, _ = run_like_sshd(spec, tmp_path, shell)
 
     assert result.returncode == 3
     assert result.stdout == b" ".join([b"/x"] * len(names)) + b"\n"
@@ -87,28 +94,28 @@ def test_job_env_cannot_clobber_the_wrapper(tmp_path: Path) -> None:
     assert list((tmp_path / "scratch").iterdir()) == []
 
 
-def test_temporary_directory_is_removed(tmp_path: Path) -> None:
-    result, _, _ = run_like_sshd(SshRunSpec(command="ls -d $TMPDIR/carbonaware.*"), tmp_path)
+def test_temporary_directory_is_removed(tmp_path: Path, shell: str) -> None:
+    result, _, _ = run_like_sshd(SshRunSpec(command="ls -d $TMPDIR/carbonaware.*"), tmp_path, shell)
 
     assert result.returncode == 0
     assert b"carbonaware." in result.stdout
     assert list((tmp_path / "scratch").iterdir()) == []
 
 
-def test_home_relative_working_dir(tmp_path: Path) -> None:
+def test_home_relative_working_dir(tmp_path: Path, shell: str) -> None:
     home_jobs = FakeServer(tmp_path).home / "jobs"
     home_jobs.mkdir()
 
-    result, _, _ = run_like_sshd(SshRunSpec(command="pwd", working_dir="~/jobs"), tmp_path)
+    result, _, _ = run_like_sshd(SshRunSpec(command="pwd", working_dir="~/jobs"), tmp_path, shell)
 
     assert result.stdout.decode().strip() == str(home_jobs)
 
 
-def test_missing_working_dir_stops_before_the_job(tmp_path: Path) -> None:
+def test_missing_working_dir_stops_before_the_job(tmp_path: Path, shell: str) -> None:
     marker = tmp_path / "ran"
     spec = SshRunSpec(command=f"touch {marker}", working_dir=str(tmp_path / "absent"))
 
-    result, controls, stderr = run_like_sshd(spec, tmp_path)
+    result, controls, stderr = run_like_sshd(spec, tmp_path, shell)
 
     assert result.returncode == 1
     assert "start" not in [control.kind for control in controls]
@@ -118,17 +125,19 @@ def test_missing_working_dir_stops_before_the_job(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_shebang_picks_the_interpreter(tmp_path: Path) -> None:
+def test_shebang_picks_the_interpreter(tmp_path: Path, shell: str) -> None:
     script = f"#!{sys.executable} -u\nimport sys\nprint(sys.argv[0].endswith('/job'))\n"
 
-    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path)
+    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path, shell)
 
     assert result.returncode == 0
     assert result.stdout == b"True\n"
 
 
-def test_the_job_runs_in_its_own_process_group(tmp_path: Path) -> None:
-    result, controls, _ = run_like_sshd(SshRunSpec(command="ps -o pgid= -p $$; echo $$"), tmp_path)
+def test_the_job_runs_in_its_own_process_group(tmp_path: Path, shell: str) -> None:
+    result, controls, _ = run_like_sshd(
+        SshRunSpec(command="ps -o pgid= -p $$; echo $$"), tmp_path, shell
+    )
 
     pgid, pid = (int(value) for value in result.stdout.split())
     assert pgid == pid == controls[2].pgid
@@ -142,11 +151,11 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
 
 
-def test_processes_left_in_the_job_group_are_stopped(tmp_path: Path) -> None:
+def test_processes_left_in_the_job_group_are_stopped(tmp_path: Path, shell: str) -> None:
     pid_file = tmp_path / "straggler"
     spec = SshRunSpec(command=f"sleep 300 & echo $! > {pid_file}; exit 0")
 
-    result, _, _ = run_like_sshd(spec, tmp_path)
+    result, _, _ = run_like_sshd(spec, tmp_path, shell)
 
     assert result.returncode == 0
     straggler = int(pid_file.read_text())
@@ -156,10 +165,26 @@ def test_processes_left_in_the_job_group_are_stopped(tmp_path: Path) -> None:
     assert _gone(straggler)
 
 
-def test_kill_command_targets_the_group() -> None:
-    command = build_kill_command(4242, "TERM")
+@pytest.mark.parametrize("shell", ["sh", "busybox"])
+def test_kill_command_targets_the_group(tmp_path: Path, shell: str) -> None:
+    server = FakeServer(tmp_path, shell=shell)
+    group = subprocess.Popen(
+        ["/bin/sh", "-c", "sleep 300 & echo $! ; exec sleep 300"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert group.stdout is not None
+    child = int(group.stdout.readline())
 
-    assert "kill -s TERM -- -4242" in command
+    subprocess.run(server.argv(build_kill_command(group.pid, "TERM")), check=True, timeout=30)
+
+    assert group.wait(timeout=10) == -15
+    deadline = time.monotonic() + 10
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child)
+    assert "-TERM -" in build_kill_command(4242, "TERM")
     with pytest.raises(RunnerError):
         build_kill_command(1, "TERM")
     with pytest.raises(RunnerError):
