@@ -9,6 +9,7 @@ import logging
 import os
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -962,3 +963,15 @@ def _no_leftover_temp_dirs() -> Iterator[None]:
     before = set(Path("/tmp").glob("carbonaware.*"))
     yield
     assert wait_until(lambda: set(Path("/tmp").glob("carbonaware.*")) <= before, 10)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _remove_finished_run_directories() -> Iterator[None]:
+    """The run directories these tests made on the server go once their runs finished (the
+    runner itself keeps them for 7 days, so a late caller still gets the outcome)."""
+    runs = Path.home() / ".carbonaware" / "runs"
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    yield
+    for run_dir in (set(runs.iterdir()) if runs.is_dir() else set()) - before:
+        if (run_dir / "exit").exists() or (run_dir / "lost").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)

@@ -393,3 +393,17 @@ def test_no_user_text_reaches_the_shell_unquoted(server: FakeServer, tmp_path: P
 
     assert run.stdout == b"CARBONAWARE_EOF_x\ndone\n"
     assert not marker_file.exists()
+
+
+def test_a_256_kib_script_with_large_env_values_runs_byte_for_byte(server: FakeServer) -> None:
+    filler = "".join(f"# line {index} with quotes ' \" ` $ \\\n" for index in range(6000))
+    script = "#!/bin/sh\n" + filler + 'printf "%s %s\\n" "${#BIG}" "${#OTHER}"\n'
+    script += "#" * (256 * 1024 - len(script.encode()) - 1) + "\n"
+    assert len(script.encode()) == 256 * 1024
+    env = (("BIG", "b" * (128 * 1024 - 10)), ("OTHER", "o" * 32 * 1024))
+
+    run = server.start(SshRunSpec(script=script, env=env), "run-big")
+
+    assert run.first("end").exit_code == 0
+    assert run.stdout == f"{128 * 1024 - 10} {32 * 1024}\n".encode()
+    assert (server.run_dir("run-big") / "job").read_bytes() == script.encode()
