@@ -407,3 +407,18 @@ def test_a_256_kib_script_with_large_env_values_runs_byte_for_byte(server: FakeS
     assert run.first("end").exit_code == 0
     assert run.stdout == f"{128 * 1024 - 10} {32 * 1024}\n".encode()
     assert (server.run_dir("run-big") / "job").read_bytes() == script.encode()
+
+
+def test_a_home_without_room_for_the_run_is_an_error_and_runs_nothing(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    count = tmp_path / "count"
+    # A file where the runs directory should go: nothing can be created under it.
+    (server.home / ".carbonaware").write_text("not a directory\n")
+
+    run = server.start(SshRunSpec(script=counting_job(count, "true\n")), "run-err")
+
+    assert run.returncode == 125
+    assert run.kinds[-1] == "error"
+    assert "cannot create the run directory" in run.first("error").text
+    assert runs_of(count) == 0
