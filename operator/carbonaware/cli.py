@@ -389,6 +389,17 @@ def runner_ssh_command(
         Path | None,
         typer.Option(help="Where to write the JSON result (default: /dev/termination-log)."),
     ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the run on the server (letters, digits, '-'; at most 64). A runner "
+            "given the id of an existing run attaches to it instead of starting the job again. "
+            "Default: a random id."
+        ),
+    ] = None,
+    reattach_seconds: Annotated[
+        float, typer.Option(help="How long to keep re-attaching after a lost connection.")
+    ] = 300.0,
 ) -> None:
     """Run a job on a server over SSH, stream its output and exit with its exit code.
 
@@ -396,8 +407,12 @@ def runner_ssh_command(
 
     124 timed out, 64 invalid options, 66 unreadable key or known_hosts file,
 
-    69 unreachable, 70 run not completed, 76 host key mismatch, 77 authentication failed.
+    69 unreachable, 70 run not completed, 71 run lost on the server,
+
+    76 host key mismatch, 77 authentication failed.
     """
+    import os
+
     from carbonaware.runners.sshcommand import (
         SshRunnerOptions,
         configure_logging,
@@ -426,7 +441,10 @@ def runner_ssh_command(
             kill_grace_seconds=kill_grace_seconds,
             sample_interval_seconds=sample_interval_seconds,
             termination_log=termination_log or default_termination_log(),
-        )
+            run_id=run_id,
+            reattach_seconds=reattach_seconds,
+        ),
+        environ=os.environ,
     )
     raise typer.Exit(code=exit_code)
 

@@ -120,7 +120,17 @@ class RunnerError(CarbonAwareError):
 
 
 class RunnerConnectionLostError(RunnerError):
-    """The SSH connection ended while the job ran; its outcome on the server is unknown."""
+    """The SSH connection ended while the job ran and could not be re-established in time.
+
+    The run itself goes on on the server; a later call with the same run id attaches to it.
+    """
+
+
+class RunLostError(RunnerError):
+    """The server lost the run: its supervisor is gone without recording the job's outcome
+    (the server restarted, or the supervisor was killed). The job is never started again."""
+
+    reason = "RunLost"
 
 
 # --------------------------------------------------------------------------- measurement

@@ -14,14 +14,22 @@ temporary directory. It logs in as the user running the tests (root is allowed w
 ``PermitRootLogin prohibit-password``). The server is stopped by PID at the end. Tests are
 skipped when openssh-server is missing and the user cannot install it.
 
-:func:`start_sshd` / :func:`stop_sshd` / :func:`running_sshd` do the same outside fixtures.
+:func:`start_sshd` / :func:`stop_sshd` / :func:`running_sshd` do the same outside fixtures;
+:func:`stop_sessions` ends the server's open connections and :func:`restart_sshd` starts a
+stopped server again on the same port with the same keys, for tests of lost connections.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -69,6 +77,55 @@ def start_sshd(directory: Path) -> SshdServer:
     ensure_openssh_server()
     server: SshdServer = _launcher.start_sshd(directory)
     return server
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def session_pids(server: SshdServer) -> list[int]:
+    """The per-connection sshd processes (children of the listener)."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _parent_pid(int(entry.name)) == server.pid
+    ]
+
+
+def stop_sessions(pids: list[int]) -> None:
+    """SIGKILL the given per-connection sshd processes: their clients see the link drop."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def restart_sshd(server: SshdServer, timeout_seconds: float = 30.0) -> SshdServer:
+    """Start a stopped server again with its own config: same port, host key and client key."""
+    stop_sshd(server)
+    config_path = server.directory / "sshd_config"
+    with server.log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [str(SSHD_PATH), "-D", "-e", "-f", str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((server.host, server.port), 1):
+            break
+        if process.poll() is not None:
+            raise SshdError(f"sshd did not start again:\n{server.log_text()}")
+        time.sleep(0.05)
+    else:
+        raise SshdError(f"sshd did not listen on port {server.port} again")
+    return dataclasses.replace(
+        server, pid=process.pid, start_ticks=_launcher.process_start_ticks(process.pid) or 0
+    )
 
 
 @contextlib.contextmanager

@@ -1,9 +1,12 @@
 """``carbonaware runner ssh``: the entry point of the SSH-runner pod.
 
 It reads its options (from the command line; long texts from environment variables set by
-:mod:`carbonaware.runners.sshpod`), runs the job with :func:`carbonaware.runners.ssh.run_ssh_job`,
-streams the job's output to its own stdout/stderr, writes the result to the termination log
-and exits with the job's exit code.
+:mod:`carbonaware.runners.sshpod`, joined back from numbered chunks when they were split), runs
+the job with :func:`carbonaware.runners.ssh.run_ssh_job`, streams the job's output to its own
+stdout/stderr, writes the result to the termination log and exits with the job's exit code.
+
+``--run-id`` names the run on the server: a runner started again with the same id (a new pod
+after the old one died) attaches to the run instead of starting the job a second time.
 
 Exit codes (:data:`EXIT_CODES`); the termination log tells a runner failure from a job that
 happened to exit with the same number:
@@ -16,8 +19,10 @@ code  meaning
 64    invalid options or spec (failure record, reason ``InvalidSpec``)
 66    the key file or known_hosts file could not be read (``InvalidSpec``)
 69    server unreachable: DNS, refused, timeout (``Unreachable``)
-70    the run could not be completed or observed, e.g. connection lost
-      (``ConnectionLost`` / ``RunnerError``)
+70    the run could not be completed or observed, e.g. the connection was lost and
+      not restored in time (``ConnectionLost`` / ``RunnerError``)
+71    the server lost the run: its supervisor is gone without an outcome, e.g. the
+      server restarted (``RunLost``); the job is not started again
 76    host key unknown or mismatched, or knownHosts missing (``HostKeyMismatch``)
 77    the server rejected the key or user (``AuthFailed``)
 ====  ===========================================================================
@@ -32,12 +37,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from carbonaware.errors import (
     HostKeyMismatchError,
+    RunLostError,
     RunnerConnectionLostError,
     RunnerError,
     SpecError,
@@ -45,8 +51,22 @@ from carbonaware.errors import (
     TargetError,
     TargetUnreachableError,
 )
+from carbonaware.runners.podenv import (
+    COMMAND_ENV,
+    JOB_ENV_ENV,
+    KNOWN_HOSTS_ENV,
+    SCRIPT_ENV,
+    join_env_value,
+)
 from carbonaware.runners.ssh import run_ssh_job
-from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec, SshTargetSpec, env_pairs
+from carbonaware.runners.sshlease import new_run_id
+from carbonaware.runners.sshspec import (
+    DEFAULT_REATTACH_SECONDS,
+    HostKeyPolicy,
+    SshRunSpec,
+    SshTargetSpec,
+    env_pairs,
+)
 from carbonaware.runners.summary import MAX_TERMINATION_MESSAGE_BYTES, RunFailure, RunSummary
 
 logger = logging.getLogger("carbonaware.runner")
@@ -58,6 +78,7 @@ EXIT_USAGE = 64
 EXIT_NO_INPUT = 66
 EXIT_UNREACHABLE = 69
 EXIT_RUNNER_ERROR = 70
+EXIT_RUN_LOST = 71
 EXIT_HOST_KEY_MISMATCH = 76
 EXIT_AUTH_FAILED = 77
 
@@ -67,6 +88,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_NO_INPUT: "InvalidSpec",
     EXIT_UNREACHABLE: TargetUnreachableError.reason,
     EXIT_RUNNER_ERROR: "RunnerError",
+    EXIT_RUN_LOST: RunLostError.reason,
     EXIT_HOST_KEY_MISMATCH: HostKeyMismatchError.reason,
     EXIT_AUTH_FAILED: TargetAuthError.reason,
 }
@@ -101,6 +123,8 @@ class SshRunnerOptions:
     kill_grace_seconds: float = 10.0
     sample_interval_seconds: float = 2.0
     termination_log: Path | None = None
+    run_id: str | None = None
+    reattach_seconds: float = DEFAULT_REATTACH_SECONDS
 
 
 class _InputError(Exception):
@@ -160,6 +184,31 @@ def _parse_env(options: SshRunnerOptions) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def with_chunked_env(options: SshRunnerOptions, environ: Mapping[str, str]) -> SshRunnerOptions:
+    """``options`` with the long texts the pod sent in numbered chunks joined back."""
+
+    def joined(env_name: str, current: str | None) -> str | None:
+        if f"{env_name}_CHUNKS" not in environ:
+            return current
+        if current is not None:
+            raise _InputError(
+                f"{env_name} is given both whole (or as an option) and in {env_name}_CHUNKS",
+                EXIT_USAGE,
+            )
+        try:
+            return join_env_value(env_name, environ)
+        except SpecError as exc:
+            raise _InputError(str(exc), EXIT_USAGE) from None
+
+    return replace(
+        options,
+        known_hosts=joined(KNOWN_HOSTS_ENV, options.known_hosts),
+        command=joined(COMMAND_ENV, options.command),
+        script=joined(SCRIPT_ENV, options.script),
+        env_json=joined(JOB_ENV_ENV, options.env_json),
+    )
+
+
 def build_specs(options: SshRunnerOptions) -> tuple[SshTargetSpec, SshRunSpec]:
     """Validate the options and read the key, known_hosts and script files."""
     if options.known_hosts is not None and options.known_hosts_file is not None:
@@ -205,6 +254,8 @@ def build_specs(options: SshRunnerOptions) -> tuple[SshTargetSpec, SshRunSpec]:
             timeout_seconds=timeout,
             kill_grace_seconds=options.kill_grace_seconds,
             sample_interval_seconds=options.sample_interval_seconds,
+            run_id=options.run_id or None,
+            reattach_seconds=options.reattach_seconds,
         )
     except SpecError as exc:
         raise _InputError(str(exc), EXIT_USAGE) from None
@@ -246,21 +297,38 @@ async def _run_until_signalled(target: SshTargetSpec, run: SshRunSpec) -> RunSum
             loop.remove_signal_handler(signum)
 
 
-def run_ssh_runner_command(options: SshRunnerOptions) -> int:
-    """Run the job described by ``options``; returns the process exit code."""
+def run_ssh_runner_command(
+    options: SshRunnerOptions, environ: Mapping[str, str] | None = None
+) -> int:
+    """Run the job described by ``options``; returns the process exit code.
+
+    ``environ`` (this process's environment, from the command line) supplies long texts that
+    the pod sent in numbered chunks.
+    """
     termination_log = options.termination_log
     try:
+        if environ is not None:
+            options = with_chunked_env(options, environ)
         target, run = build_specs(options)
     except _InputError as exc:
         logger.error("%s", exc)
         _write_termination_log(termination_log, RunFailure("InvalidSpec", str(exc)).to_json())
         return exc.exit_code
+    if run.run_id is None:
+        run = replace(run, run_id=new_run_id())
+    logger.info(
+        "run id %s (a runner with --run-id=%s attaches to this run)", run.run_id, run.run_id
+    )
     try:
         summary = asyncio.run(_run_until_signalled(target, run))
     except TargetError as exc:
         logger.error("%s", exc)
         _write_termination_log(termination_log, RunFailure(exc.reason, str(exc)).to_json())
         return _TARGET_EXIT.get(exc.reason, EXIT_UNREACHABLE)
+    except RunLostError as exc:
+        logger.error("%s", exc)
+        _write_termination_log(termination_log, RunFailure(exc.reason, str(exc)).to_json())
+        return EXIT_RUN_LOST
     except RunnerError as exc:
         logger.error("%s", exc)
         reason = "ConnectionLost" if isinstance(exc, RunnerConnectionLostError) else "RunnerError"

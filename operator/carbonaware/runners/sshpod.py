@@ -5,7 +5,11 @@ restricted security context. The private key reaches it only as a read-only Secr
 holding the one key item; the manifest itself carries the Secret's name, never key material.
 Long texts (script, command, known_hosts, the job's env) travel as env vars of the runner,
 which reads them itself: the job's env is passed as one JSON value so it can never change the
-runner's own environment (PATH, PYTHONPATH...). The owner reference is added by the caller
+runner's own environment (PATH, PYTHONPATH...). A value too long for one variable is split
+into numbered ones (see :mod:`carbonaware.runners.podenv`); a job whose texts cannot fit in a
+pod at all is refused with a :class:`~carbonaware.errors.SpecError`. The run id (the
+CarbonAwareJob's UID) is on the command line, so a replacement pod attaches to the same run
+instead of starting the job again. The owner reference is added by the caller
 (``kopf.adopt``).
 """
 
@@ -18,7 +22,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec
+from carbonaware.errors import SpecError
+from carbonaware.runners.podenv import (
+    COMMAND_ENV,
+    JOB_ENV_ENV,
+    KNOWN_HOSTS_ENV,
+    SCRIPT_ENV,
+    check_fits,
+    split_env_value,
+)
+from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec, validate_run_id
 
 JOB_NAME_LABEL = "carbonaware.io/job-name"
 JOB_NAME_ANNOTATION = "carbonaware.io/job-name"
@@ -100,8 +113,17 @@ def build_ssh_runner_pod(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     service_account_name: str | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """The Pod manifest that runs ``run`` on ``target`` for the CarbonAwareJob ``job_name``."""
+    """The Pod manifest that runs ``run`` on ``target`` for the CarbonAwareJob ``job_name``.
+
+    ``run_id`` (default: ``run.run_id``) names the run on the server; pass the
+    CarbonAwareJob's UID so that any pod for the job attaches to the one run. Raises
+    :class:`SpecError` when the run's texts cannot fit in a pod.
+    """
+    if run_id is not None and run.run_id is not None and run_id != run.run_id:
+        raise SpecError(f"run id {run_id!r} differs from the run spec's {run.run_id!r}")
+    chosen_run_id = validate_run_id(run_id) if run_id is not None else run.run_id
     key_path = f"{KEY_MOUNT_DIR}/{KEY_FILE_NAME}"
     command = [
         "carbonaware",
@@ -115,8 +137,11 @@ def build_ssh_runner_pod(
         f"--connect-timeout-seconds={_seconds(target.connect_timeout_seconds)}",
         f"--kill-grace-seconds={_seconds(run.kill_grace_seconds)}",
         f"--sample-interval-seconds={_seconds(run.sample_interval_seconds)}",
+        f"--reattach-seconds={_seconds(run.reattach_seconds)}",
         f"--termination-log={TERMINATION_LOG_PATH}",
     ]
+    if chosen_run_id is not None:
+        command.append(f"--run-id={chosen_run_id}")
     if run.working_dir is not None:
         command.append(f"--working-dir={run.working_dir}")
     if run.timeout_seconds is not None:
@@ -124,16 +149,15 @@ def build_ssh_runner_pod(
 
     env: list[dict[str, str]] = [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
     if target.known_hosts:
-        env.append({"name": "CARBONAWARE_SSH_KNOWN_HOSTS", "value": target.known_hosts})
+        env += split_env_value(KNOWN_HOSTS_ENV, target.known_hosts)
     if run.command is not None:
-        env.append({"name": "CARBONAWARE_SSH_COMMAND", "value": run.command})
+        env += split_env_value(COMMAND_ENV, run.command)
     if run.script is not None:
-        env.append({"name": "CARBONAWARE_SSH_SCRIPT", "value": run.script})
+        env += split_env_value(SCRIPT_ENV, run.script)
     if run.env:
         job_env = [{"name": name, "value": value} for name, value in run.env]
-        env.append(
-            {"name": "CARBONAWARE_SSH_ENV", "value": json.dumps(job_env, separators=(",", ":"))}
-        )
+        env += split_env_value(JOB_ENV_ENV, json.dumps(job_env, separators=(",", ":")))
+    check_fits(command, env)
 
     pod_labels = {
         "app.kubernetes.io/name": "carbon-aware-operator",

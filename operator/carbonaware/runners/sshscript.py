@@ -1,38 +1,31 @@
-"""The shell text the SSH runner sends to the server, and the parser for its control lines.
+"""The fixed shell commands the SSH runner sends to the server, and its control-line parser.
 
 Pure string building, so it is unit-tested (and can be run under a local ``/bin/sh``) without a
 server.
 
-How a run works on the server:
+The exec request of every run is a fixed one-liner, :data:`BOOTSTRAP_COMMAND`, that holds no
+user data: it makes a private temporary directory, copies stdin into ``run.sh`` there and
+executes it with ``/bin/sh`` (a non-login shell: no profile is read). Whatever login shell the
+account has only sees ``exec /bin/sh -c '...'``. What ``run.sh`` holds (start or attach to a run,
+stop a run) is built by :mod:`carbonaware.runners.sshlease`.
 
-1. The exec request is a fixed one-liner, :data:`BOOTSTRAP_COMMAND`, that holds no user data:
-   it makes a private temporary directory, copies stdin into ``run.sh`` there and executes it
-   with ``/bin/sh`` (a non-login shell: no profile is read). Whatever login shell the account
-   has only sees ``exec /bin/sh -c '...'``.
-2. The wrapper (:func:`build_wrapper_script`) writes the job text to a file, changes to the
-   working directory and starts the job through ``env NAME=VALUE...`` with ``setsid`` in its
-   own session and process group, with stdin from ``/dev/null``. It reports the job's process
-   group id on stderr as a control line tagged with a per-run random marker.
-3. When the job ends the wrapper terminates anything the job left running in its process
-   group, reads the CPU time of its waited-for children with the ``times`` builtin (that is
-   the job's own CPU, not the host's), reports exit status and CPU on a second control line,
-   removes the temporary directory and exits with the job's status.
-
-On timeout the runner sends ``kill -TERM -<pgid>`` (then ``-KILL``) over a second channel
-(:func:`build_kill_command`); the wrapper is outside that process group, so it survives to
-report. A third channel (:func:`build_sampler_command`) samples ``/proc/stat`` and
-``/proc/meminfo`` while the job runs.
+The script reports to the runner on stderr with control lines tagged by a per-connection random
+marker (:func:`new_marker`), which :func:`split_control_line` separates from the job's own
+stderr. :func:`build_kill_command` signals a process group directly (the runner's last resort
+when the server's watchdog did not act); :func:`build_sampler_command` and
+:func:`build_sample_once_command` sample ``/proc/stat`` and ``/proc/meminfo`` while a run goes
+on.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import shlex
 from dataclasses import dataclass
 
 from carbonaware.errors import RunnerError
 from carbonaware.runners.procstat import parse_times_output
-from carbonaware.runners.sshspec import SshRunSpec
 
 BOOTSTRAP_COMMAND = (
     "exec /bin/sh -c '"
@@ -56,7 +49,7 @@ def new_marker() -> str:
     return f"__carbonaware_{secrets.token_hex(12)}__"
 
 
-def _quote_path(path: str) -> str:
+def quote_path(path: str) -> str:
     """Quote a working directory, expanding a leading ``~`` to the account's home."""
     if path == "~":
         return '"$HOME"'
@@ -65,7 +58,7 @@ def _quote_path(path: str) -> str:
     return shlex.quote(path)
 
 
-def _interpreter_for(script: str) -> list[str]:
+def interpreter_for(script: str) -> list[str]:
     """The argv prefix that runs the script file: its ``#!`` line, else ``/bin/sh``.
 
     The kernel's rule is followed (interpreter path, then at most one argument: the rest of the
@@ -81,71 +74,19 @@ def _interpreter_for(script: str) -> list[str]:
     return [parts[0], parts[1].strip()] if len(parts) == 2 else [parts[0]]
 
 
-def build_wrapper_script(spec: SshRunSpec, marker: str) -> str:
-    """The ``run.sh`` uploaded through stdin of :data:`BOOTSTRAP_COMMAND`."""
-    if spec.script is not None:
-        payload = spec.script
-        interpreter = _interpreter_for(spec.script)
-    else:
-        payload = spec.command or ""
-        interpreter = ["/bin/sh"]
-    if not payload.endswith("\n"):
-        payload += "\n"
-    delimiter = f"CARBONAWARE_EOF_{secrets.token_hex(12)}"
-    while f"\n{delimiter}\n" in f"\n{payload}":
-        delimiter = f"CARBONAWARE_EOF_{secrets.token_hex(12)}"
-    quoted_marker = shlex.quote(marker)
-    # env(1) sets the job's variables without touching the wrapper's own shell variables.
-    assignments = [shlex.quote(f"{name}={value}") for name, value in spec.env]
-    runner = " ".join(["env", *assignments, *(shlex.quote(part) for part in interpreter)])
-    lines = [
-        "d=$1",
-        f"m={quoted_marker}",
-        "trap 'rm -rf \"$d\"' EXIT",
-        "trap 'exit 129' HUP",
-        "trap 'exit 130' INT",
-        "trap 'exit 143' TERM",
-        # A lost connection shows up as SIGPIPE; trapping it still removes the directory.
-        "trap 'exit 141' PIPE",
-        f"cat > \"$d/job\" <<'{delimiter}'",
-        payload + delimiter,
-        'chmod 700 "$d/job" || exit 125',
-    ]
-    if spec.working_dir is not None:
-        target = _quote_path(spec.working_dir)
-        lines.append(
-            f"cd -- {target} || {{ printf 'carbonaware: cannot change to working directory "
-            f"%s\\n' {target} >&2; exit 1; }}"
-        )
-    lines += [
-        "if command -v setsid >/dev/null 2>&1; then",
-        f'  setsid {runner} "$d/job" </dev/null &',
-        "else",
-        f'  {runner} "$d/job" </dev/null &',
-        "fi",
-        "p=$!",
-        'printf \'%s start %s\\n\' "$m" "$p" >&2',
-        'wait "$p"',
-        "rc=$?",
-        # Whatever the job left running in its process group ends with it.
-        'kill -s TERM -- "-$p" 2>/dev/null',
-        'times > "$d/times"',
-        "{ printf '%s end %s ' \"$m\" \"$rc\"; tr '\\n' ' ' < \"$d/times\"; printf '\\n'; } >&2",
-        'exit "$rc"',
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def build_kill_command(pgid: int, signal_name: str) -> str:
-    """Signal the job's whole process group (falls back to the process when no group exists)."""
+    """Signal the job's whole process group (falls back to the process when no group exists).
+
+    ``kill -TERM -<pgid>`` is the form dash, bash and busybox all read as a process group:
+    busybox's kill takes no ``--``, and dash needs one after ``-s TERM``.
+    """
     if pgid <= 1:
         raise RunnerError(f"refusing to signal process group {pgid}")
     if signal_name not in {"TERM", "KILL"}:
         raise RunnerError(f"unsupported signal {signal_name}")
     return (
-        f"exec /bin/sh -c 'kill -s {signal_name} -- -{pgid} 2>/dev/null "
-        f"|| kill -s {signal_name} -- {pgid} 2>/dev/null; exit 0'"
+        f"exec /bin/sh -c 'kill -{signal_name} -{pgid} 2>/dev/null "
+        f"|| kill -{signal_name} {pgid} 2>/dev/null; exit 0'"
     )
 
 
@@ -171,13 +112,62 @@ def build_sample_once_command() -> str:
 
 @dataclass(frozen=True)
 class ControlLine:
-    """A control line from the wrapper: ``start`` carries the pgid, ``end`` the exit status
-    and the job's CPU seconds."""
+    """A control line from the run script (see :mod:`carbonaware.runners.sshlease`).
+
+    ``clock`` carries the server's clock (``epoch``), ``claim`` the token of the call that
+    claimed the run, ``start`` the job's process group and start epoch, ``end`` the exit
+    record (exit status or None when the job never ran, whether it timed out, start and end
+    epochs, the job's CPU seconds), ``lost``/``error`` a reason in ``text``; ``none`` says a stop
+    found no run and made sure none will start; ``alive`` is a heartbeat.
+    """
 
     kind: str
     pgid: int | None = None
     exit_code: int | None = None
     cpu_core_seconds: float | None = None
+    timed_out: bool = False
+    start_epoch: float | None = None
+    end_epoch: float | None = None
+    epoch: float | None = None
+    text: str = ""
+
+
+def _epoch(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _parse_fields(fields: list[str]) -> ControlLine:
+    kind, rest = (fields[0], fields[1:]) if fields else ("", [])
+    if kind == "start" and rest and rest[0].isdigit():
+        return ControlLine(
+            kind="start", pgid=int(rest[0]), start_epoch=_epoch(rest[1]) if len(rest) > 1 else None
+        )
+    if kind == "end" and len(rest) >= 4 and (rest[0].isdigit() or rest[0] == "-"):
+        start_epoch, end_epoch = _epoch(rest[2]), _epoch(rest[3])
+        if rest[1] in {"0", "1"} and start_epoch is not None and end_epoch is not None:
+            return ControlLine(
+                kind="end",
+                exit_code=int(rest[0]) if rest[0].isdigit() else None,
+                timed_out=rest[1] == "1",
+                start_epoch=start_epoch,
+                end_epoch=max(start_epoch, end_epoch),
+                cpu_core_seconds=parse_times_output(" ".join(rest[4:])),
+            )
+    if kind == "clock" and rest and (epoch := _epoch(rest[0])) is not None:
+        return ControlLine(kind="clock", epoch=epoch)
+    if kind == "claim" and rest:
+        return ControlLine(kind="claim", text=rest[0])
+    if kind == "lost" and rest:
+        return ControlLine(kind="lost", epoch=_epoch(rest[0]), text=" ".join(rest[1:]))
+    if kind == "error":
+        return ControlLine(kind="error", text=" ".join(rest))
+    if kind in {"none", "alive"}:
+        return ControlLine(kind=kind)
+    return ControlLine(kind="unknown")
 
 
 def split_control_line(line: bytes, marker: str) -> tuple[bytes, ControlLine | None]:
@@ -191,14 +181,5 @@ def split_control_line(line: bytes, marker: str) -> tuple[bytes, ControlLine | N
     if index < 0:
         return line, None
     prefix = line[:index]
-    fields = line[index + len(encoded_marker) :].decode("ascii", errors="replace").split(None, 2)
-    if len(fields) >= 2 and fields[0] == "start" and fields[1].isdigit():
-        return prefix, ControlLine(kind="start", pgid=int(fields[1]))
-    if len(fields) >= 2 and fields[0] == "end" and fields[1].isdigit():
-        times_text = fields[2] if len(fields) == 3 else ""
-        return prefix, ControlLine(
-            kind="end",
-            exit_code=int(fields[1]),
-            cpu_core_seconds=parse_times_output(times_text),
-        )
-    return prefix, ControlLine(kind="unknown")
+    fields = line[index + len(encoded_marker) :].decode("utf-8", errors="replace").split()
+    return prefix, _parse_fields(fields)

@@ -16,6 +16,17 @@ from enum import StrEnum
 from carbonaware.errors import SpecError
 
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+DEFAULT_REATTACH_SECONDS = 300.0
+
+
+def validate_run_id(run_id: str) -> str:
+    """``run_id`` if it is safe as one path component in a shell script, else SpecError."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise SpecError(
+            f"run id must be 1 to 64 letters, digits or '-' (e.g. a Kubernetes UID), got {run_id!r}"
+        )
+    return run_id
 
 
 class HostKeyPolicy(StrEnum):
@@ -60,8 +71,15 @@ class SshRunSpec:
     ``command`` is one shell command line run as ``cd <working_dir> && <command>`` under
     ``/bin/sh``; ``script`` is a whole script (a ``#!`` first line picks its interpreter, else
     ``/bin/sh``). ``env`` is exported before it starts. ``timeout_seconds`` (None: no limit)
-    bounds the run; at the limit the job's process group gets SIGTERM, then SIGKILL after
-    ``kill_grace_seconds``. The host is sampled every ``sample_interval_seconds``.
+    bounds the run; at the limit the server's own watchdog sends the job's process group
+    SIGTERM, then SIGKILL after ``kill_grace_seconds``. The host is sampled every
+    ``sample_interval_seconds``.
+
+    ``run_id`` names the run on the server (letters, digits and '-', at most 64 characters; the
+    operator passes the CarbonAwareJob's UID): the first call with an id starts the job, every
+    later call with the same id attaches to that run and never starts a second copy. None means
+    a fresh random id for each call. When the connection drops during a run, the runner
+    reconnects and re-attaches for up to ``reattach_seconds``.
     """
 
     command: str | None = None
@@ -71,6 +89,8 @@ class SshRunSpec:
     timeout_seconds: float | None = None
     kill_grace_seconds: float = 10.0
     sample_interval_seconds: float = 2.0
+    run_id: str | None = None
+    reattach_seconds: float = DEFAULT_REATTACH_SECONDS
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.script is None):
@@ -103,6 +123,10 @@ class SshRunSpec:
         for label, seconds in durations:
             if not (math.isfinite(seconds) and seconds > 0):
                 raise SpecError(f"{label} must be a positive number of seconds")
+        if not (math.isfinite(self.reattach_seconds) and self.reattach_seconds >= 0):
+            raise SpecError("reattach seconds must be zero or a positive number of seconds")
+        if self.run_id is not None:
+            validate_run_id(self.run_id)
 
 
 def env_pairs(

@@ -22,7 +22,15 @@ _MAX_FAILURE_MESSAGE_CHARS = 3000
 _MAX_EXIT_CODE = 255
 
 FAILURE_REASONS = frozenset(
-    {"Unreachable", "AuthFailed", "HostKeyMismatch", "ConnectionLost", "RunnerError", "InvalidSpec"}
+    {
+        "Unreachable",
+        "AuthFailed",
+        "HostKeyMismatch",
+        "ConnectionLost",
+        "RunLost",
+        "RunnerError",
+        "InvalidSpec",
+    }
 )
 
 _SUMMARY_KEYS = frozenset(
@@ -39,6 +47,7 @@ _SUMMARY_KEYS = frozenset(
         "samples",
         "startTime",
         "endTime",
+        "attached",
     }
 )
 
@@ -48,10 +57,14 @@ class RunSummary:
     """What one SSH run did.
 
     ``exit_code`` is the remote exit status (None when the remote side ended without one);
-    ``timed_out`` is True when the runner stopped the job at its timeout. ``cpu_core_seconds``
+    ``timed_out`` is True when the job was stopped at its timeout. ``cpu_core_seconds``
     is the CPU time (user + system) of the job's own processes, None if it could not be read.
-    ``host_utilisation`` is the server's mean busy fraction (0..1) over the run from
-    ``/proc/stat``; memory figures come from ``/proc/meminfo`` samples.
+    ``host_utilisation`` is the server's mean busy fraction (0..1) over the part of the run a
+    caller watched, from ``/proc/stat``; memory figures come from ``/proc/meminfo`` samples.
+    ``start_time``/``end_time``/``duration_seconds`` come from the server's own clock,
+    corrected by its offset from the caller's clock measured when the caller attached, so a
+    caller that attaches late still reports when the run really ran. ``attached`` is True
+    when this call attached to a run that an earlier call started.
     """
 
     exit_code: int | None
@@ -66,6 +79,7 @@ class RunSummary:
     samples: int
     start_time: datetime
     end_time: datetime
+    attached: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -90,6 +104,7 @@ class RunSummary:
             "samples": self.samples,
             "startTime": _format_time(self.start_time),
             "endTime": _format_time(self.end_time),
+            "attached": self.attached,
         }
         return json.dumps(document, separators=(",", ":"), allow_nan=False)
 
@@ -205,6 +220,9 @@ def parse_summary(text: str | bytes) -> RunSummary:
     timed_out = document["timedOut"]
     if not isinstance(timed_out, bool):
         raise RunnerError("run summary timedOut must be true or false")
+    attached = document["attached"]
+    if not isinstance(attached, bool):
+        raise RunnerError("run summary attached must be true or false")
     duration = _optional_number(document, "durationSeconds", 0.0, None)
     if duration is None:
         raise RunnerError("run summary durationSeconds must be a number")
@@ -228,6 +246,7 @@ def parse_summary(text: str | bytes) -> RunSummary:
         samples=samples,
         start_time=start_time,
         end_time=end_time,
+        attached=attached,
     )
 
 

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from carbonaware.errors import RunLostError
+from carbonaware.runners import sshcommand
 from carbonaware.runners.sshcommand import (
+    EXIT_CODES,
     EXIT_NO_INPUT,
+    EXIT_RUN_LOST,
     EXIT_RUNNER_ERROR,
     EXIT_TIMED_OUT,
     EXIT_USAGE,
@@ -90,6 +94,9 @@ def test_files_are_read(key_file: Path, tmp_path: Path) -> None:
         ({"known_hosts": "x", "known_hosts_file": Path("/x")}, EXIT_USAGE),
         ({"known_hosts_file": Path("/nonexistent/known_hosts")}, EXIT_NO_INPUT),
         ({"key_file": Path("/nonexistent/id")}, EXIT_NO_INPUT),
+        ({"run_id": "a/b"}, EXIT_USAGE),
+        ({"run_id": "x" * 65}, EXIT_USAGE),
+        ({"reattach_seconds": -1.0}, EXIT_USAGE),
     ],
 )
 def test_bad_options_exit_with_a_usage_code_and_a_failure_record(
@@ -115,3 +122,63 @@ def test_exit_code_mapping() -> None:
     assert exit_code_for(_summary(3, False)) == 3
     assert exit_code_for(_summary(143, True)) == EXIT_TIMED_OUT
     assert exit_code_for(_summary(None, False)) == EXIT_RUNNER_ERROR
+
+
+def test_run_id_and_reattach_window_reach_the_run_spec(key_file: Path) -> None:
+    _, named = build_specs(options(key_file, run_id="job-uid-1", reattach_seconds=30.0))
+    _, unnamed = build_specs(options(key_file, run_id=""))
+
+    assert named.run_id == "job-uid-1"
+    assert named.reattach_seconds == 30.0
+    assert unnamed.run_id is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "environ"),
+    [
+        (
+            {"script": "whole"},
+            {"CARBONAWARE_SSH_SCRIPT_CHUNKS": "1", "CARBONAWARE_SSH_SCRIPT_0": "x"},
+        ),
+        (
+            {"command": None},
+            {"CARBONAWARE_SSH_SCRIPT_CHUNKS": "2", "CARBONAWARE_SSH_SCRIPT_0": "x"},
+        ),
+        ({"env_json": "[]"}, {"CARBONAWARE_SSH_ENV_CHUNKS": "1", "CARBONAWARE_SSH_ENV_0": "[]"}),
+    ],
+)
+def test_chunked_texts_that_conflict_or_are_incomplete_are_invalid(
+    key_file: Path, tmp_path: Path, overrides: dict[str, object], environ: dict[str, str]
+) -> None:
+    termination_log = tmp_path / "termination-log"
+
+    code = run_ssh_runner_command(
+        options(key_file, termination_log=termination_log, **overrides), environ=environ
+    )
+
+    assert code == EXIT_USAGE
+    assert parse_failure(termination_log.read_text()).reason == "InvalidSpec"
+
+
+def test_a_lost_run_has_its_own_exit_code_and_reason(
+    key_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str | None] = []
+
+    async def lost(target: object, run: object, **_: object) -> RunSummary:
+        seen.append(getattr(run, "run_id", None))
+        raise RunLostError("run x was lost on the server: the server restarted")
+
+    monkeypatch.setattr(sshcommand, "run_ssh_job", lost)
+    termination_log = tmp_path / "termination-log"
+
+    code = run_ssh_runner_command(options(key_file, termination_log=termination_log))
+
+    assert code == EXIT_RUN_LOST == 71
+    assert EXIT_CODES[EXIT_RUN_LOST] == "RunLost"
+    failure = parse_failure(termination_log.read_text())
+    assert failure.reason == "RunLost"
+    assert "server restarted" in failure.message
+    # Without --run-id the runner still names its run (and logs the id), so it can be attached.
+    assert seen[0] is not None
+    assert len(seen[0]) == 32

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import typer.main
 
 from carbonaware.cli import app
+from carbonaware.errors import SpecError
+from carbonaware.runners.podenv import MAX_ENV_STRING_BYTES, MAX_RUNNER_EXEC_BYTES, exec_bytes
+from carbonaware.runners.sshcommand import SshRunnerOptions, build_specs, with_chunked_env
 from carbonaware.runners.sshpod import (
     JOB_NAME_LABEL,
     SshPodTarget,
@@ -23,7 +30,7 @@ KNOWN_HOSTS = "server.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPublicHostKey
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
-def make_pod(**run_overrides: Any) -> dict[str, Any]:
+def make_pod(run_id: str | None = None, **run_overrides: Any) -> dict[str, Any]:
     run_values: dict[str, Any] = {
         "script": "#!/bin/bash\nmake train\n",
         "working_dir": "/srv/ml",
@@ -45,7 +52,7 @@ def make_pod(**run_overrides: Any) -> dict[str, Any]:
             known_hosts=KNOWN_HOSTS,
             host_key_policy=HostKeyPolicy.STRICT,
         ),
-        run=SshRunSpec(**run_values),
+        run=SshRunSpec(**run_values, run_id=run_id),
     )
 
 
@@ -212,3 +219,155 @@ def test_truncation_never_leaves_a_dangling_separator() -> None:
 
     assert DNS_LABEL.match(name)
     assert "--" not in name
+
+
+JOB_UID = "0b9c3e52-5b8e-4a0c-9d77-1f0e6c1c2a44"
+
+
+def test_run_id_and_reattach_window_are_on_the_command_line() -> None:
+    with_uid = build_ssh_runner_pod(
+        job_name="train-model",
+        namespace="ml",
+        image="img",
+        target=SshPodTarget("h", "u", "s", "k"),
+        run=SshRunSpec(command="x", reattach_seconds=120),
+        run_id=JOB_UID,
+    )
+    from_spec = make_pod(run_id=JOB_UID)
+    without = make_pod()
+
+    assert f"--run-id={JOB_UID}" in container(with_uid)["command"]
+    assert "--reattach-seconds=120" in container(with_uid)["command"]
+    assert f"--run-id={JOB_UID}" in container(from_spec)["command"]
+    assert not any(arg.startswith("--run-id") for arg in container(without)["command"])
+    assert "--reattach-seconds=300" in container(without)["command"]
+
+
+@pytest.mark.parametrize("run_id", ["a/b", "", "x" * 65])
+def test_an_unsafe_run_id_is_refused(run_id: str) -> None:
+    with pytest.raises(SpecError):
+        build_ssh_runner_pod(
+            job_name="j",
+            namespace="n",
+            image="img",
+            target=SshPodTarget("h", "u", "s", "k"),
+            run=SshRunSpec(command="x"),
+            run_id=run_id,
+        )
+
+
+def test_a_run_id_that_contradicts_the_run_spec_is_refused() -> None:
+    with pytest.raises(SpecError):
+        build_ssh_runner_pod(
+            job_name="j",
+            namespace="n",
+            image="img",
+            target=SshPodTarget("h", "u", "s", "k"),
+            run=SshRunSpec(command="x", run_id="one"),
+            run_id="other",
+        )
+
+
+def big_script() -> str:
+    header = "#!/bin/sh\n# " + "quotes ' \" ` $ \\ and é\n" * 10
+    return header + "x" * (256 * 1024 - len(header.encode()) - 1) + "\n"
+
+
+def big_env(entries: int) -> tuple[tuple[str, str], ...]:
+    return tuple((f"VALUE_{index}", chr(65 + index % 26) * (32 * 1024)) for index in range(entries))
+
+
+def big_pod(entries: int) -> dict[str, Any]:
+    return build_ssh_runner_pod(
+        job_name="big",
+        namespace="ml",
+        image="img",
+        target=SshPodTarget("h", "u", "s", "k", known_hosts=KNOWN_HOSTS * 500),
+        run=SshRunSpec(script=big_script(), env=big_env(entries), timeout_seconds=60),
+        run_id=JOB_UID,
+    )
+
+
+def test_long_texts_travel_in_chunks_that_exec_accepts(tmp_path: Any) -> None:
+    pod = big_pod(16)
+    entries = container(pod)["env"]
+    command = container(pod)["command"]
+
+    assert pod == big_pod(16)  # pure and deterministic
+    names = [entry["name"] for entry in entries]
+    assert "CARBONAWARE_SSH_SCRIPT" not in names
+    assert "CARBONAWARE_SSH_SCRIPT_CHUNKS" in names
+    assert "CARBONAWARE_SSH_ENV_CHUNKS" in names
+    assert "CARBONAWARE_SSH_KNOWN_HOSTS" in names  # 34 KiB fits in one variable
+    for entry in entries:
+        assert len(f"{entry['name']}={entry['value']}".encode()) + 1 <= MAX_ENV_STRING_BYTES
+    assert exec_bytes(command, entries) <= MAX_RUNNER_EXEC_BYTES < 2 * 1024 * 1024
+    assert len(json.dumps(pod).encode()) < 1_500_000  # the API server's object size
+
+    # A real exec with exactly that environment and argument list, joined back in the child.
+    joiner = (
+        "import hashlib, json, os, sys\n"
+        "from carbonaware.runners.podenv import join_env_value\n"
+        "script = join_env_value('CARBONAWARE_SSH_SCRIPT', os.environ)\n"
+        "env = json.loads(join_env_value('CARBONAWARE_SSH_ENV', os.environ))\n"
+        "print(hashlib.sha256(script.encode()).hexdigest(), len(env), env[5]['value'][:3],\n"
+        "      len(sys.argv) - 1)\n"
+    )
+    child_env = {entry["name"]: entry["value"] for entry in entries}
+    child_env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    result = subprocess.run(
+        [sys.executable, "-c", joiner, *command],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    digest = hashlib.sha256(big_script().encode()).hexdigest()
+    assert result.stdout.split() == [digest, "16", "FFF", str(len(command))]
+
+
+def test_texts_that_cannot_fit_in_a_pod_are_refused_with_a_clear_spec_error() -> None:
+    with pytest.raises(SpecError) as refused:
+        big_pod(128)
+
+    message = str(refused.value)
+    assert "spec.ssh.env" in message
+    assert "KiB" in message
+    assert "must be shorter" in message
+
+
+def test_the_runner_command_joins_a_chunked_manifest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    pod = big_pod(16)
+    for name in list(os.environ):
+        if name.startswith("CARBONAWARE_SSH_"):
+            monkeypatch.delenv(name)
+    for entry in container(pod)["env"]:
+        monkeypatch.setenv(entry["name"], entry["value"])
+    ssh_command = typer.main.get_command(app).commands["runner"].commands["ssh"]  # type: ignore[attr-defined]
+    params = ssh_command.make_context("ssh", list(container(pod)["command"][3:])).params
+    key_file = tmp_path / "id"
+    key_file.write_text("key")
+
+    options = with_chunked_env(
+        SshRunnerOptions(
+            host=params["host"],
+            user=params["user"],
+            key_file=key_file,
+            known_hosts=params["known_hosts"],
+            script=params["script"],
+            env_json=params["env_json"],
+            run_id=params["run_id"],
+            reattach_seconds=params["reattach_seconds"],
+        ),
+        os.environ,
+    )
+    target, run = build_specs(options)
+
+    assert params["script"] is None  # only chunks were sent
+    assert run.script == big_script()
+    assert run.env == big_env(16)
+    assert run.run_id == JOB_UID
+    assert target.known_hosts == KNOWN_HOSTS * 500

@@ -1,4 +1,4 @@
-"""The remote wrapper, run under the local /bin/sh exactly as sshd would run it."""
+"""The remote run script, run under the local /bin/sh exactly as sshd would run it."""
 
 from __future__ import annotations
 
@@ -12,44 +12,33 @@ import pytest
 
 from carbonaware.errors import RunnerError
 from carbonaware.runners.sshscript import (
-    BOOTSTRAP_COMMAND,
     ControlLine,
     build_kill_command,
     build_sample_once_command,
     build_sampler_command,
-    build_wrapper_script,
     new_marker,
     split_control_line,
 )
 from carbonaware.runners.sshspec import SshRunSpec
 
+from .fakeserver import FakeServer, ScriptRun
+
+
+@pytest.fixture(params=["sh", "busybox"])
+def shell(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 def run_like_sshd(
-    spec: SshRunSpec, tmp_path: Path, marker: str | None = None
-) -> tuple[subprocess.CompletedProcess[bytes], list[ControlLine], bytes]:
-    """Run the bootstrap under /bin/sh -c with the wrapper on stdin, as sshd does."""
-    marker = marker or new_marker()
-    scratch = tmp_path / "scratch"
-    scratch.mkdir(exist_ok=True)
-    result = subprocess.run(
-        ["/bin/sh", "-c", BOOTSTRAP_COMMAND],
-        input=build_wrapper_script(spec, marker).encode(),
-        capture_output=True,
-        env={**os.environ, "TMPDIR": str(scratch), "HOME": str(tmp_path)},
-        timeout=60,
-        check=False,
-    )
-    controls: list[ControlLine] = []
-    job_stderr = b""
-    for line in result.stderr.splitlines(keepends=True):
-        output, control = split_control_line(line, marker)
-        job_stderr += output
-        if control is not None:
-            controls.append(control)
-    return result, controls, job_stderr
+    spec: SshRunSpec, tmp_path: Path, shell: str = "sh"
+) -> tuple[ScriptRun, list[ControlLine], bytes]:
+    """Start a fresh run through the bootstrap under /bin/sh -c, as sshd does, and wait for it."""
+    run = FakeServer(tmp_path, shell=shell).start(spec, run_id="run-1")
+    controls = [control for control in run.controls if control.kind != "alive"]
+    return run, controls, run.job_stderr
 
 
-def test_exit_code_env_and_working_dir(tmp_path: Path) -> None:
+def test_exit_code_env_and_working_dir(tmp_path: Path, shell: str) -> None:
     workdir = tmp_path / "dir with spaces"
     workdir.mkdir()
     spec = SshRunSpec(
@@ -58,19 +47,21 @@ def test_exit_code_env_and_working_dir(tmp_path: Path) -> None:
         env=(("ALPHA", "a b"), ("BETA", "$(not run)")),
     )
 
-    result, controls, _ = run_like_sshd(spec, tmp_path)
+    result, controls, _ = run_like_sshd(spec, tmp_path, shell)
 
     assert result.returncode == 42
     assert result.stdout.decode() == f"{workdir}\na b/$(not run)\n"
     kinds = [control.kind for control in controls]
-    assert kinds == ["start", "end"]
-    assert controls[0].pgid is not None
-    assert controls[0].pgid > 1
-    assert controls[1].exit_code == 42
-    assert controls[1].cpu_core_seconds is not None
+    assert kinds == ["clock", "claim", "start", "end"]
+    start, end = controls[2], controls[3]
+    assert start.pgid is not None
+    assert start.pgid > 1
+    assert end.exit_code == 42
+    assert not end.timed_out
+    assert end.cpu_core_seconds is not None
 
 
-def test_script_text_is_passed_verbatim(tmp_path: Path) -> None:
+def test_script_text_is_passed_verbatim(tmp_path: Path, shell: str) -> None:
     script = (
         "cat <<'X'\n"
         "quotes ' \" ` $(date) ${HOME} \\\n"
@@ -79,7 +70,7 @@ def test_script_text_is_passed_verbatim(tmp_path: Path) -> None:
         "printf 'no trailing newline'"
     )
 
-    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path)
+    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path, shell)
 
     assert result.returncode == 0
     assert result.stdout.decode() == (
@@ -87,62 +78,69 @@ def test_script_text_is_passed_verbatim(tmp_path: Path) -> None:
     )
 
 
-def test_job_env_cannot_clobber_the_wrapper(tmp_path: Path) -> None:
+def test_job_env_cannot_clobber_the_wrapper(tmp_path: Path, shell: str) -> None:
+    names = ("run_dir", "marker", "job_pid", "status", "temporary_dir", "stdout_offset", "HOME")
     spec = SshRunSpec(
-        command='echo "$d $m $p $rc"; exit 3',
-        env=(("d", "/"), ("m", "x"), ("p", "1"), ("rc", "0")),
+        command="echo " + " ".join(f'"${name}"' for name in names) + "; exit 3",
+        env=tuple((name, "/x") for name in names),
     )
 
-    result, controls, _ = run_like_sshd(spec, tmp_path)
+    result, controls, _ = run_like_sshd(spec, tmp_path, shell)
 
     assert result.returncode == 3
-    assert result.stdout == b"/ x 1 0\n"
-    assert [control.kind for control in controls] == ["start", "end"]
+    assert result.stdout == b" ".join([b"/x"] * len(names)) + b"\n"
+    assert [control.kind for control in controls] == ["clock", "claim", "start", "end"]
+    assert controls[-1].exit_code == 3
     assert list((tmp_path / "scratch").iterdir()) == []
 
 
-def test_temporary_directory_is_removed(tmp_path: Path) -> None:
-    result, _, _ = run_like_sshd(SshRunSpec(command="ls -d $TMPDIR/carbonaware.*"), tmp_path)
+def test_temporary_directory_is_removed(tmp_path: Path, shell: str) -> None:
+    result, _, _ = run_like_sshd(SshRunSpec(command="ls -d $TMPDIR/carbonaware.*"), tmp_path, shell)
 
     assert result.returncode == 0
     assert b"carbonaware." in result.stdout
     assert list((tmp_path / "scratch").iterdir()) == []
 
 
-def test_home_relative_working_dir(tmp_path: Path) -> None:
-    (tmp_path / "jobs").mkdir()
+def test_home_relative_working_dir(tmp_path: Path, shell: str) -> None:
+    home_jobs = FakeServer(tmp_path).home / "jobs"
+    home_jobs.mkdir()
 
-    result, _, _ = run_like_sshd(SshRunSpec(command="pwd", working_dir="~/jobs"), tmp_path)
+    result, _, _ = run_like_sshd(SshRunSpec(command="pwd", working_dir="~/jobs"), tmp_path, shell)
 
-    assert result.stdout.decode().strip() == str(tmp_path / "jobs")
+    assert result.stdout.decode().strip() == str(home_jobs)
 
 
-def test_missing_working_dir_stops_before_the_job(tmp_path: Path) -> None:
+def test_missing_working_dir_stops_before_the_job(tmp_path: Path, shell: str) -> None:
     marker = tmp_path / "ran"
     spec = SshRunSpec(command=f"touch {marker}", working_dir=str(tmp_path / "absent"))
 
-    result, controls, stderr = run_like_sshd(spec, tmp_path)
+    result, controls, stderr = run_like_sshd(spec, tmp_path, shell)
 
     assert result.returncode == 1
-    assert controls == []
+    assert "start" not in [control.kind for control in controls]
+    assert controls[-1].kind == "end"
+    assert controls[-1].exit_code == 1
     assert b"cannot change to working directory" in stderr
     assert not marker.exists()
 
 
-def test_shebang_picks_the_interpreter(tmp_path: Path) -> None:
+def test_shebang_picks_the_interpreter(tmp_path: Path, shell: str) -> None:
     script = f"#!{sys.executable} -u\nimport sys\nprint(sys.argv[0].endswith('/job'))\n"
 
-    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path)
+    result, _, _ = run_like_sshd(SshRunSpec(script=script), tmp_path, shell)
 
     assert result.returncode == 0
     assert result.stdout == b"True\n"
 
 
-def test_the_job_runs_in_its_own_process_group(tmp_path: Path) -> None:
-    result, controls, _ = run_like_sshd(SshRunSpec(command="ps -o pgid= -p $$; echo $$"), tmp_path)
+def test_the_job_runs_in_its_own_process_group(tmp_path: Path, shell: str) -> None:
+    result, controls, _ = run_like_sshd(
+        SshRunSpec(command="ps -o pgid= -p $$; echo $$"), tmp_path, shell
+    )
 
     pgid, pid = (int(value) for value in result.stdout.split())
-    assert pgid == pid == controls[0].pgid
+    assert pgid == pid == controls[2].pgid
 
 
 def _gone(pid: int) -> bool:
@@ -153,11 +151,11 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
 
 
-def test_processes_left_in_the_job_group_are_stopped(tmp_path: Path) -> None:
+def test_processes_left_in_the_job_group_are_stopped(tmp_path: Path, shell: str) -> None:
     pid_file = tmp_path / "straggler"
     spec = SshRunSpec(command=f"sleep 300 & echo $! > {pid_file}; exit 0")
 
-    result, _, _ = run_like_sshd(spec, tmp_path)
+    result, _, _ = run_like_sshd(spec, tmp_path, shell)
 
     assert result.returncode == 0
     straggler = int(pid_file.read_text())
@@ -167,10 +165,26 @@ def test_processes_left_in_the_job_group_are_stopped(tmp_path: Path) -> None:
     assert _gone(straggler)
 
 
-def test_kill_command_targets_the_group() -> None:
-    command = build_kill_command(4242, "TERM")
+@pytest.mark.parametrize("shell", ["sh", "busybox"])
+def test_kill_command_targets_the_group(tmp_path: Path, shell: str) -> None:
+    server = FakeServer(tmp_path, shell=shell)
+    group = subprocess.Popen(
+        ["/bin/sh", "-c", "sleep 300 & echo $! ; exec sleep 300"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert group.stdout is not None
+    child = int(group.stdout.readline())
 
-    assert "kill -s TERM -- -4242" in command
+    subprocess.run(server.argv(build_kill_command(group.pid, "TERM")), check=True, timeout=30)
+
+    assert group.wait(timeout=10) == -15
+    deadline = time.monotonic() + 10
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child)
+    assert "-TERM -" in build_kill_command(4242, "TERM")
     with pytest.raises(RunnerError):
         build_kill_command(1, "TERM")
     with pytest.raises(RunnerError):
@@ -200,12 +214,33 @@ def test_split_control_line() -> None:
     marker = new_marker()
 
     assert split_control_line(b"plain\n", marker) == (b"plain\n", None)
-    output, control = split_control_line(f"partial{marker} start 123\n".encode(), marker)
+    output, control = split_control_line(f"partial{marker} start 123 17.5\n".encode(), marker)
     assert output == b"partial"
-    assert control == ControlLine(kind="start", pgid=123)
+    assert control == ControlLine(kind="start", pgid=123, start_epoch=17.5)
     _, end = split_control_line(
-        f"{marker} end 7 0m0.00s 0m0.00s 0m1.50s 0m0.50s \n".encode(), marker
+        f"{marker} end 7 1 100.25 160 0m0.00s 0m0.00s 0m1.50s 0m0.50s \n".encode(), marker
     )
-    assert end == ControlLine(kind="end", exit_code=7, cpu_core_seconds=2.0)
+    assert end == ControlLine(
+        kind="end",
+        exit_code=7,
+        timed_out=True,
+        start_epoch=100.25,
+        end_epoch=160.0,
+        cpu_core_seconds=2.0,
+    )
+    _, never_ran = split_control_line(f"{marker} end - 0 5 5\n".encode(), marker)
+    assert never_ran == ControlLine(kind="end", exit_code=None, start_epoch=5.0, end_epoch=5.0)
+    _, lost = split_control_line(f"{marker} lost 9.5 the server restarted\n".encode(), marker)
+    assert lost == ControlLine(kind="lost", epoch=9.5, text="the server restarted")
+    _, clock = split_control_line(f"{marker} clock 1700000000.123\n".encode(), marker)
+    assert clock == ControlLine(kind="clock", epoch=1700000000.123)
+    _, claim = split_control_line(f"{marker} claim abc\n".encode(), marker)
+    assert claim == ControlLine(kind="claim", text="abc")
     assert split_control_line(f"{marker} what\n".encode(), marker)[1] == ControlLine("unknown")
+    assert split_control_line(f"{marker} end x 0 1 2\n".encode(), marker)[1] == ControlLine(
+        "unknown"
+    )
+    assert split_control_line(f"{marker} end 0 2 1 2\n".encode(), marker)[1] == ControlLine(
+        "unknown"
+    )
     assert new_marker() != marker

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from carbonaware.errors import SpecError
-from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec, SshTargetSpec, env_pairs
+from carbonaware.runners.sshspec import (
+    HostKeyPolicy,
+    SshRunSpec,
+    SshTargetSpec,
+    env_pairs,
+    validate_run_id,
+)
 
 KEY_TEXT = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1ib2R5\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -56,6 +62,11 @@ def test_target_rejects_invalid_fields(overrides: dict[str, object]) -> None:
         {"command": "x", "timeout_seconds": float("nan")},
         {"command": "x", "kill_grace_seconds": -1},
         {"command": "x", "working_dir": ""},
+        {"command": "x", "run_id": ""},
+        {"command": "x", "run_id": "a/b"},
+        {"command": "x", "run_id": "x" * 65},
+        {"command": "x", "reattach_seconds": -1},
+        {"command": "x", "reattach_seconds": float("inf")},
     ],
 )
 def test_run_spec_rejects_invalid_combinations(overrides: dict[str, object]) -> None:
@@ -69,3 +80,29 @@ def test_env_pairs_accept_the_crd_list_and_a_mapping() -> None:
     assert env_pairs(None) == ()
     with pytest.raises(SpecError):
         env_pairs([{"value": "1"}])
+
+
+@pytest.mark.parametrize(
+    "run_id", ["0b9c3e52-5b8e-4a0c-9d77-1f0e6c1c2a44", "a", "-leading-dash", "Z" * 64]
+)
+def test_run_ids_of_letters_digits_and_dashes_are_accepted(run_id: str) -> None:
+    assert validate_run_id(run_id) == run_id
+    assert SshRunSpec(command="x", run_id=run_id).run_id == run_id
+
+
+@pytest.mark.parametrize(
+    "run_id",
+    ["", "x" * 65, "a/b", "../up", ".", "a b", "a_b", "a\nb", "$(id)", "`id`", "a;b", "ü", "a\0"],
+)
+def test_run_ids_unsafe_in_a_shell_path_are_refused(run_id: str) -> None:
+    with pytest.raises(SpecError, match="run id"):
+        validate_run_id(run_id)
+    with pytest.raises(SpecError):
+        SshRunSpec(command="x", run_id=run_id)
+
+
+def test_run_spec_defaults_to_a_fresh_run_and_five_minutes_of_reattaching() -> None:
+    spec = SshRunSpec(command="x")
+
+    assert spec.run_id is None
+    assert spec.reattach_seconds == 300

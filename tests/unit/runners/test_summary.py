@@ -71,8 +71,19 @@ def test_round_trip_with_unknowns_and_timeout() -> None:
     assert not parsed.succeeded
 
 
+def test_attached_round_trips_and_defaults_to_false() -> None:
+    started = make_summary()
+    attached = make_summary(attached=True)
+
+    assert started.attached is False
+    assert json.loads(started.to_json())["attached"] is False
+    assert parse_summary(attached.to_json()) == attached
+    assert parse_summary(attached.to_json()).attached is True
+
+
 def test_json_is_compact_and_fits_the_termination_message() -> None:
     huge = make_summary(
+        attached=True,
         duration_seconds=10.0**15,
         cpu_core_seconds=10.0**15,
         vcpus=10**9,
@@ -114,6 +125,9 @@ def test_times_are_rfc3339_utc() -> None:
         ("startTime", "2024-05-01T12:00:00"),
         ("startTime", "yesterday"),
         ("endTime", "2024-05-01T11:00:00Z"),
+        ("attached", None),
+        ("attached", 1),
+        ("attached", "true"),
     ],
 )
 def test_rejects_bad_values(key: str, value: object) -> None:
@@ -153,10 +167,14 @@ def test_rejects_non_finite_numbers_written_as_json_constants() -> None:
 def test_rejects_missing_and_unknown_keys() -> None:
     missing = valid_document()
     del missing["vcpus"]
+    no_attached = valid_document()
+    del no_attached["attached"]
     extra = valid_document() | {"surprise": 1}
 
     with pytest.raises(RunnerError):
         parse_summary(json.dumps(missing))
+    with pytest.raises(RunnerError):
+        parse_summary(json.dumps(no_attached))
     with pytest.raises(RunnerError):
         parse_summary(json.dumps(extra))
 
@@ -168,8 +186,10 @@ def test_rejects_invalid_utf8() -> None:
 
 def test_failure_record_round_trip_and_strictness() -> None:
     failure = RunFailure("HostKeyMismatch", "add the key")
+    lost = RunFailure("RunLost", "the server restarted")
 
     assert parse_failure(failure.to_json()) == failure
+    assert parse_failure(lost.to_json()) == lost
     with pytest.raises(RunnerError):
         parse_failure('{"reason": "Whatever", "message": "x"}')
     with pytest.raises(RunnerError):
@@ -251,6 +271,7 @@ def test_summary_shaped_json_with_arbitrary_values(document: dict[str, Any]) -> 
     cpu=st.none() | st.floats(0, 10**9),
     utilisation=st.none() | st.floats(0, 1),
     memory=st.none() | st.integers(0, 2**60),
+    attached=st.booleans(),
 )
 def test_any_real_summary_round_trips(
     exit_code: int | None,
@@ -259,6 +280,7 @@ def test_any_real_summary_round_trips(
     cpu: float | None,
     utilisation: float | None,
     memory: int | None,
+    attached: bool,
 ) -> None:
     summary = make_summary(
         exit_code=exit_code,
@@ -267,12 +289,14 @@ def test_any_real_summary_round_trips(
         cpu_core_seconds=cpu,
         host_utilisation=utilisation,
         memory_used_bytes_max=memory,
+        attached=attached,
     )
 
     parsed = parse_summary(summary.to_json())
 
     assert parsed.exit_code == exit_code
     assert parsed.timed_out == timed_out
+    assert parsed.attached == attached
     assert parsed.duration_seconds == pytest.approx(duration, abs=0.001)
     assert (parsed.cpu_core_seconds is None) == (cpu is None)
     assert parsed.memory_used_bytes_max == memory
