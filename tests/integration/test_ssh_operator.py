@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -537,20 +537,22 @@ def test_max_concurrent_one_runs_jobs_one_after_the_other_by_priority(
     assert "Traceback" not in operator.log()
 
 
-def test_in_process_run_going_when_the_operator_dies_is_reported_lost(
+def test_an_in_process_run_survives_an_operator_sigkill_and_is_recorded_once(
     crds: Any,
     namespace: str,
     key_in_namespace: SshdServer,
     start_operator: Callable[..., OperatorProcess],
     tmp_path: Path,
 ) -> None:
+    """The run lives on the server under a lease named after the job's UID: the restarted
+    operator attaches to it, records its outcome, and never starts it a second time."""
     server = key_in_namespace
     workdir = tmp_path / "work"
     workdir.mkdir()
     crds.apply(server_target("box", server), namespace=namespace)
     crds.apply(
         ssh_job("long", "box", workingDir=str(workdir),
-                command="echo $$ > long.pid; touch started; exec sleep 3011"),
+                command="echo start >> runs; touch started; sleep 6; echo done >> runs"),
         namespace=namespace,
     )  # fmt: skip
     operator = start_operator("InProcess")
@@ -560,20 +562,17 @@ def test_in_process_run_going_when_the_operator_dies_is_reported_lost(
         timeout=30,
         what="the run going",
     )
-    # The runner starts jobs in their own session, so the run outlives the lost connection;
-    # the test ends it.
-    remote_pid = int((workdir / "long.pid").read_text())
-    try:
-        operator.kill()
-        operator.start()
-        status = wait_finished(crds, namespace, "long", timeout=60)
-    finally:
-        os.kill(remote_pid, signal.SIGKILL)
-    failure = status_condition(status, "Failed")
-    assert failure is not None
-    assert failure["reason"] == "JobFailed"
-    assert "operator stopped" in failure["message"]
-    assert "startTime" in status, "the run did start on the server"
+    operator.kill()
+    assert (workdir / "runs").read_text() == "start\n", "killed mid-run"
+    operator.start()
+    status = wait_finished(crds, namespace, "long", timeout=90)
+    complete = status_condition(status, "Complete")
+    assert complete is not None, status
+    assert complete["reason"] == "Succeeded"
+    assert (workdir / "runs").read_text() == "start\ndone\n", "ran exactly once"
+    assert status["sci"]["cpuCoreSeconds"] >= 0
+    assert when(status["completionTime"]) - when(status["startTime"]) >= timedelta(seconds=5)
+    assert "attaching to the SSH run" in operator.log()
 
 
 # --------------------------------------------------------------------------- pod mode

@@ -47,6 +47,8 @@ class Reason(enum.StrEnum):
     HOST_NOT_ALLOWED = "HostNotAllowed"  # the host is outside the operator's allow-list
     TIMED_OUT = "TimedOut"
     CHILD_DELETED = "ChildDeleted"  # the Job or runner pod was deleted before it finished
+    RUN_LOST = "RunLost"  # the server lost the run (rebooted): its outcome is unknown
+    CANCELLED = "Cancelled"  # the run was stopped on request
     INTERNAL_ERROR = "InternalError"  # the operator could not process the object (a bug)
     # ServerTarget
     CONNECTED = "Connected"

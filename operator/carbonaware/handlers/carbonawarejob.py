@@ -7,6 +7,7 @@ loop owns held jobs. Released jobs are followed through their children (``tracki
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -18,6 +19,7 @@ from carbonaware.handlers import events
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.hold import decide_for, plan_changed, write_held
+from carbonaware.handlers.inprocess import stop_run
 from carbonaware.handlers.release import child_exists, release_decided
 from carbonaware.handlers.state import ChildKind, WorkKind
 from carbonaware.handlers.tracking import released_work_of
@@ -130,10 +132,19 @@ async def carbonawarejob_event(
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def carbonawarejob_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    """Forget it; its Job or runner pod goes with it through the owner reference."""
+async def carbonawarejob_deleted(
+    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **_: Any
+) -> None:
+    """Forget it; its Job or runner pod goes with it through the owner reference, and an
+    in-process SSH run is stopped on its server."""
     ctx = context_of(memo)
     key = (WorkKind.CARBON_AWARE_JOB.value, str(meta["namespace"]), str(meta["name"]))
+    running = ctx.registry.tracked_work(key)
+    in_process = running is not None and running.child_kind is ChildKind.IN_PROCESS
+    if in_process and running is not None and running.uid == meta["uid"]:
+        task = asyncio.create_task(stop_run(ctx, key, str(meta["uid"]), dict(body)))
+        ctx.background.add(task)
+        task.add_done_callback(ctx.background.discard)
     ctx.registry.forget(key)
     ctx.registry.untrack(key, str(meta["uid"]))
     ctx.registry.forget_released(str(meta["uid"]))

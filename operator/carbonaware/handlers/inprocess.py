@@ -28,7 +28,7 @@ from carbonaware.handlers.sshoutcome import (
 )
 from carbonaware.handlers.state import Key, ReleasedWork, TargetKey
 from carbonaware.handlers.work import parse_spec
-from carbonaware.runners.ssh import run_ssh_job
+from carbonaware.runners.ssh import run_ssh_job, stop_ssh_run
 from carbonaware.runners.summary import RunSummary
 
 logger = logging.getLogger(__name__)
@@ -94,11 +94,15 @@ async def run_in_process(
     failure: Failure | None = None
     try:
         await record_started(ctx, namespace, name, uid, format_time(ctx.clock()))
+        # stop_on_cancel=False: the operator stopping (an upgrade, a node drain) must not
+        # stop the run; the next operator attaches to it. Deleting the job stops it
+        # (:func:`stop_run`).
         summary = await run_ssh_job(
             ssh_target(target, private_key),
             run_spec(spec, uid),
             stdout=_log_lines(prefix),
             stderr=_log_lines(prefix),
+            stop_on_cancel=False,
         )
     except RunnerConnectionLostError as exc:
         logger.warning("%s lost the connection to the run; attaching again later: %s", prefix, exc)
@@ -127,3 +131,24 @@ async def reattach(ctx: OperatorContext, released: ReleasedWork) -> None:
     target, private_key = await ssh_inputs(ctx, released.target)
     logger.info("attaching to the SSH run of %s/%s", released.namespace, released.name)
     start_in_process(ctx, released.key, released.uid, released.target, spec, target, private_key)
+
+
+async def stop_run(ctx: OperatorContext, key: Key, uid: str, body: dict[str, Any]) -> None:
+    """Stop the in-process run of a deleted job on its server (its task stops following it):
+    deleting a CarbonAwareJob stops its run, as deleting a runner pod does in pod mode."""
+    name = task_name(key)
+    for task in list(ctx.background):
+        if task.get_name() == name:
+            task.cancel()
+    target_name = (((body.get("spec") or {}).get("ssh") or {}).get("targetRef") or {}).get("name")
+    if not target_name:
+        return
+    target_key = (key[1], str(target_name))
+    try:
+        target, private_key = await ssh_inputs(ctx, target_key)
+        await stop_ssh_run(ssh_target(target, private_key), uid)
+        logger.info("stopped the SSH run of deleted %s/%s", key[1], key[2])
+    except CarbonAwareError as exc:
+        logger.warning("could not stop the SSH run of deleted %s/%s: %s", key[1], key[2], exc)
+    finally:
+        ctx.registry.mark_finished(target_key, key)
