@@ -57,14 +57,24 @@ def ssh_job(
     }
 
 
-def fake_target(plane: Any, namespace: str, *, max_concurrent: int = 1) -> None:
-    """A ServerTarget (and key Secret) whose runner pods run on kwok: nothing connects."""
+def fake_target(
+    plane: Any,
+    namespace: str,
+    *,
+    name: str = "box",
+    host: str = "192.0.2.1",
+    secret: str = "key",
+    secret_type: str = "kubernetes.io/ssh-auth",
+    max_concurrent: int = 1,
+) -> None:
+    """A ServerTarget (and its key Secret) that nothing connects to: its runner pods run on
+    kwok, its host is a documentation address."""
     plane.apply(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "key"},
-            "type": "kubernetes.io/ssh-auth",
+            "metadata": {"name": secret},
+            "type": secret_type,
             "stringData": {"ssh-privatekey": "k"},
         },
         namespace=namespace,
@@ -73,26 +83,28 @@ def fake_target(plane: Any, namespace: str, *, max_concurrent: int = 1) -> None:
         {
             "apiVersion": "carbonaware.io/v1alpha1",
             "kind": "ServerTarget",
-            "metadata": {"name": "box"},
+            "metadata": {"name": name},
             "spec": {
-                "host": "192.0.2.1",
+                "host": host,
                 "user": "batch",
                 "hostKeyPolicy": "AcceptAny",
                 "maxConcurrent": max_concurrent,
-                "privateKeySecretRef": {"name": "key", "key": "ssh-privatekey"},
+                "privateKeySecretRef": {"name": secret, "key": "ssh-privatekey"},
             },
         },
         namespace=namespace,
     )
 
 
-def ssh_caj(name: str, schedule: dict[str, Any] | None = None) -> dict[str, Any]:
+def ssh_caj(
+    name: str, schedule: dict[str, Any] | None = None, *, target: str = "box"
+) -> dict[str, Any]:
     return {
         "apiVersion": "carbonaware.io/v1alpha1",
         "kind": "CarbonAwareJob",
         "metadata": {"name": name},
         "spec": {
             "schedule": schedule or {"policy": "Immediate"},
-            "ssh": {"targetRef": {"name": "box"}, "command": "sleep 600"},
+            "ssh": {"targetRef": {"name": target}, "command": "sleep 600"},
         },
     }

@@ -339,56 +339,17 @@ def test_only_ssh_key_secrets_and_allowed_hosts_are_used(
     )
     process.start()
     try:
-        crds.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "registry"},
-                "type": "Opaque",
-                "stringData": {"ssh-privatekey": "k"},
-            },
-            namespace=namespace,
+        fake_target(
+            crds,
+            namespace,
+            name="wrong-secret",
+            host="10.99.0.5",
+            secret="registry",
+            secret_type="Opaque",
         )
-        crds.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "key"},
-                "type": "kubernetes.io/ssh-auth",
-                "stringData": {"ssh-privatekey": "k"},
-            },
-            namespace=namespace,
-        )
-        for name, host, secret in (
-            ("wrong-secret", "10.99.0.5", "registry"),
-            ("outside", "192.0.2.7", "key"),
-        ):
-            crds.apply(
-                {
-                    "apiVersion": "carbonaware.io/v1alpha1",
-                    "kind": "ServerTarget",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "host": host,
-                        "user": "u",
-                        "hostKeyPolicy": "AcceptAny",
-                        "privateKeySecretRef": {"name": secret, "key": "ssh-privatekey"},
-                    },
-                },
-                namespace=namespace,
-            )
-            crds.apply(
-                {
-                    "apiVersion": "carbonaware.io/v1alpha1",
-                    "kind": "CarbonAwareJob",
-                    "metadata": {"name": f"job-{name}"},
-                    "spec": {
-                        "schedule": {"policy": "Immediate"},
-                        "ssh": {"targetRef": {"name": name}, "command": "true"},
-                    },
-                },
-                namespace=namespace,
-            )
+        fake_target(crds, namespace, name="outside", host="192.0.2.7")
+        for name in ("wrong-secret", "outside"):
+            crds.apply(ssh_caj(f"job-{name}", target=name), namespace=namespace)
         expected = {"wrong-secret": "SecretNotAllowed", "outside": "HostNotAllowed"}
         for name, reason in expected.items():
             failed = wait_for(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from .grid import Intensity, grid, operator_for
+from .manifests import fake_target, ssh_caj
 from .operatorproc import OperatorProcess, caj, get, status_condition, status_of, wait_for
 from .ukapi import UkApiServer
 
@@ -133,42 +134,8 @@ def test_a_runner_pod_refused_by_a_quota_keeps_the_ssh_job(
     crds: Any, namespace: str, operator: OperatorProcess
 ) -> None:
     quota(crds, namespace, {"count/pods": "0"})
-    crds.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "key"},
-            "type": "kubernetes.io/ssh-auth",
-            "stringData": {"ssh-privatekey": "not-a-key"},
-        },
-        namespace=namespace,
-    )
-    crds.apply(
-        {
-            "apiVersion": "carbonaware.io/v1alpha1",
-            "kind": "ServerTarget",
-            "metadata": {"name": "box"},
-            "spec": {
-                "host": "192.0.2.1",
-                "user": "batch",
-                "hostKeyPolicy": "AcceptAny",
-                "privateKeySecretRef": {"name": "key", "key": "ssh-privatekey"},
-            },
-        },
-        namespace=namespace,
-    )
-    crds.apply(
-        {
-            "apiVersion": "carbonaware.io/v1alpha1",
-            "kind": "CarbonAwareJob",
-            "metadata": {"name": "backup"},
-            "spec": {
-                "schedule": {"policy": "Immediate"},
-                "ssh": {"targetRef": {"name": "box"}, "command": "true"},
-            },
-        },
-        namespace=namespace,
-    )
+    fake_target(crds, namespace)
+    crds.apply(ssh_caj("backup"), namespace=namespace)
     held = wait_for(
         lambda: (c := held_reason(crds, namespace, "backup"))
         and c["reason"] == "CreateRejected"
