@@ -59,6 +59,7 @@ pytestmark = pytest.mark.integration
 
 SCALE = 120.0
 TICK = timedelta(seconds=SCALE)  # tick_seconds=1, in operator time
+EARLIEST = 2.5 * TICK  # the decision horizon (handlers: decision_horizon) with late ticks
 MINUTE = timedelta(minutes=1)
 # (operator minutes from the origin, mode): what the UK API server does from then on.
 PHASES: tuple[tuple[int, str], ...] = (
@@ -306,7 +307,10 @@ def check_releases(
         assert released <= latest + TICK, f"{where} released {released - latest} late"
         intensity = status.get("intensity", {})
         if reason in ("ProviderUnavailable", "DeadlineReached"):
-            assert released >= latest - TICK, f"{where} released before its latest start"
+            # Decisions look twice the tick ahead (1.5 x the longest recent gap when ticks ran
+            # late, as they do while the provider is slow), so a deadline release comes at
+            # most that early: never later than the latest start, never much before it.
+            assert released >= latest - EARLIEST, f"{where} released long before its latest start"
         if reason == "ProviderUnavailable":
             assert "atRelease" not in intensity, f"{where}: {intensity}"
             assert "source" not in intensity, f"{where}: {intensity}"

@@ -15,6 +15,7 @@ A refusal is information for the user, not a reason to forget the job:
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timedelta
 
@@ -28,6 +29,8 @@ from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.state import HeldWork
 from carbonaware.k8s import BAD_REQUEST, CONFLICT, FORBIDDEN, UNPROCESSABLE
 from carbonaware.scheduling.policy import Decision
+
+logger = logging.getLogger(__name__)
 
 FIRST_RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 60.0
@@ -70,6 +73,7 @@ async def refused(
 ) -> None:
     """Record a refused create of ``what`` (e.g. "Job x"). Caller holds the object's lock."""
     quoted = f"The API server refused to create {what}: {error}"
+    logger.warning("%s/%s: %s", work.namespace, work.name, quoted)
     permanent = not can_pass(error)
     if permanent or now > give_up_time(work):
         admission = any(marker in str(error) for marker in ADMISSION_MARKERS)

@@ -338,8 +338,9 @@ def record_release(
     lateness = max((released_at - work.latest_start).total_seconds(), 0.0)
     ctx.metrics.releases.labels(work.namespace, decision.reason.value).inc()
     ctx.metrics.release_lateness.labels(work.namespace).observe(lateness)
+    late = ctx.metrics.late_releases.labels(work.namespace)  # at 0 from the first release
     if lateness > 0:
-        ctx.metrics.late_releases.labels(work.namespace).inc()
+        late.inc()
     ctx.metrics.hold_duration.labels(work.namespace, work.policy.value).observe(
         max((released_at - work.created).total_seconds(), 0.0)
     )
