@@ -114,6 +114,7 @@ def create_all(plane: Any, path: str, bodies: list[dict[str, Any]]) -> float:
 def run_operator(plane: Any, mode: str, log: Path) -> tuple[float, float]:
     """(RSS in MiB once settled, peak RSS seen) of one operator run in ``mode``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONAWARE_")}
+    env.update(plane.env())
     env.update(
         KUBECONFIG=str(plane.kubeconfig),
         CARBONAWARE_METRICS_PORT="0",
@@ -121,7 +122,6 @@ def run_operator(plane: Any, mode: str, log: Path) -> tuple[float, float]:
         CARBONAWARE_TICK_SECONDS="5",
         CARBONAWARE_PROVIDERS="static",
         CARBONAWARE_STATIC_INTENSITY="200",
-        **plane.env(),
     )
     with log.open("wb") as out:
         process = subprocess.Popen(

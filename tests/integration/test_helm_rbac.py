@@ -312,7 +312,9 @@ CLUSTER_CASES: dict[Grant, Case] = dict(
         case(BATCH, "jobs", "watch", "late-succeeded", namespaced=False),
         case(BATCH, "jobs", "create", "child-job", namespaced=True),
         case(BATCH, "jobs", "patch", "plain-released", namespaced=True),
-        case(CORE, "pods", "list", "succeeded", namespaced=False),
+        # Listing a finished Job's pods measures it: without it the outcome is still recorded,
+        # but with no SCI.
+        case(CORE, "pods", "list", "sci", namespaced=False),
         case(CORE, "pods", "watch", "late-runner-followed", namespaced=False),
         case(CORE, "pods", "create", "runner-pod", namespaced=True),
         case(CORE, "pods", "patch", "pod-sci-annotation", namespaced=True),

@@ -21,6 +21,7 @@ from datetime import datetime
 from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason
+from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.hold import decide_for, plan_changed, write_held
@@ -252,8 +253,11 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
                 await resync_held(ctx)
             paused = not active
             if active:
-                if not ctx.synced:  # start-up could not do it (API unreachable then)
-                    await initial_sync(ctx)
+                if not ctx.synced:  # start-up could not do it: try again, but go on anyway
+                    try:
+                        await initial_sync(ctx)
+                    except CarbonAwareError as exc:
+                        logger.warning("counting the runs already going failed: %s", exc)
                 if probes is None or probes.done():
                     probes = asyncio.create_task(probe_due_targets(ctx), name="probes")
                 decided_at = ctx.clock()
