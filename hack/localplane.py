@@ -53,8 +53,8 @@ import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
