@@ -4,14 +4,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Integration tests mostly wait on API round trips and scaled clocks, so they run on more
+# workers than there are cores.
+INTEGRATION_WORKERS ?= 3
 
-.PHONY: demo demo-down test check unit integration venv deps plane-binaries bench
+.PHONY: demo demo-down test test-fast check unit integration venv deps plane-binaries bench
 
 # demo starts a local control plane (built from source once, ~15 min on 2 cores), a local
 # OpenSSH server, the operator replaying the GB 2024 grid trace, and example jobs in the
 # namespace carbon-demo; it prints what happened and how to explore (docs/demo.md).
-demo:
-	$(PYTHON) hack/demo.py up
+demo: venv
+	$(PY) hack/demo.py up
 
 # demo-down stops everything `make demo` started: the operator, sshd and the control plane.
 demo-down:
@@ -19,8 +22,13 @@ demo-down:
 
 # test runs the whole suite: lint, types, import layers, unit tests, then the integration
 # tests against a real control plane, sshd and Prometheus. It installs what it needs.
-test: check deps plane-binaries
-	$(PY) -m pytest -q -ra tests
+# Integration tests run on INTEGRATION_WORKERS pytest-xdist workers, each with its own
+# control plane; tests of one module stay on one worker (tests/integration/conftest.py).
+test: test-fast deps plane-binaries
+	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --durations=20 tests/integration
+
+# test-fast is the inner loop (a few minutes): the static checks and the unit tests.
+test-fast: check unit
 
 # check is the static part: ruff (lint and format), mypy --strict, the import-layer contract.
 check: venv
@@ -30,10 +38,10 @@ check: venv
 	$(VENV)/bin/lint-imports
 
 unit: venv
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n auto tests/unit
 
 integration: venv deps plane-binaries
-	$(PY) -m pytest -q -ra tests/integration
+	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --durations=20 tests/integration
 
 # venv creates .venv and installs the package with its test and benchmark extras.
 venv: $(VENV)/.installed

@@ -50,6 +50,26 @@ def load_localplane() -> ModuleType:
 localplane = load_localplane()
 
 
+# Modules whose runs load the machine (SIGKILL loops, hundreds of objects); they share one
+# xdist worker so at most one of them runs at a time beside the timing-sensitive tests.
+CPU_HEAVY_MODULES = frozenset({"test_chaos", "test_chaos_ssh", "test_fuzz"})
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The xdist group a test runs in (``--dist loadgroup``): tests that use the real worker
+    node share one worker (one kubelet per machine), the CPU-heavy modules share another, and
+    every other module keeps its tests together so module fixtures start once."""
+    if any("real_node" in name for name in getattr(item, "fixturenames", ())):
+        return "real-node"
+    module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+    return "cpu-heavy" if module in CPU_HEAVY_MODULES else module
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build or find the plane's binaries before any test that needs them starts."""
     if session.config.option.collectonly:

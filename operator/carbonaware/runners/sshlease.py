@@ -237,7 +237,7 @@ claim_token=
 job_pgid=
 unclaimed=0
 rounds=0
-while :; do
+announce() {{
   if [ -z "$claim_token" ] && [ -f "$run_dir/claim" ]; then
     read -r claimer_pid claim_token _ < "$run_dir/claim"
     say claim "$claim_token"
@@ -246,6 +246,9 @@ while :; do
     read -r job_pgid job_start _ < "$run_dir/started"
     say start "$job_pgid" "$job_start"
   fi
+}}
+while :; do
+  announce
   pass_output
   [ -f "$run_dir/exit" ] || [ -f "$run_dir/lost" ] && break
   if ! owner_alive; then
@@ -262,6 +265,8 @@ while :; do
     [ $((rounds % 4)) -eq 0 ] && say alive
   fi
 done
+# A job that started and ended between two rounds is announced before its end.
+announce
 pass_output
 if [ -f "$run_dir/exit" ]; then
   read -r status _ < "$run_dir/exit"
