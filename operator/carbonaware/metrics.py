@@ -12,6 +12,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     start_http_server,
 )
 
@@ -28,6 +29,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # The standard process_* series: memory, CPU, open files and the start time.
+        ProcessCollector(registry=r)
         self.grid_intensity = Gauge(
             "carbonaware_grid_intensity_grams_per_kwh",
             "Grid carbon intensity now, gCO2e/kWh, by region and the source that gave it.",

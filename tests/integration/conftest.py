@@ -65,6 +65,7 @@ def xdist_group_of(item: pytest.Item) -> str:
     return "cpu-heavy" if module in CPU_HEAVY_MODULES else module
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups in its own hook
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))

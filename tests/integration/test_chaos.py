@@ -43,6 +43,7 @@ from typing import Any
 
 import pytest
 
+from .loopgaps import LoopGaps
 from .operatorproc import (
     QUICK_JOB_TEMPLATE,
     OperatorProcess,
@@ -199,6 +200,7 @@ class ChaosRun:
         )
         self.operator = OperatorProcess(env, workdir / "operator.log")
         self.report = RunReport(plan)
+        self.gaps = LoopGaps(self.metrics_port)
         self.created = 0
         self.manifests: dict[str, dict[str, Any]] = {}
         self.creator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="waves")
@@ -211,10 +213,12 @@ class ChaosRun:
         started = time.monotonic()
         self.operator.start()
         try:
-            self._drive(started)
-            self._wait_for_completion(started)
+            with self.gaps:
+                self._drive(started)
+                self._wait_for_completion(started)
         finally:
             self.report.wall_seconds = time.monotonic() - started
+            print(f"longest gap between two ticks: {self.gaps.longest:.2f} s of wall time")
             self.creator.shutdown(wait=True)
             self.operator.stop()
         return self.report
@@ -403,9 +407,10 @@ class ChaosRun:
 
     def allowed_lateness(self, latest: datetime) -> timedelta:
         """One tick, plus, when the latest start fell in (or a tick before) a downtime, the
-        rest of that downtime, plus a tick for the first decision after it. Downtimes are
-        measured on the wall clock and converted to operator time."""
-        tick = timedelta(seconds=TICK_SECONDS * SCALE)
+        rest of that downtime, plus a tick for the first decision after it. Downtimes and the
+        tick (the longest gap between two ticks of one operator process, at least the
+        configured interval) are measured on the wall clock and converted to operator time."""
+        tick = timedelta(seconds=max(TICK_SECONDS, self.gaps.longest) * SCALE)
         slack = timedelta(seconds=2 * SCALE)  # polling of the recovery and of the metrics
         allowed = tick + slack
         for downtime in self.report.downtimes:

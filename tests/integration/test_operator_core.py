@@ -293,7 +293,14 @@ def test_sigkill_while_releasing_200_jobs_loses_and_duplicates_nothing(
         items = crds.kubectl_json("get", "caj", "-n", namespace)["items"]
         return len(items) == count and all(o.get("status", {}).get("releaseTime") for o in items)
 
-    wait_for(all_released, timeout=180, what="every job released after the restart")
+    try:
+        wait_for(all_released, timeout=180, what="every job released after the restart")
+    except AssertionError:
+        items = crds.kubectl_json("get", "caj", "-n", namespace)["items"]
+        waiting = [(o["metadata"]["name"], o.get("status")) for o in items
+                   if not o.get("status", {}).get("releaseTime")]  # fmt: skip
+        print(f"{len(waiting)} not released, e.g. {waiting[:3]}\n{operator.log()[-20000:]}")
+        raise
     owners = Counter(j["metadata"]["labels"]["carbonaware.io/job-uid"] for j in jobs())
     uids = {o["metadata"]["uid"] for o in crds.kubectl_json("get", "caj", "-n", namespace)["items"]}
     assert set(owners) == uids, "every CarbonAwareJob has a Job"

@@ -1,0 +1,62 @@
+"""The operator's refresh loop as it really ran: the longest gap between two successful ticks.
+
+Timing bounds in the fault tests come from this measurement rather than from the nominal
+tick: on a loaded machine a tick takes its interval plus however long the refresh itself took,
+and the operator plans with the gaps it sees (``scheduling.policy.decision_horizon``).
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from .operatorproc import scrape_metrics
+
+LAST_SUCCESS = ("carbonaware_loop_last_success_timestamp_seconds", ())
+STARTED = ("process_start_time_seconds", ())
+
+
+class LoopGaps:
+    """Samples ``carbonaware_loop_last_success_timestamp_seconds`` on each metrics port in a
+    background thread and keeps the longest gap (wall seconds) between two successive
+    successes of the same operator process (by its start time). A restart starts over, so
+    downtime is never counted as a gap: the tests account for it separately."""
+
+    def __init__(self, *ports: int, interval: float = 0.2) -> None:
+        self.ports = ports
+        self.interval = interval
+        self.longest = 0.0
+        self._last: dict[int, tuple[float, float] | None] = dict.fromkeys(ports)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loop-gaps", daemon=True)
+
+    def __enter__(self) -> LoopGaps:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for port in self.ports:
+                self._sample(port)
+
+    def _sample(self, port: int) -> None:
+        try:
+            samples = scrape_metrics(port, timeout=2)
+        except OSError:
+            self._last[port] = None
+            return
+        if LAST_SUCCESS not in samples or STARTED not in samples:
+            return
+        current = (samples[STARTED], samples[LAST_SUCCESS])
+        previous, self._last[port] = self._last[port], current
+        if previous is not None and previous[0] == current[0] and current[1] > previous[1]:
+            self.longest = max(self.longest, current[1] - previous[1])
