@@ -26,6 +26,7 @@ from carbonaware.handlers.sshoutcome import (
     job_key,
     parent_of,
     pod_result,
+    record_release_from_pod,
     record_started,
 )
 from carbonaware.handlers.state import HeldWork
@@ -63,6 +64,8 @@ async def follow_runner_pod(ctx: OperatorContext, pod: dict[str, Any], *, delete
     key = job_key(namespace, parent_name)
     target = (namespace, str(target_name))
     phase = str((pod.get("status") or {}).get("phase") or "Pending")
+    if not deleted:
+        await record_release_from_pod(ctx, namespace, parent_name, uid, pod)
     if phase in ("Succeeded", "Failed"):
         ctx.registry.mark_finished(target, key)
         summary, failure = pod_result(pod, phase)

@@ -21,6 +21,7 @@ from carbonaware.api.conditions import (
 )
 from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers import events
+from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.containment import measured
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.measure import (
@@ -71,6 +72,30 @@ async def parent_of(
     if parent is None or parent["metadata"].get("uid") != uid:
         return None
     return parent
+
+
+async def record_release_from_pod(
+    ctx: OperatorContext, namespace: str, name: str, uid: str, pod: dict[str, Any]
+) -> None:
+    """A runner pod made by a release the operator could not record before it stopped:
+    record the release from the facts the pod carries (``status.released_from_child``)."""
+    if ctx.registry.was_released(uid):
+        return  # this process recorded the release
+    async with ctx.registry.lock(job_key(namespace, name)):
+        parent = await parent_of(ctx, namespace, name, uid)
+        if parent is None:
+            return
+        doc = status_docs.released_from_child(parent, pod)
+        if (parent.get("status") or {}).get("releaseTime") or doc is not None:
+            ctx.registry.remember_released(uid)
+        if doc is None:
+            return
+        doc["podName"] = pod["metadata"]["name"]
+        await ctx.kube.patch_status(PLURAL, namespace, name, doc)
+        reason = next(c["reason"] for c in doc["conditions"]
+                      if c["type"] == ConditionType.RELEASED.value)  # fmt: skip
+        events.info(ctx.kube, parent, reason="Released",
+                    message=f"{reason}: recorded from the runner pod after a restart")  # fmt: skip
 
 
 async def record_started(

@@ -18,6 +18,7 @@ from carbonaware.api.conditions import (
     format_time,
     set_condition,
 )
+from carbonaware.handlers.work import parse_time
 
 Status = dict[str, Any]
 Conditions = list[dict[str, object]]
@@ -201,3 +202,36 @@ def plain_job_annotations(status: Status, *, reason: Reason) -> dict[str, str | 
 def plain_job_failed_annotations(*, reason: Reason) -> dict[str, str | None]:
     """A plain Job the operator gives up on: it stays suspended, marked Failed."""
     return {labels.STATE: JobState.FAILED.value, labels.REASON: reason.value}
+
+
+def released_from_child(parent: dict[str, Any], child: dict[str, Any]) -> Status | None:
+    """The release a child's annotations record (``handlers.release.release_facts``), as the
+    parent's status, when the operator stopped after creating the child and before writing
+    the release. None when the parent's release is recorded or the child carries no facts."""
+    status = parent.get("status") or {}
+    facts = (child.get("metadata") or {}).get("annotations") or {}
+    if status.get("releaseTime") or not facts.get(labels.RELEASE_TIME):
+        return None
+    try:
+        reason = Reason(str(facts.get(labels.REASON)))
+        released_at = parse_time(facts[labels.RELEASE_TIME])
+        latest_start = parse_time(facts.get(labels.LATEST_START_TIME) or "")
+        at_release = facts.get(labels.INTENSITY_AT_RELEASE)
+        current = float(at_release) if at_release else None
+        generation = int(facts.get(labels.PARENT_GENERATION) or "")
+    except ValueError:
+        return None  # not our facts: the child is followed without them
+    intensity = status.get("intensity") or {}
+    return released(
+        status.get("conditions") or [],
+        reason=reason,
+        message=f"Released ({reason.value}); recorded from the child after the operator restarted.",
+        now=released_at,
+        generation=generation,
+        region=str(status.get("region") or ""),
+        latest_start=latest_start,
+        current=current,
+        source=intensity.get("source") if current is not None else None,
+        at_creation=intensity.get("atCreation"),
+        latest_start_bound=status.get("latestStartBound"),
+    )

@@ -1,12 +1,12 @@
 """Following released work through its Job: times, final condition, SCI.
 
 The child Job is the source of truth for the run; the parent's ``status.releaseTime`` is the
-source of truth for the release. A child whose parent has no release time is held back by a
-release that did not commit (``handlers.release``) and is left to it; a child whose parent is
-released but which is still suspended was never let go (the operator stopped in between) and
-is let go here. A child is followed only by the parent whose UID its owner reference and
-label carry. A child deleted before it finished ends the job ``Failed`` (``ChildDeleted``).
-Completion is recorded once: the SCI is computed only when the status has none yet.
+source of truth for the release. A child whose parent has no release time was made by a release
+the operator could not record before it stopped: the release is recorded here from the facts
+the child carries (``handlers.release.release_facts``). A child is followed only by the parent
+whose UID its owner reference and label carry. A child deleted before it finished ends the job
+``Failed`` (``ChildDeleted``). Completion is recorded once: the SCI is computed only when the
+status has none yet.
 """
 
 from __future__ import annotations
@@ -157,7 +157,14 @@ async def follow_child(ctx: OperatorContext, job: dict[str, Any], *, deleted: bo
         ctx.registry.forget(key)
         ctx.registry.remember_released(uid)
         now = ctx.clock()
-        doc = tracked_status(parent, job, now)
+        recovered = status_docs.released_from_child(parent, job)
+        if recovered is not None:
+            parent = {**parent, "status": {**old, **recovered}}
+            reason = next(c["reason"] for c in recovered["conditions"]
+                          if c["type"] == ConditionType.RELEASED.value)  # fmt: skip
+            events.info(ctx.kube, parent, reason="Released",
+                        message=f"{reason}: recorded from the Job after a restart")  # fmt: skip
+        doc = {**(recovered or {}), **tracked_status(parent, job, now)}
         finished = doc["state"] in (JobState.SUCCEEDED.value, JobState.FAILED.value)
         if doc["state"] == JobState.RUNNING.value:
             ctx.usage.watch_namespace(namespace)
