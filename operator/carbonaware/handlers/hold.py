@@ -6,11 +6,12 @@ from datetime import datetime, timedelta
 
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason
+from carbonaware.handlers import events
 from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.state import HeldWork, WorkKind
-from carbonaware.scheduling.policy import Decision, JobRequest, decide
+from carbonaware.scheduling.policy import Decision, JobRequest, decide, with_overrides
 
 
 def request_of(work: HeldWork) -> JobRequest:
@@ -28,8 +29,9 @@ def request_of(work: HeldWork) -> JobRequest:
 def decide_for(
     ctx: OperatorContext, work: HeldWork, snapshot: RegionSnapshot | None, now: datetime
 ) -> Decision:
-    """The policy's decision; the horizon is the longest a next tick may take to come."""
-    return decide(
+    """The policy's decision as a person's overrides change it (``api.overrides``); the
+    horizon is the longest a next tick may take to come."""
+    decision = decide(
         request_of(work),
         snapshot.view if snapshot else None,
         snapshot.current if snapshot else None,
@@ -37,6 +39,7 @@ def decide_for(
         ctx.horizon(),
         provider_problem=snapshot.error if snapshot else None,
     )
+    return with_overrides(decision, work.overrides, now)
 
 
 def plan_changed(work: HeldWork, decision: Decision, reason: Reason, now: datetime) -> bool:
@@ -94,5 +97,20 @@ async def write_held(
                 work.namespace, work.name, {"metadata": {"annotations": changed}}
             )
             work.body["metadata"] = written.get("metadata") or work.body.get("metadata", {})
+    announce_hold_change(ctx, work, reason, message or decision.message)
     work.planned_start = decision.planned_start
     work.held_reason = reason.value
+
+
+def announce_hold_change(
+    ctx: OperatorContext, work: HeldWork, reason: Reason, message: str
+) -> None:
+    """An Event when a hold override starts or ends holding (who asked is in the message)."""
+    was_held_on_request = work.held_reason == Reason.HELD_ON_REQUEST.value
+    if reason is Reason.HELD_ON_REQUEST and not was_held_on_request:
+        events.info(ctx.kube, work.body, reason=Reason.HELD_ON_REQUEST.value, message=message)
+    elif was_held_on_request and reason is not Reason.HELD_ON_REQUEST:
+        events.info(
+            ctx.kube, work.body, reason="HoldRemoved",
+            message=f"The hold annotation was removed. {reason.value}: {message}",
+        )  # fmt: skip

@@ -179,6 +179,30 @@ def failed(
     }
 
 
+def cancelled(
+    conditions: Conditions, *, message: str, now: datetime, generation: int | None
+) -> Status:
+    """Ended on request (``carbonaware.io/cancel``): Failed, reason Cancelled, not held."""
+    doc = failed(
+        conditions, reason=Reason.CANCELLED, message=message, now=now, generation=generation
+    )
+    held_condition = next(
+        (c for c in doc["conditions"] if c.get("type") == ConditionType.HELD.value), None
+    )
+    if held_condition is not None and held_condition.get("status") == ConditionStatus.TRUE.value:
+        doc["conditions"] = set_condition(
+            doc["conditions"],
+            type=ConditionType.HELD,
+            status=ConditionStatus.FALSE,
+            reason=Reason.CANCELLED,
+            message=message,
+            now=now,
+            generation=generation,
+        )
+    doc["plannedStartTime"] = None
+    return doc
+
+
 def plain_job_annotations(status: Status, *, reason: Reason) -> dict[str, str | None]:
     """The same facts for a plain Job, which has no status of ours: annotations."""
     intensity = status.get("intensity") or {}
@@ -201,3 +225,12 @@ def plain_job_annotations(status: Status, *, reason: Reason) -> dict[str, str | 
 def plain_job_failed_annotations(*, reason: Reason) -> dict[str, str | None]:
     """A plain Job the operator gives up on: it stays suspended, marked Failed."""
     return {labels.STATE: JobState.FAILED.value, labels.REASON: reason.value}
+
+
+def plain_job_cancelled_annotations() -> dict[str, str | None]:
+    """A managed plain Job cancelled on request: Failed, Cancelled, no plan left."""
+    return {
+        labels.STATE: JobState.FAILED.value,
+        labels.REASON: Reason.CANCELLED.value,
+        labels.PLANNED_START_TIME: None,
+    }

@@ -245,6 +245,9 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
     outcome, _ = job_outcome(job)
     if labels.RELEASE_TIME not in annotations:
         return
+    if outcome is None and annotations.get(labels.REASON) == Reason.CANCELLED.value:
+        ctx.registry.untrack(key, str(meta["uid"]))  # suspended again by a cancel: not running
+        return
     if outcome is None:
         ctx.registry.track(
             ReleasedWork(

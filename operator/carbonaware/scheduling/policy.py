@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import Schedule, SchedulePolicy
 from carbonaware.api.conditions import Reason
 from carbonaware.api.durations import format_duration
 from carbonaware.api.intensity import IntensityIndex, IntensityPoint
+from carbonaware.api.overrides import HoldMode, Overrides
 from carbonaware.scheduling.view import ForecastView
 
 UNIT = "gCO2e/kWh"
@@ -72,6 +74,10 @@ class Decision:
     mean_now: float | None = None
     threshold: str | None = None
     provider_problem: str | None = None
+    requested_by: str | None = None
+    """Who set the override this decision follows (release-now or hold), if any."""
+    forced: bool = False
+    """A hold that the deadline does not end (``carbonaware.io/hold: force``)."""
 
     @property
     def message(self) -> str:
@@ -120,6 +126,38 @@ def decide(
 
 
 _WITHOUT_DATA = frozenset({Reason.FORECAST_UNAVAILABLE, Reason.PROVIDER_UNAVAILABLE})
+# Releases that keep the deadline: a plain hold override lets them through.
+_DEADLINE_RELEASES = frozenset({Reason.DEADLINE_REACHED, Reason.PROVIDER_UNAVAILABLE})
+
+
+def with_overrides(decision: Decision, overrides: Overrides, now: datetime) -> Decision:
+    """The policy's ``decision`` as a person's overrides change it (see ``api.overrides``).
+
+    release-now releases at once; hold keeps holding, except that a deadline release still
+    goes unless the hold is forced; release-now wins over hold. Cancel is not a decision:
+    the caller ends the job before deciding.
+    """
+    if overrides.release_now:
+        return dataclasses.replace(
+            decision,
+            release=True,
+            reason=Reason.MANUAL_RELEASE,
+            planned_start=now,
+            requested_by=overrides.release_now_by,
+        )
+    if overrides.hold is None:
+        return decision
+    forced = overrides.hold is HoldMode.FORCE
+    if decision.release and decision.reason in _DEADLINE_RELEASES and not forced:
+        return decision
+    return dataclasses.replace(
+        decision,
+        release=False,
+        reason=Reason.HELD_ON_REQUEST,
+        planned_start=decision.latest_start,
+        requested_by=overrides.hold_by,
+        forced=forced,
+    )
 
 
 def _decide_immediate(
@@ -299,6 +337,22 @@ def _message(decision: Decision) -> str:
     latest = _time(decision.latest_start)
     if reason is Reason.IMMEDIATE:
         return "Released at once: the policy is Immediate."
+    if reason is Reason.MANUAL_RELEASE:
+        return (
+            f"Released on request: annotation {labels.RELEASE_NOW} set by "
+            f"{decision.requested_by} (intensity now {_grams(decision.mean_now)})."
+        )
+    if reason is Reason.HELD_ON_REQUEST and decision.forced:
+        return (
+            f"Held on request past any deadline: annotation {labels.HOLD}=force set by "
+            f"{decision.requested_by}; it is released only when the annotation is removed."
+        )
+    if reason is Reason.HELD_ON_REQUEST:
+        return (
+            f"Held on request: annotation {labels.HOLD} set by {decision.requested_by}; "
+            f'the deadline still releases it at {latest} (set the annotation to "force" '
+            "to hold past it, remove it to let the policy decide)."
+        )
     if reason is Reason.LOW_CARBON_WINDOW:
         return (
             f"Released: starting now is the lowest-carbon {run} window before the latest start "
