@@ -35,7 +35,8 @@ def test_each_override_and_who_set_it() -> None:
         ],
     }
     found = overrides_of(meta)
-    assert found.release_now and found.cancel
+    assert found.release_now
+    assert found.cancel
     assert found.hold is HoldMode.UNTIL_DEADLINE
     assert found.release_now_by == "kubectl-annotate"
     assert found.hold_by == "kubectl-client-side-apply"

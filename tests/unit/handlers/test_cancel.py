@@ -141,7 +141,8 @@ async def test_a_running_plain_job_is_suspended_again() -> None:
     }  # fmt: skip
     await cancel_plain_job(context(kube), copy.deepcopy(kube.jobs["etl"]), BY)
     (patch,) = [call for call in kube.calls if call.startswith("patch")]
-    assert "'suspend': True" in patch and "'carbonaware.io/reason': 'Cancelled'" in patch
+    assert "'suspend': True" in patch
+    assert "'carbonaware.io/reason': 'Cancelled'" in patch
 
 
 async def test_a_held_plain_job_stays_suspended_and_is_marked() -> None:
@@ -152,7 +153,8 @@ async def test_a_held_plain_job_stays_suspended_and_is_marked() -> None:
     }
     await cancel_plain_job(context(kube), copy.deepcopy(kube.jobs["etl"]), BY)
     (patch,) = [call for call in kube.calls if call.startswith("patch")]
-    assert "suspend" not in patch and "'carbonaware.io/state': 'Failed'" in patch
+    assert "suspend" not in patch
+    assert "'carbonaware.io/state': 'Failed'" in patch
 
 
 async def asyncio_settle() -> None:

@@ -38,7 +38,8 @@ def test_no_overrides_change_nothing() -> None:
 
 def test_release_now_releases_a_held_job_and_says_who_asked() -> None:
     got = with_overrides(HELD, Overrides(release_now=True, release_now_by="kubectl-annotate"), NOW)
-    assert got.release and got.reason is Reason.MANUAL_RELEASE
+    assert got.release
+    assert got.reason is Reason.MANUAL_RELEASE
     assert got.planned_start == NOW
     assert "kubectl-annotate" in got.message
     assert "carbonaware.io/release-now" in got.message
@@ -48,15 +49,18 @@ def test_release_now_releases_a_held_job_and_says_who_asked() -> None:
 def test_hold_keeps_a_due_job_held_until_the_deadline() -> None:
     hold = Overrides(hold=HoldMode.UNTIL_DEADLINE, hold_by="argocd-controller")
     got = with_overrides(WINDOW, hold, NOW)
-    assert not got.release and got.reason is Reason.HELD_ON_REQUEST
+    assert not got.release
+    assert got.reason is Reason.HELD_ON_REQUEST
     assert got.planned_start == LATEST
-    assert "argocd-controller" in got.message and "deadline still releases" in got.message
+    assert "argocd-controller" in got.message
+    assert "deadline still releases" in got.message
     assert with_overrides(DEADLINE, hold, NOW) is DEADLINE
 
 
 def test_a_forced_hold_holds_past_the_deadline() -> None:
     got = with_overrides(DEADLINE, Overrides(hold=HoldMode.FORCE, hold_by="me"), NOW)
-    assert not got.release and got.forced
+    assert not got.release
+    assert got.forced
     assert "force" in got.message
 
 
