@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+from carbonaware.api import display
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason
 from carbonaware.handlers import events
@@ -40,6 +42,33 @@ def decide_for(
         provider_problem=snapshot.error if snapshot else None,
     )
     return with_overrides(decision, work.overrides, now)
+
+
+def display_update(
+    work: HeldWork, snapshot: RegionSnapshot | None, now: datetime
+) -> dict[str, Any] | None:
+    """What a held CarbonAwareJob's status says about "now" that is out of date, if anything:
+    the current intensity (the value the metric shows) and the relative planned start. Plain
+    Jobs have no such columns. Each changes a few times an hour at most (the provider's
+    period, ``display.relative_start``'s steps), so refreshing them is no patch storm."""
+    if work.kind is not WorkKind.CARBON_AWARE_JOB or snapshot is None or snapshot.current is None:
+        return None
+    status = work.body.get("status") or {}
+    current = round(snapshot.current.intensity, 2)
+    wanted = {
+        "intensityDisplay": display.intensity(current),
+        "plannedStartDisplay": display.relative_start(work.planned_start, now),
+    }
+    recorded = status.get("intensity") or {}
+    if recorded.get("current") == current and all(status.get(k) == v for k, v in wanted.items()):
+        return None
+    return {**wanted, "intensity": {"current": current, "source": snapshot.current.source}}
+
+
+async def write_display(ctx: OperatorContext, work: HeldWork, doc: dict[str, Any]) -> None:
+    """Merge-patch the refreshed "now" values. Caller holds the object's lock."""
+    written = await ctx.kube.patch_status(PLURAL, work.namespace, work.name, doc)
+    work.body["status"] = written.get("status") or work.body.get("status")
 
 
 def plan_changed(work: HeldWork, decision: Decision, reason: Reason, now: datetime) -> bool:

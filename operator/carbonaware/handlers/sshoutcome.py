@@ -21,6 +21,7 @@ from carbonaware.api.conditions import (
 )
 from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers import events
+from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.containment import measured
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.measure import (
@@ -198,6 +199,7 @@ async def attach_ssh_sci(
     )
     doc["sci"] = {k: v for k, v in estimate.to_status().items() if v is not None}
     doc["sci"]["method"] += ";cpu=runner"
+    doc["sciDisplay"] = status_docs.sci_display(doc["sci"])
     doc["intensity"] = {"runMean": round(intensity.mean, 2)}
     record_metrics(ctx, namespace, estimate)
 

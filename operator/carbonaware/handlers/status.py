@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from carbonaware.api import labels
+from carbonaware.api import display, labels
 from carbonaware.api.conditions import (
     ConditionStatus,
     ConditionType,
@@ -87,6 +87,8 @@ def held(
         "latestStartTime": format_time(latest_start),
         "latestStartBound": latest_start_bound,
         "plannedStartTime": format_time(planned_start) if planned_start else None,
+        "plannedStartDisplay": display.relative_start(planned_start, now),
+        "intensityDisplay": display.intensity(current),
         "observedGeneration": generation,
         "intensity": {k: v for k, v in intensity.items() if v is not None},
     }
@@ -144,6 +146,8 @@ def released(
         "latestStartBound": latest_start_bound,
         "releaseTime": format_time(now),
         "plannedStartTime": None,  # the plan is done; a merge patch null removes it
+        "plannedStartDisplay": None,
+        "intensityDisplay": display.intensity(current),
         "observedGeneration": generation,
         "intensity": intensity,
     }
@@ -200,7 +204,13 @@ def cancelled(
             generation=generation,
         )
     doc["plannedStartTime"] = None
+    doc["plannedStartDisplay"] = None
     return doc
+
+
+def sci_display(sci: dict[str, Any]) -> str | None:
+    """``status.sciDisplay`` for a ``status.sci`` document."""
+    return display.sci(sci.get("perUnitGrams"), sci.get("functionalUnit"))
 
 
 def plain_job_annotations(status: Status, *, reason: Reason) -> dict[str, str | None]:

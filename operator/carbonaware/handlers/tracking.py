@@ -229,6 +229,7 @@ async def attach_sci(
     if measurement is None:
         return
     doc["sci"] = {k: v for k, v in measurement.estimate.to_status().items() if v is not None}
+    doc["sciDisplay"] = status_docs.sci_display(doc["sci"])
     intensity = dict(doc.get("intensity") or {})
     if measurement.run_mean is not None:
         intensity["runMean"] = round(measurement.run_mean, 2)

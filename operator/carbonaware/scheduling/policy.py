@@ -78,6 +78,10 @@ class Decision:
     """Who set the override this decision follows (release-now or hold), if any."""
     forced: bool = False
     """A hold that the deadline does not end (``carbonaware.io/hold: force``)."""
+    intensity_now: float | None = None
+    """The region's current intensity, the one value called "now" everywhere (status
+    ``intensity.current``, the ``carbonaware_grid_intensity`` metric). ``mean_now`` may be
+    a window mean (a run started now), and is labelled so in messages."""
 
     @property
     def message(self) -> str:
@@ -120,6 +124,9 @@ def decide(
         decision = _decide_threshold(job, view, current, now, tick)
     else:
         decision = _decide_forecast(job, view, current, now, tick)
+    decision = dataclasses.replace(
+        decision, intensity_now=current.intensity if current is not None else None
+    )
     if provider_problem and decision.reason in _WITHOUT_DATA:
         return dataclasses.replace(decision, provider_problem=provider_problem)
     return decision
@@ -340,7 +347,7 @@ def _message(decision: Decision) -> str:
     if reason is Reason.MANUAL_RELEASE:
         return (
             f"Released on request: annotation {labels.RELEASE_NOW} set by "
-            f"{decision.requested_by} (intensity now {_grams(decision.mean_now)})."
+            f"{decision.requested_by} (intensity now {_grams(decision.intensity_now)})."
         )
     if reason is Reason.HELD_ON_REQUEST and decision.forced:
         return (
@@ -356,17 +363,18 @@ def _message(decision: Decision) -> str:
     if reason is Reason.LOW_CARBON_WINDOW:
         return (
             f"Released: starting now is the lowest-carbon {run} window before the latest start "
-            f"{latest} (expected mean {_grams(decision.planned_window_mean)})."
+            f"{latest} (expected {run} window mean {_grams(decision.planned_window_mean)}; "
+            f"intensity now {_grams(decision.intensity_now)})."
         )
     if reason is Reason.THRESHOLD_MET:
         return (
-            f"Released: the grid intensity is {_grams(decision.mean_now)}, within the "
+            f"Released: the grid intensity now is {_grams(decision.intensity_now)}, within the "
             f"threshold ({decision.threshold})."
         )
     if reason is Reason.DEADLINE_REACHED:
         return (
             f"Released at the latest start {latest} so the run can meet its deadline "
-            f"(intensity now {_grams(decision.mean_now)})."
+            f"(intensity now {_grams(decision.intensity_now)})."
         )
     if reason is Reason.PROVIDER_UNAVAILABLE:
         return (
@@ -376,8 +384,9 @@ def _message(decision: Decision) -> str:
     if reason is Reason.WAITING_FOR_LOWER_INTENSITY:
         return (
             f"Held for the lower-carbon window starting {_time(decision.planned_start)} "
-            f"(expected mean {_grams(decision.planned_window_mean)} over {run}, against "
-            f"{_grams(decision.mean_now)} now); it starts by {latest} at the latest."
+            f"(expected {run} window mean {_grams(decision.planned_window_mean)}, against a "
+            f"{run} window mean of {_grams(decision.mean_now)} if started now; intensity now "
+            f"{_grams(decision.intensity_now)}); it starts by {latest} at the latest."
         )
     if reason is Reason.WAITING_FOR_THRESHOLD:
         expected = (
@@ -387,7 +396,7 @@ def _message(decision: Decision) -> str:
         )
         return (
             f"Held until the grid intensity is {decision.threshold} (now "
-            f"{_grams(decision.mean_now)}){expected}; it starts by {latest} at the latest."
+            f"{_grams(decision.intensity_now)}){expected}; it starts by {latest} at the latest."
         )
     if reason is Reason.FORECAST_UNAVAILABLE:
         missing = "current intensity" if decision.threshold else "forecast before the latest start"

@@ -23,7 +23,8 @@ def decision(release: bool, reason: Reason) -> Decision:
         planned_window_mean=120.0,
         latest_start=LATEST,
         expected_duration=timedelta(hours=1),
-        mean_now=180.0,
+        mean_now=175.0,
+        intensity_now=180.0,
     )
 
 
