@@ -102,6 +102,8 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         if known is None:
             events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
+            if snapshot.warning:
+                events.warn(ctx.kube, body, reason="UnknownRegion", message=snapshot.warning)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)

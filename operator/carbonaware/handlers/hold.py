@@ -97,10 +97,13 @@ async def write_held(
     intensity = body_status.get("intensity") or {}
     current = snapshot.current.intensity if snapshot and snapshot.current else None
     reason = reason or decision.reason
+    message = message or decision.message
+    if snapshot is not None and snapshot.warning:
+        message = f"{message} Warning: {snapshot.warning}."
     doc = status_docs.held(
         body_status.get("conditions") or [],
         reason=reason,
-        message=message or decision.message,
+        message=message,
         now=now,
         generation=work.generation,
         region=work.region,
@@ -126,7 +129,7 @@ async def write_held(
                 work.namespace, work.name, {"metadata": {"annotations": changed}}
             )
             work.body["metadata"] = written.get("metadata") or work.body.get("metadata", {})
-    announce_hold_change(ctx, work, reason, message or decision.message)
+    announce_hold_change(ctx, work, reason, message)
     work.planned_start = decision.planned_start
     work.held_reason = reason.value
 

@@ -75,6 +75,8 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         if first:
             events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
+            if snapshot.warning:
+                events.warn(ctx.kube, body, reason="UnknownRegion", message=snapshot.warning)
 
 
 async def report_bad_annotations(ctx: OperatorContext, body: Any, error: SpecError) -> None:
