@@ -49,8 +49,8 @@ def window_of(body: dict[str, Any], row: PlanRow) -> tuple[datetime | None, time
 def bars(
     points: Sequence[IntensityPoint], start: datetime | None, length: timedelta, now: datetime
 ) -> list[str]:
-    """One line per period: time, a bar scaled to the highest value, the value; the planned
-    window's periods marked."""
+    """One line per period: time, a bar scaled to the highest value, the value; the periods
+    the planned window overlaps marked."""
     if not points:
         return []
     shown = list(points)[:MAX_LINES]
@@ -58,7 +58,7 @@ def bars(
     lines = []
     for point in shown:
         filled = round(BAR_WIDTH * point.intensity / top)
-        in_window = start is not None and start <= point.start < start + length
+        in_window = start is not None and point.end > start and point.start < start + length
         mark = " < planned" if in_window else ""
         if point.start <= now < point.end:
             mark += " < now"
