@@ -80,8 +80,8 @@ class Decision:
     """A hold that the deadline does not end (``carbonaware.io/hold: force``)."""
     intensity_now: float | None = None
     """The region's current intensity, the one value called "now" everywhere (status
-    ``intensity.current``, the ``carbonaware_grid_intensity`` metric). ``mean_now`` may be
-    a window mean (a run started now), and is labelled so in messages."""
+    ``intensity.current``, the ``carbonaware_grid_intensity_grams_per_kwh`` metric).
+    ``mean_now`` may be a window mean (a run started now), and is labelled so."""
 
     @property
     def message(self) -> str:

@@ -1,5 +1,5 @@
 """One "now" in every message: the region's current intensity (the value of the
-``carbonaware_grid_intensity`` metric and of ``status.intensity.current``); a window mean
+``carbonaware_grid_intensity_grams_per_kwh`` metric and ``status.intensity.current``); a window mean
 is called a window mean."""
 
 from __future__ import annotations
