@@ -291,3 +291,30 @@ def test_release_now_hold_and_cancel_on_managed_plain_jobs(
         timeout=60,
         what="the cancelled Job's pod to stop",
     )
+
+
+# --------------------------------------------------------------------------- numbers that agree
+
+
+def test_a_held_jobs_intensity_column_follows_the_grid(
+    crds: Any, namespace: str, grid: tuple[Intensity, UkApiServer], operator: OperatorProcess
+) -> None:
+    """The Intensity column of a Held job is the intensity now, not the one at first sight."""
+    intensity, _ = grid
+    crds.apply(caj("waiting", THRESHOLD), namespace=namespace)
+    wait_held(crds, namespace, "waiting", "WaitingForThreshold")
+    status = get(crds, "caj", namespace, "waiting")["status"]
+    assert (status["intensity"]["current"], status["intensityDisplay"]) == (300, "300 gCO2e/kWh")
+    intensity.now = 250.0  # still above the threshold: the plan does not change
+    wait_for(
+        lambda: get(crds, "caj", namespace, "waiting")["status"].get("intensityDisplay")
+        == "250 gCO2e/kWh",
+        timeout=30,
+        what="the held job's intensity to follow the grid",
+    )
+    status = get(crds, "caj", namespace, "waiting")["status"]
+    assert status["intensity"]["current"] == 250
+    assert status["intensity"]["atCreation"] == 300
+    assert status["state"] == "Held"
+    printed = crds.kubectl("get", "caj", "waiting", "-n", namespace).stdout
+    assert "250 gCO2e/kWh" in printed
