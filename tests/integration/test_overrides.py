@@ -141,7 +141,8 @@ def test_hold_keeps_a_job_that_is_due_until_it_is_removed(
         what="the release once the hold is removed",
     )
     assert WHO in event_messages(crds, namespace, "wait", "HeldOnRequest")[0]
-    assert event_messages(crds, namespace, "wait", "HoldRemoved")
+    (released,) = event_messages(crds, namespace, "wait", "Released")
+    assert released.startswith("ThresholdMet: ")
 
 
 def test_the_deadline_ends_a_hold_but_not_a_forced_one(
