@@ -152,10 +152,11 @@ class Group:
             "namespace": self.namespace,
             "policy": self.policy,
             "runs": self.runs,
-            "energyKWh": round(self.energy_kwh, 9),
-            "emittedGrams": round(self.emitted_grams, 6),
-            "avoidedGrams": round(self.avoided_grams, 6),
-            "sciPerUnitGrams": round(v, 9) if (v := self.sci_per_unit) is not None else None,
+            # Raw sums, unrounded: one run can emit well under a milligram.
+            "energyKWh": self.energy_kwh,
+            "emittedGrams": self.emitted_grams,
+            "avoidedGrams": self.avoided_grams,
+            "sciPerUnitGrams": self.sci_per_unit,
             "functionalUnit": self.unit,
             "intensitySources": sorted(self.sources),
         }
@@ -226,6 +227,15 @@ COLUMNS = ("namespace", "policy", "runs", "energyKWh", "emittedGrams", "avoidedG
            "sciPerUnitGrams", "functionalUnit", "intensitySources")  # fmt: skip
 
 
+def csv_cell(value: Any) -> Any:
+    """12 significant figures for sums of floats (no 0.21000000000000002), blanks for None."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.12g}"
+    return value
+
+
 def to_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -233,7 +243,7 @@ def to_csv(report: Report) -> str:
     for group in [*report.groups, report.total]:
         row = group.to_dict()
         row["intensitySources"] = ";".join(row["intensitySources"])
-        writer.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
+        writer.writerow([csv_cell(row[c]) for c in COLUMNS])
     return out.getvalue()
 
 
