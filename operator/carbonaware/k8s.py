@@ -65,6 +65,25 @@ def _error(exc: ApiException | HTTPError, action: str) -> KubernetesError:
     )
 
 
+def kubeconfig_path() -> str | None:
+    """The first file of ``$KUBECONFIG`` (the client reads one), else the client's default."""
+    value = os.environ.get("KUBECONFIG")
+    return value.split(os.pathsep)[0] if value else None
+
+
+def kubeconfig_namespace(kubeconfig: str | None, context: str | None) -> str:
+    """The namespace of the kubeconfig context in use (``default`` when it names none), as
+    kubectl picks it."""
+    try:
+        contexts, active = config.list_kube_config_contexts(
+            config_file=kubeconfig or kubeconfig_path()
+        )
+    except (ConfigException, OSError) as exc:
+        raise ConfigError(f"cannot read the kubeconfig: {exc}") from exc
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+
+
 class Kube:
     """A thin async facade over the generated client, returning dicts.
 
@@ -83,16 +102,27 @@ class Kube:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
 
     @classmethod
-    def connect(cls, *, threads: int = 16, timeout_seconds: float = 30.0) -> Kube:
-        """In-cluster credentials when running in a Pod, else ``$KUBECONFIG``/``~/.kube/config``."""
+    def connect(
+        cls,
+        *,
+        threads: int = 16,
+        timeout_seconds: float = 30.0,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+    ) -> Kube:
+        """In-cluster credentials when running in a Pod, else ``$KUBECONFIG``/``~/.kube/config``.
+
+        ``kubeconfig``/``context`` (the kubectl plugin's flags) always read a kubeconfig."""
         configuration = client.Configuration()
         try:
-            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            if os.environ.get("KUBERNETES_SERVICE_HOST") and not (kubeconfig or context):
                 config.load_incluster_config(client_configuration=configuration)
             else:
                 # Read $KUBECONFIG now: the client's default was fixed when it was imported.
                 config.load_kube_config(
-                    config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+                    config_file=kubeconfig or kubeconfig_path(),
+                    context=context,
+                    client_configuration=configuration,
                 )
         except ConfigException as exc:
             raise ConfigError(f"no Kubernetes credentials found: {exc}") from exc
@@ -152,6 +182,16 @@ class Kube:
         items: list[Body] = body.get("items", [])
         return items
 
+    async def patch_object(
+        self, plural: str, namespace: str, name: str, patch: Body, *, field_manager: str
+    ) -> Body:
+        """JSON-merge-patch one of our objects (its metadata: annotations), as ``field_manager``."""
+        return await self._call(
+            f"patch {plural} {namespace}/{name}",
+            self.custom.patch_namespaced_custom_object,
+            GROUP, VERSION, namespace, plural, name, patch, field_manager=field_manager,
+        )  # fmt: skip
+
     async def patch_status(
         self,
         plural: str,
@@ -188,10 +228,14 @@ class Kube:
             f"get Job {namespace}/{name}", self.batch.read_namespaced_job, name, namespace
         )
 
-    async def patch_job(self, namespace: str, name: str, patch: Body) -> Body:
+    async def patch_job(
+        self, namespace: str, name: str, patch: Body, *, field_manager: str | None = None
+    ) -> Body:
+        extra = {"field_manager": field_manager} if field_manager else {}
         return await self._call(
-            f"patch Job {namespace}/{name}", self.batch.patch_namespaced_job, name, namespace, patch
-        )
+            f"patch Job {namespace}/{name}",
+            self.batch.patch_namespaced_job, name, namespace, patch, **extra,
+        )  # fmt: skip
 
     async def list_jobs(self, namespace: str | None, label_selector: str) -> list[Body]:
         """Jobs matching ``label_selector`` in ``namespace`` (None: every namespace)."""

@@ -49,6 +49,7 @@ from .operatorproc import (
     OperatorProcess,
     caj,
     free_port,
+    long_job_template,
     operator_env,
     status_condition,
     suspended_job,
@@ -195,6 +196,7 @@ def state(s: Snapshot, name: str) -> str | None:
 
 
 LATE_OBJECTS = "late objects"  # created once the refusal is seen (or the early effects are)
+CANCEL = "cancel"  # the running job "long" is cancelled once its Job exists
 HIGHER_PEER = "higher-priority peer"  # a peer that outranks the operator joins the peering
 
 
@@ -203,6 +205,7 @@ class Effect:
     what: str
     seen: Callable[[Snapshot], bool]
     after: str | None = None  # the trigger it needs; its time counts from the trigger
+    ready: Callable[[Snapshot], bool] | None = None  # pulls the trigger itself when true
 
 
 EFFECTS: dict[str, Effect] = {
@@ -269,6 +272,12 @@ EFFECTS: dict[str, Effect] = {
         lambda s: state(s, "late-ssh") == "Running",
         LATE_OBJECTS,
     ),
+    "cancel-deleted-child": Effect(
+        "a cancelled running job's Job is deleted",
+        lambda s: state(s, "long") == "Failed" and not s.get("Job", child_name("long")),
+        CANCEL,
+        ready=lambda s: bool(s.get("Job", child_name("long"))),
+    ),
     "keepalive": Effect(
         "the operator's keep-alive is in the peering object",
         lambda s: any(identity.endswith(f"-{s.pid}") for identity in s.peering),
@@ -312,6 +321,7 @@ CLUSTER_CASES: dict[Grant, Case] = dict(
         case(BATCH, "jobs", "watch", "late-succeeded", namespaced=False),
         case(BATCH, "jobs", "create", "child-job", namespaced=True),
         case(BATCH, "jobs", "patch", "plain-released", namespaced=True),
+        case(BATCH, "jobs", "delete", "cancel-deleted-child", namespaced=True),
         # Listing a finished Job's pods measures it: without it the outcome is still recorded,
         # but with no SCI.
         case(CORE, "pods", "list", "sci", namespaced=False),
@@ -494,6 +504,7 @@ def early_objects(ssh_key: str) -> list[dict[str, Any]]:
         server_target("srv"),
         caj("held", {"policy": "Threshold", "maxIntensity": 100}),
         caj("now", immediate),
+        caj("long", immediate, jobTemplate=long_job_template()),
         caj("ssh", immediate, ssh={"targetRef": {"name": "srv"}, "command": "true"}),
         suspended_job("plain", labels={labels.MANAGED: "true"},
                       annotations={"carbonaware.io/policy": "Immediate"}),
@@ -535,6 +546,9 @@ class Scenario:
             return
         if name == LATE_OBJECTS:
             self.apply(late_objects())
+        elif name == CANCEL:
+            self.plane.kubectl("annotate", "caj", "long", f"{labels.CANCEL}=true",
+                               "-n", self.namespace)  # fmt: skip
         elif name == HIGHER_PEER:
             assert self.release.peering, "a higher-priority peer needs a peered release"
             peer = {"priority": HIGHER_PRIORITY, "lifetime": 120,
@@ -683,7 +697,9 @@ def run_baseline(
             early_done = all(n in seconds for n in wanted if not EFFECTS[n].after)
             for name in sorted(wanted - set(seconds)):
                 effect = EFFECTS[name]
-                if effect.after and early_done:
+                if effect.after and (
+                    effect.ready(snapshot) if effect.ready is not None else early_done
+                ):
                     scenario.trigger(effect.after)
                 elapsed = scenario.since(effect)
                 if elapsed is not None and effect.seen(snapshot):
@@ -810,6 +826,8 @@ def test_each_grant_is_needed(
             elapsed = time.monotonic() - scenario.started
             if effect is not None and effect.seen(snapshot):
                 pytest.fail(f"without {grant}, {effect.what} all the same: the rule is not needed")
+            if effect is not None and effect.after and effect.ready and effect.ready(snapshot):
+                scenario.trigger(effect.after)
             if refused_at is None and evidence.search(snapshot.texts()):
                 refused_at = elapsed
                 if effect is not None and effect.after:

@@ -26,10 +26,12 @@ carbonaware.rbac.namespacedRules: rules on namespaced resources.
   verbs: ["patch"]
 # Jobs: create the Job of a CarbonAwareJob (get: on a name conflict, read the existing Job to
 # tell our own from a user's), watch Jobs to follow them, unsuspend managed plain Jobs at release
-# and annotate Jobs with the SCI estimate. Owner references and garbage collection delete them.
+# and annotate Jobs with the SCI estimate. Owner references and garbage collection delete them,
+# except when a person cancels a running CarbonAwareJob (annotation carbonaware.io/cancel):
+# delete stops its child Job at once, with a UID precondition (only our own child).
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods: create the SSH-runner pods and watch them for the outcome; list the pods of a finished
 # Job to measure them and annotate them with the SCI. A runner pod whose name is taken is
 # looked up through a list (by name), to tell our own from someone else's.

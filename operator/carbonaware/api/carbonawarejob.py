@@ -316,6 +316,7 @@ class CarbonAwareJobStatus(ApiModel):
     state: str | None = None
     region: str | None = None
     planned_start_time: datetime | None = None
+    planned_start_display: str | None = Field(None, max_length=32)
     latest_start_time: datetime | None = None
     latest_start_bound: LatestStartBound | None = None
     release_decided_time: datetime | None = None
@@ -324,6 +325,8 @@ class CarbonAwareJobStatus(ApiModel):
     completion_time: datetime | None = None
     observed_generation: int | None = None
     intensity: IntensityStatus | None = None
+    intensity_display: str | None = Field(None, max_length=32)
     job_name: str | None = None
     pod_name: str | None = None
     sci: SciStatus | None = None
+    sci_display: str | None = Field(None, max_length=128)

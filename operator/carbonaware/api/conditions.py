@@ -31,12 +31,14 @@ class Reason(enum.StrEnum):
     TARGET_BUSY = "TargetBusy"
     FORECAST_UNAVAILABLE = "ForecastUnavailable"
     CREATE_REJECTED = "CreateRejected"  # the API server refused the Job or runner pod
+    HELD_ON_REQUEST = "HeldOnRequest"  # the carbonaware.io/hold annotation
     # Released
     LOW_CARBON_WINDOW = "LowCarbonWindow"
     THRESHOLD_MET = "ThresholdMet"
     DEADLINE_REACHED = "DeadlineReached"
     IMMEDIATE = "Immediate"
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    MANUAL_RELEASE = "ManualRelease"  # the carbonaware.io/release-now annotation
     # Complete / Failed
     SUCCEEDED = "Succeeded"
     JOB_FAILED = "JobFailed"

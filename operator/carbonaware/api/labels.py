@@ -50,3 +50,8 @@ INTENSITY_SOURCE = f"{DOMAIN}/intensity-source"  # the provider(s) that priced t
 
 # kopf's own bookkeeping lives under our domain
 KOPF_PREFIX = f"kopf.{DOMAIN}"
+
+# Overrides: annotations a person (kubectl, GitOps) sets on a CarbonAwareJob or a managed Job
+RELEASE_NOW = f"{DOMAIN}/release-now"  # release at the next decision, whatever the policy says
+HOLD = f"{DOMAIN}/hold"  # keep holding until removed; the deadline still releases unless "force"
+CANCEL = f"{DOMAIN}/cancel"  # end the job Failed (Cancelled); a running child is stopped

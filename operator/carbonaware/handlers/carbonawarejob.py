@@ -15,7 +15,9 @@ import kopf
 from carbonaware import GROUP, VERSION
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason
+from carbonaware.api.overrides import overrides_of
 from carbonaware.handlers import events
+from carbonaware.handlers.cancel import cancel_carbonawarejob, is_cancelled
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.hold import decide_for, plan_changed, write_held
@@ -60,8 +62,14 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
     key = (WorkKind.CARBON_AWARE_JOB.value, meta["namespace"], meta["name"])
     async with ctx.registry.lock(key), contained(ctx, key, dict(body), "plan", kopf_retries=True):
         status = body.get("status") or {}
+        overrides = overrides_of(meta)
+        if overrides.cancel:
+            await cancel_carbonawarejob(ctx, dict(body), overrides)
+            return
         if ctx.registry.was_released(meta["uid"]) or status.get("releaseTime"):
             return
+        if is_cancelled(status):
+            return  # cancelled earlier; removing the annotation does not bring it back
         if status.get("releaseDecidedTime") and await child_exists(ctx, dict(body)):
             return  # released, but not recorded before a restart: the child's event records it
         spec = parse_spec(body.get("spec") or {})
@@ -94,6 +102,8 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         if known is None:
             events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
+            if snapshot.warning:
+                events.warn(ctx.kube, body, reason="UnknownRegion", message=snapshot.warning)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -106,6 +116,13 @@ async def carbonawarejob_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Non
 async def carbonawarejob_spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Edits while held re-plan; edits after release are refused by the schema."""
     await plan(context_of(memo), body, rewrite=True)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="metadata.annotations")
+async def carbonawarejob_annotated(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Overrides (``carbonaware.io/release-now``, ``hold``, ``cancel``) act at once: the
+    job is decided again with them (a cancel ends it)."""
+    await plan(context_of(memo), body)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+from carbonaware.api import display
 from carbonaware.api.carbonawarejob import PLURAL
 from carbonaware.api.conditions import Reason
+from carbonaware.handlers import events
 from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.state import HeldWork, WorkKind
-from carbonaware.scheduling.policy import Decision, JobRequest, decide
+from carbonaware.scheduling.policy import Decision, JobRequest, decide, with_overrides
 
 
 def request_of(work: HeldWork) -> JobRequest:
@@ -28,8 +31,9 @@ def request_of(work: HeldWork) -> JobRequest:
 def decide_for(
     ctx: OperatorContext, work: HeldWork, snapshot: RegionSnapshot | None, now: datetime
 ) -> Decision:
-    """The policy's decision; the horizon is the longest a next tick may take to come."""
-    return decide(
+    """The policy's decision as a person's overrides change it (``api.overrides``); the
+    horizon is the longest a next tick may take to come."""
+    decision = decide(
         request_of(work),
         snapshot.view if snapshot else None,
         snapshot.current if snapshot else None,
@@ -37,6 +41,34 @@ def decide_for(
         ctx.horizon(),
         provider_problem=snapshot.error if snapshot else None,
     )
+    return with_overrides(decision, work.overrides, now)
+
+
+def display_update(
+    work: HeldWork, snapshot: RegionSnapshot | None, now: datetime
+) -> dict[str, Any] | None:
+    """What a held CarbonAwareJob's status says about "now" that is out of date, if anything:
+    the current intensity (the value the metric shows) and the relative planned start. Plain
+    Jobs have no such columns. Each changes a few times an hour at most (the provider's
+    period, ``display.relative_start``'s steps), so refreshing them is no patch storm."""
+    if work.kind is not WorkKind.CARBON_AWARE_JOB or snapshot is None or snapshot.current is None:
+        return None
+    status = work.body.get("status") or {}
+    current = round(snapshot.current.intensity, 2)
+    wanted = {
+        "intensityDisplay": display.intensity(current),
+        "plannedStartDisplay": display.relative_start(work.planned_start, now),
+    }
+    recorded = status.get("intensity") or {}
+    if recorded.get("current") == current and all(status.get(k) == v for k, v in wanted.items()):
+        return None
+    return {**wanted, "intensity": {"current": current, "source": snapshot.current.source}}
+
+
+async def write_display(ctx: OperatorContext, work: HeldWork, doc: dict[str, Any]) -> None:
+    """Merge-patch the refreshed "now" values. Caller holds the object's lock."""
+    written = await ctx.kube.patch_status(PLURAL, work.namespace, work.name, doc)
+    work.body["status"] = written.get("status") or work.body.get("status")
 
 
 def plan_changed(work: HeldWork, decision: Decision, reason: Reason, now: datetime) -> bool:
@@ -65,10 +97,13 @@ async def write_held(
     intensity = body_status.get("intensity") or {}
     current = snapshot.current.intensity if snapshot and snapshot.current else None
     reason = reason or decision.reason
+    message = message or decision.message
+    if snapshot is not None and snapshot.warning:
+        message = f"{message} Warning: {snapshot.warning}."
     doc = status_docs.held(
         body_status.get("conditions") or [],
         reason=reason,
-        message=message or decision.message,
+        message=message,
         now=now,
         generation=work.generation,
         region=work.region,
@@ -94,5 +129,20 @@ async def write_held(
                 work.namespace, work.name, {"metadata": {"annotations": changed}}
             )
             work.body["metadata"] = written.get("metadata") or work.body.get("metadata", {})
+    announce_hold_change(ctx, work, reason, message)
     work.planned_start = decision.planned_start
     work.held_reason = reason.value
+
+
+def announce_hold_change(
+    ctx: OperatorContext, work: HeldWork, reason: Reason, message: str
+) -> None:
+    """An Event when a hold override starts or ends holding (who asked is in the message)."""
+    was_held_on_request = work.held_reason == Reason.HELD_ON_REQUEST.value
+    if reason is Reason.HELD_ON_REQUEST and not was_held_on_request:
+        events.info(ctx.kube, work.body, reason=Reason.HELD_ON_REQUEST.value, message=message)
+    elif was_held_on_request and reason is not Reason.HELD_ON_REQUEST:
+        events.info(
+            ctx.kube, work.body, reason="HoldRemoved",
+            message=f"The hold annotation was removed. {reason.value}: {message}",
+        )  # fmt: skip

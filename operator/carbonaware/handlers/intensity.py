@@ -9,6 +9,7 @@ upstream request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Iterable
@@ -67,6 +68,9 @@ class RegionSnapshot:
     forecast: tuple[IntensityPoint, ...]
     view: ForecastView | None
     error: str | None
+    warning: str | None = None
+    """Why the values are not the region's own (an unknown region served by a provider
+    that stands in for any region): a Warning Event and the condition message say so."""
 
     @property
     def source(self) -> str | None:
@@ -192,10 +196,15 @@ class RegionIntensity:
             view=view,
             error=describe_problems(errors),
         )
+        note = getattr(self.provider, "region_note", None)
+        if snapshot.source is not None and callable(note):
+            snapshot = dataclasses.replace(snapshot, warning=note(region, snapshot.source))
         previous = self._snapshots.get(region)
         if errors and (previous is None or previous.error != snapshot.error):
             # once per distinct problem, not once per tick (an unknown region never heals)
             logger.warning("intensity for region %s: %s", region, snapshot.error)
+        if snapshot.warning and (previous is None or previous.warning != snapshot.warning):
+            logger.warning("intensity for region %s: %s", region, snapshot.warning)
         self._snapshots[region] = snapshot
         self._export(snapshot, now)
         return snapshot

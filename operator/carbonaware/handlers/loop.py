@@ -24,7 +24,13 @@ from carbonaware.api.conditions import Reason
 from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext
-from carbonaware.handlers.hold import decide_for, plan_changed, write_held
+from carbonaware.handlers.hold import (
+    decide_for,
+    display_update,
+    plan_changed,
+    write_display,
+    write_held,
+)
 from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.reconcile import initial_sync, reconcile_released
 from carbonaware.handlers.refusal import backing_off
@@ -152,6 +158,18 @@ async def refresh_once(ctx: OperatorContext) -> None:
                 reason=reason, message=message,
             )  # fmt: skip
 
+    async def refresh_one(work: HeldWork) -> None:
+        nonlocal left_for_later
+        if time.monotonic() > write_until:
+            left_for_later += 1
+            return
+        async with ctx.registry.lock(work.key), contained(ctx, work.key, work.body, "record"):
+            if ctx.registry.get(work.key) is not work:
+                return
+            doc = display_update(work, snapshots.get(work.region), now)
+            if doc is not None:
+                await write_display(ctx, work, doc)
+
     async def fail_one(work: HeldWork) -> None:
         async with ctx.registry.lock(work.key), contained(ctx, work.key, work.body, "decide"):
             decide_for(ctx, work, snapshots.get(work.region), now)  # raises again: contained
@@ -173,6 +191,18 @@ async def refresh_once(ctx: OperatorContext) -> None:
             changed.append((work, decision.reason, decision.message))
     changed.sort(key=lambda item: decisions[item[0].key].planned_start)
     jobs.extend(functools.partial(hold_one, *item) for item in changed)
+    # Then the "now" values of held jobs whose plan stands (after the plans, in the same
+    # budget): what the Intensity column shows is what the metric shows.
+    rewritten = {item[0].key for item in changed}
+    released = set(plan.released)
+    jobs.extend(
+        functools.partial(refresh_one, work)
+        for work in held
+        if work.key in decisions
+        and work.key not in rewritten
+        and "/".join(work.key) not in released
+        and display_update(work, snapshots.get(work.region), now) is not None
+    )
     await bounded(jobs)
     if left_for_later:
         logger.info("%d changed plan(s) left for the next tick", left_for_later)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
+import time
+from typing import Any, cast
 
 import kopf
 
@@ -19,17 +20,29 @@ def default_identity() -> str:
     return f"{os.environ.get('POD_ID') or socket.gethostname()}-{os.getpid()}"
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
 def configure_logging(*, verbose: bool) -> None:
-    """Plain log lines; our transitions at INFO, kopf's per-object lines only when verbose.
+    """Timestamped lines (UTC, milliseconds); our transitions at INFO, kopf's per-object
+    lines and asyncssh's per-connection lines only when verbose.
 
     kopf logs every handler call on every object at INFO ("Handler ... succeeded."): with
     thousands of jobs that is nearly the whole log and a measurable share of the operator's
-    CPU at creation (bench/scale.py). Our own loggers record each transition; kopf's
-    warnings and errors (handler failures, retries) still show.
+    CPU at creation (bench/scale.py). asyncssh logs every connection and channel at INFO
+    (one probe of a ServerTarget is several lines). Our own loggers record each transition;
+    kopf's and asyncssh's warnings and errors still show.
     """
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    # kopf takes a format string as well as its LogFormat presets.
+    kopf.configure(verbose=verbose, log_format=cast(Any, LOG_FORMAT))
+    for handler in logging.getLogger().handlers:
+        if handler.formatter is not None:
+            handler.formatter.converter = time.gmtime
+            handler.formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+            handler.formatter.default_msec_format = "%s.%03dZ"
     logging.getLogger("carbonaware").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("asyncssh").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def run_operator(

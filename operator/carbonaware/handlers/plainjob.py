@@ -13,9 +13,11 @@ import kopf
 
 from carbonaware.api import labels
 from carbonaware.api.conditions import Reason
+from carbonaware.api.overrides import overrides_of
 from carbonaware.errors import SpecError
 from carbonaware.handlers import events
 from carbonaware.handlers import status as status_docs
+from carbonaware.handlers.cancel import cancel_plain_job
 from carbonaware.handlers.carbonawarejob import deferred_release
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext, context_of
@@ -37,7 +39,12 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
     meta = body["metadata"]
     key = (WorkKind.JOB.value, meta["namespace"], meta["name"])
     async with ctx.registry.lock(key), contained(ctx, key, dict(body), "plan", kopf_retries=True):
-        if not is_waiting(body) or ctx.registry.was_released(meta["uid"]):
+        overrides = overrides_of(meta)
+        if overrides.cancel:
+            await cancel_plain_job(ctx, dict(body), overrides)
+            return
+        cancelled = (meta.get("annotations") or {}).get(labels.REASON) == Reason.CANCELLED.value
+        if not is_waiting(body) or ctx.registry.was_released(meta["uid"]) or cancelled:
             ctx.registry.forget(key)
             return
         try:
@@ -68,6 +75,8 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         if first:
             events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
+            if snapshot.warning:
+                events.warn(ctx.kube, body, reason="UnknownRegion", message=snapshot.warning)
 
 
 async def report_bad_annotations(ctx: OperatorContext, body: Any, error: SpecError) -> None:

@@ -223,6 +223,7 @@ async def attach_ssh_sci(
     )
     doc["sci"] = {k: v for k, v in estimate.to_status().items() if v is not None}
     doc["sci"]["method"] += ";cpu=runner"
+    doc["sciDisplay"] = status_docs.sci_display(doc["sci"])
     doc["intensity"] = {"runMean": round(intensity.mean, 2)}
     record_metrics(ctx, namespace, estimate)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from carbonaware.api.carbonawarejob import SchedulePolicy
 from carbonaware.api.intensity import IntensityIndex
+from carbonaware.api.overrides import Overrides
 from carbonaware.api.servertarget import ServerTargetSpec
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
@@ -53,6 +54,9 @@ class HeldWork:
     """Monotonic time before which a refused create is not tried again (back-off)."""
     rejections: int = 0
     """Creates the API server refused in a row (quota, admission, RBAC)."""
+    overrides: Overrides = field(default_factory=Overrides)
+    """release-now / hold set by a person (read with ``managedFields``, before they are
+    dropped from ``body``)."""
 
     @property
     def key(self) -> Key:

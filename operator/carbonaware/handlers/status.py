@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from carbonaware.api import labels
+from carbonaware.api import display, labels
 from carbonaware.api.conditions import (
     ConditionStatus,
     ConditionType,
@@ -88,6 +88,8 @@ def held(
         "latestStartTime": format_time(latest_start),
         "latestStartBound": latest_start_bound,
         "plannedStartTime": format_time(planned_start) if planned_start else None,
+        "plannedStartDisplay": display.relative_start(planned_start, now),
+        "intensityDisplay": display.intensity(current),
         "observedGeneration": generation,
         "intensity": {k: v for k, v in intensity.items() if v is not None},
     }
@@ -145,6 +147,8 @@ def released(
         "latestStartBound": latest_start_bound,
         "releaseTime": format_time(now),
         "plannedStartTime": None,  # the plan is done; a merge patch null removes it
+        "plannedStartDisplay": None,
+        "intensityDisplay": display.intensity(current),
         "observedGeneration": generation,
         "intensity": intensity,
     }
@@ -178,6 +182,36 @@ def failed(
         "observedGeneration": generation,
         "completionTime": format_time(now),
     }
+
+
+def cancelled(
+    conditions: Conditions, *, message: str, now: datetime, generation: int | None
+) -> Status:
+    """Ended on request (``carbonaware.io/cancel``): Failed, reason Cancelled, not held."""
+    doc = failed(
+        conditions, reason=Reason.CANCELLED, message=message, now=now, generation=generation
+    )
+    held_condition = next(
+        (c for c in doc["conditions"] if c.get("type") == ConditionType.HELD.value), None
+    )
+    if held_condition is not None and held_condition.get("status") == ConditionStatus.TRUE.value:
+        doc["conditions"] = set_condition(
+            doc["conditions"],
+            type=ConditionType.HELD,
+            status=ConditionStatus.FALSE,
+            reason=Reason.CANCELLED,
+            message=message,
+            now=now,
+            generation=generation,
+        )
+    doc["plannedStartTime"] = None
+    doc["plannedStartDisplay"] = None
+    return doc
+
+
+def sci_display(sci: dict[str, Any]) -> str | None:
+    """``status.sciDisplay`` for a ``status.sci`` document."""
+    return display.sci(sci.get("perUnitGrams"), sci.get("functionalUnit"))
 
 
 def plain_job_annotations(status: Status, *, reason: Reason) -> dict[str, str | None]:
@@ -235,3 +269,12 @@ def released_from_child(parent: dict[str, Any], child: dict[str, Any]) -> Status
         at_creation=intensity.get("atCreation"),
         latest_start_bound=status.get("latestStartBound"),
     )
+
+
+def plain_job_cancelled_annotations() -> dict[str, str | None]:
+    """A managed plain Job cancelled on request: Failed, Cancelled, no plan left."""
+    return {
+        labels.STATE: JobState.FAILED.value,
+        labels.REASON: Reason.CANCELLED.value,
+        labels.PLANNED_START_TIME: None,
+    }

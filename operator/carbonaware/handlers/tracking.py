@@ -236,6 +236,7 @@ async def attach_sci(
     if measurement is None:
         return
     doc["sci"] = {k: v for k, v in measurement.estimate.to_status().items() if v is not None}
+    doc["sciDisplay"] = status_docs.sci_display(doc["sci"])
     intensity = dict(doc.get("intensity") or {})
     if measurement.run_mean is not None:
         intensity["runMean"] = round(measurement.run_mean, 2)
@@ -251,6 +252,9 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
     key = (WorkKind.JOB.value, meta["namespace"], meta["name"])
     outcome, _ = job_outcome(job)
     if labels.RELEASE_TIME not in annotations:
+        return
+    if outcome is None and annotations.get(labels.REASON) == Reason.CANCELLED.value:
+        ctx.registry.untrack(key, str(meta["uid"]))  # suspended again by a cancel: not running
         return
     if outcome is None:
         ctx.registry.track(

@@ -19,6 +19,7 @@ from carbonaware.api.carbonawarejob import (
     Schedule,
     SchedulePolicy,
 )
+from carbonaware.api.overrides import overrides_of
 from carbonaware.errors import SpecError
 from carbonaware.handlers.state import HeldWork, TargetKey, WorkKind
 
@@ -157,6 +158,7 @@ def _held_work(
         planned_start=planned_start,
         held_reason=held_reason,
         body=held_body(body),
+        overrides=overrides_of(meta),
     )
 
 

@@ -374,10 +374,35 @@ class ProviderChain:
             for provider in providers
         ]
         self._on_fetch = on_fetch
+        self._unknown_to: dict[str, set[str]] = {}
+        """Members that said they do not know a region, by region (latest calls)."""
 
     @property
     def name(self) -> str:
         return "chain"
+
+    def region_note(self, region: str, source: str | None) -> str | None:
+        """Why the values ``source`` gave for ``region`` are not that region's own: members
+        before it do not know the region, or ``source`` stands in for any region."""
+        notes = [
+            f"{name} does not know region {region!r}"
+            for name in sorted(self._unknown_to.get(region, set()))
+            if name != source
+        ]
+        for member in self.members:
+            if member.name == source:
+                own = getattr(member.provider, "region_note", None)
+                note = own(region, source) if callable(own) else None
+                if note:
+                    notes.append(str(note))
+        return "; ".join(notes) or None
+
+    def _remember_unknown(self, region: str, errors: list[ProviderError]) -> None:
+        names = {e.provider for e in errors if isinstance(e, UnknownRegionError)}
+        if names:
+            self._unknown_to[region] = names
+        else:
+            self._unknown_to.pop(region, None)
 
     @property
     def providers(self) -> list[Provider]:
@@ -397,9 +422,12 @@ class ProviderChain:
         errors: list[ProviderError] = []
         for member in self.members:
             try:
-                return await member.current(region)
+                point = await member.current(region)
             except ProviderError as error:
                 errors.append(error)
+                continue
+            self._remember_unknown(region, errors)
+            return point
         for member in self.members:
             stale = member.stale_current(region)
             if stale is not None:

@@ -45,6 +45,15 @@ def provider_names(settings: OperatorSettings) -> list[str]:
     return names
 
 
+def trace_home_region(path: Path) -> str | None:
+    """The region a shipped trace's data comes from (from its file name), if known."""
+    if path.name.startswith("gb_neso"):
+        return "GB"
+    if path.name.startswith("electricitymaps_"):
+        return path.name.split("_")[1]
+    return None
+
+
 def trace_attribution(path: Path) -> str | None:
     """The data owner to credit for a shipped trace (see data/traces/README.md)."""
     if path.name.startswith("gb_neso"):
@@ -118,6 +127,7 @@ def build_single_provider(
             shift_to_now=settings.trace_shift_to_now,
             now=clock,
             attribution=trace_attribution(path),
+            home_region=trace_home_region(path),
         )
     raise ConfigError(f"unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}")
 

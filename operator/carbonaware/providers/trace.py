@@ -58,8 +58,11 @@ class TraceProvider:
         now: Clock = utc_now,
         regions: Collection[str] | None = None,
         attribution: str | None = None,
+        home_region: str | None = None,
     ) -> None:
-        """``regions``: region keys this trace answers for; None answers for any region."""
+        """``regions``: region keys this trace answers for; None answers for any region.
+        ``home_region``: where the data comes from (``GB``, ``DE``), when known: a trace that
+        answers for any region says so for the others (:meth:`region_note`)."""
         if len(trace) < 2:
             raise ProviderDataError(name, f"trace {trace.name} has fewer than two periods")
         self._trace = trace
@@ -68,6 +71,7 @@ class TraceProvider:
         self._now = now
         self._regions = {r.strip().upper() for r in regions} if regions is not None else None
         self.attribution = attribution
+        self.home_region = home_region.strip().upper() if home_region else None
         self._position = {start: i for i, start in enumerate(trace.starts)}
         self._first = trace.starts[0]
         self._span = trace.starts[-1] + trace.step - self._first
@@ -146,6 +150,19 @@ class TraceProvider:
                 if index is not None:
                     return index
         return None
+
+    def region_note(self, region: str, source: str | None = None) -> str | None:
+        """Why values for ``region`` are not that region's own: this trace holds another
+        region's data and stands in for every region (None: they are its own, or unknown)."""
+        if self._regions is not None or self.home_region is None:
+            return None
+        country = region.strip().upper().split("-", 1)[0]
+        if country == self.home_region:
+            return None
+        return (
+            f"trace {self._trace.name} holds {self.home_region} data; its values stand in for "
+            f"region {region!r}, which no configured provider knows"
+        )
 
     def _check_region(self, region: str) -> None:
         if self._regions is not None and region.strip().upper() not in self._regions:

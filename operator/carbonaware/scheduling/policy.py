@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import Schedule, SchedulePolicy
 from carbonaware.api.conditions import Reason
 from carbonaware.api.durations import format_duration
 from carbonaware.api.intensity import IntensityIndex, IntensityPoint
+from carbonaware.api.overrides import HoldMode, Overrides
 from carbonaware.scheduling.view import ForecastView
 
 UNIT = "gCO2e/kWh"
@@ -72,6 +74,14 @@ class Decision:
     mean_now: float | None = None
     threshold: str | None = None
     provider_problem: str | None = None
+    requested_by: str | None = None
+    """Who set the override this decision follows (release-now or hold), if any."""
+    forced: bool = False
+    """A hold that the deadline does not end (``carbonaware.io/hold: force``)."""
+    intensity_now: float | None = None
+    """The region's current intensity, the one value called "now" everywhere (status
+    ``intensity.current``, the ``carbonaware_grid_intensity_grams_per_kwh`` metric).
+    ``mean_now`` may be a window mean (a run started now), and is labelled so."""
 
     @property
     def message(self) -> str:
@@ -114,12 +124,47 @@ def decide(
         decision = _decide_threshold(job, view, current, now, tick)
     else:
         decision = _decide_forecast(job, view, current, now, tick)
+    decision = dataclasses.replace(
+        decision, intensity_now=current.intensity if current is not None else None
+    )
     if provider_problem and decision.reason in _WITHOUT_DATA:
         return dataclasses.replace(decision, provider_problem=provider_problem)
     return decision
 
 
 _WITHOUT_DATA = frozenset({Reason.FORECAST_UNAVAILABLE, Reason.PROVIDER_UNAVAILABLE})
+# Releases that keep the deadline: a plain hold override lets them through.
+_DEADLINE_RELEASES = frozenset({Reason.DEADLINE_REACHED, Reason.PROVIDER_UNAVAILABLE})
+
+
+def with_overrides(decision: Decision, overrides: Overrides, now: datetime) -> Decision:
+    """The policy's ``decision`` as a person's overrides change it (see ``api.overrides``).
+
+    release-now releases at once; hold keeps holding, except that a deadline release still
+    goes unless the hold is forced; release-now wins over hold. Cancel is not a decision:
+    the caller ends the job before deciding.
+    """
+    if overrides.release_now:
+        return dataclasses.replace(
+            decision,
+            release=True,
+            reason=Reason.MANUAL_RELEASE,
+            planned_start=now,
+            requested_by=overrides.release_now_by,
+        )
+    if overrides.hold is None:
+        return decision
+    forced = overrides.hold is HoldMode.FORCE
+    if decision.release and decision.reason in _DEADLINE_RELEASES and not forced:
+        return decision
+    return dataclasses.replace(
+        decision,
+        release=False,
+        reason=Reason.HELD_ON_REQUEST,
+        planned_start=decision.latest_start,
+        requested_by=overrides.hold_by,
+        forced=forced,
+    )
 
 
 def _decide_immediate(
@@ -299,20 +344,37 @@ def _message(decision: Decision) -> str:
     latest = _time(decision.latest_start)
     if reason is Reason.IMMEDIATE:
         return "Released at once: the policy is Immediate."
+    if reason is Reason.MANUAL_RELEASE:
+        return (
+            f"Released on request: annotation {labels.RELEASE_NOW} set by "
+            f"{decision.requested_by} (intensity now {_grams(decision.intensity_now)})."
+        )
+    if reason is Reason.HELD_ON_REQUEST and decision.forced:
+        return (
+            f"Held on request past any deadline: annotation {labels.HOLD}=force set by "
+            f"{decision.requested_by}; it is released only when the annotation is removed."
+        )
+    if reason is Reason.HELD_ON_REQUEST:
+        return (
+            f"Held on request: annotation {labels.HOLD} set by {decision.requested_by}; "
+            f'the deadline still releases it at {latest} (set the annotation to "force" '
+            "to hold past it, remove it to let the policy decide)."
+        )
     if reason is Reason.LOW_CARBON_WINDOW:
         return (
             f"Released: starting now is the lowest-carbon {run} window before the latest start "
-            f"{latest} (expected mean {_grams(decision.planned_window_mean)})."
+            f"{latest} (expected {run} window mean {_grams(decision.planned_window_mean)}; "
+            f"intensity now {_grams(decision.intensity_now)})."
         )
     if reason is Reason.THRESHOLD_MET:
         return (
-            f"Released: the grid intensity is {_grams(decision.mean_now)}, within the "
+            f"Released: the grid intensity now is {_grams(decision.intensity_now)}, within the "
             f"threshold ({decision.threshold})."
         )
     if reason is Reason.DEADLINE_REACHED:
         return (
             f"Released at the latest start {latest} so the run can meet its deadline "
-            f"(intensity now {_grams(decision.mean_now)})."
+            f"(intensity now {_grams(decision.intensity_now)})."
         )
     if reason is Reason.PROVIDER_UNAVAILABLE:
         return (
@@ -322,8 +384,9 @@ def _message(decision: Decision) -> str:
     if reason is Reason.WAITING_FOR_LOWER_INTENSITY:
         return (
             f"Held for the lower-carbon window starting {_time(decision.planned_start)} "
-            f"(expected mean {_grams(decision.planned_window_mean)} over {run}, against "
-            f"{_grams(decision.mean_now)} now); it starts by {latest} at the latest."
+            f"(expected {run} window mean {_grams(decision.planned_window_mean)}, against a "
+            f"{run} window mean of {_grams(decision.mean_now)} if started now; intensity now "
+            f"{_grams(decision.intensity_now)}); it starts by {latest} at the latest."
         )
     if reason is Reason.WAITING_FOR_THRESHOLD:
         expected = (
@@ -333,7 +396,7 @@ def _message(decision: Decision) -> str:
         )
         return (
             f"Held until the grid intensity is {decision.threshold} (now "
-            f"{_grams(decision.mean_now)}){expected}; it starts by {latest} at the latest."
+            f"{_grams(decision.intensity_now)}){expected}; it starts by {latest} at the latest."
         )
     if reason is Reason.FORECAST_UNAVAILABLE:
         missing = "current intensity" if decision.threshold else "forecast before the latest start"

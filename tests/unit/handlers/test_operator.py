@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 import kopf
@@ -27,7 +28,7 @@ def test_kopf_workers_turn_over_fast_enough_for_bulk_creation() -> None:
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    names = ("", "carbonaware", "kopf.objects", "asyncio")
+    names = ("", "carbonaware", "kopf.objects", "asyncio", "asyncssh")
     saved = {
         name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers))
         for name in names
@@ -50,3 +51,26 @@ def test_kopf_per_object_info_lines_only_when_verbose() -> None:
     configure_logging(verbose=True)
     assert objects.isEnabledFor(logging.DEBUG)
     assert logging.getLogger("carbonaware").isEnabledFor(logging.DEBUG)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_asyncssh_connection_lines_only_when_verbose() -> None:
+    configure_logging(verbose=False)
+    asyncssh_logger = logging.getLogger("asyncssh")
+    assert not asyncssh_logger.isEnabledFor(logging.INFO)  # "Opening SSH connection to ..."
+    assert asyncssh_logger.isEnabledFor(logging.WARNING)
+    configure_logging(verbose=True)
+    assert asyncssh_logger.isEnabledFor(logging.DEBUG)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_every_line_has_a_utc_timestamp() -> None:
+    configure_logging(verbose=False)
+    record = logging.LogRecord(
+        "carbonaware.x", logging.INFO, __file__, 1, "released %s", ("a",), None
+    )
+    (handler,) = [h for h in logging.getLogger().handlers if h.formatter is not None][-1:]
+    line = handler.format(record)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO    carbonaware\.x: released a", line
+    ), line

@@ -325,3 +325,16 @@ async def _until(condition: Callable[[], bool], limit_seconds: float = 5.0) -> N
             await asyncio.sleep(0)
 
     await asyncio.wait_for(wait(), limit_seconds)
+
+
+async def test_an_unknown_region_served_by_a_fallback_is_named_as_such() -> None:
+    clock = FakeClock(NOW)
+    primary, fallback = ScriptedProvider("ukci", clock), ScriptedProvider("static", clock)
+    chain = ProviderChain([primary, fallback], clock=clock)
+    primary.failure = UnknownRegionError("ukci", "region 'XX' is not a GB region key")
+    point = await chain.current("XX")
+    assert point.source == "static"
+    assert chain.region_note("XX", point.source) == "ukci does not know region 'XX'"
+    primary.failure = None
+    point = await chain.current("GB")
+    assert chain.region_note("GB", point.source) is None

@@ -240,3 +240,15 @@ async def test_the_de_trace_replays_hourly(tmp_path: Path) -> None:
     assert len(points) == 25
     assert points[0].start == datetime(2026, 3, 10, 9, tzinfo=UTC)
     assert all(p.end - p.start == timedelta(hours=1) for p in points)
+
+
+def test_a_trace_that_stands_in_for_any_region_says_so_for_other_regions(gb: Trace) -> None:
+    provider = TraceProvider(gb, now=FakeClock(datetime(2026, 3, 1, tzinfo=UTC)), home_region="GB")
+    assert provider.region_note("GB") is None
+    assert provider.region_note("GB-13") is None
+    note = provider.region_note("XX")
+    assert note is not None
+    assert "holds GB data" in note
+    assert "'XX'" in note
+    restricted = TraceProvider(gb, now=FakeClock(datetime(2026, 3, 1, tzinfo=UTC)), regions=["GB"])
+    assert restricted.region_note("XX") is None  # it refuses XX instead (UnknownRegionError)

@@ -1,0 +1,83 @@
+"""``kubectl carbonaware report``: aggregation by hand-computed numbers, the csv, markdown
+and table output (golden), and the PNG (its size and that it is drawn)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from carbonaware.plugin.plot import plot_report
+from carbonaware.plugin.report import build_report, render_table, to_csv, to_json, to_markdown
+
+from .inputs import DONE, HELD, NOW, PLAIN_DONE, PLAIN_HELD
+from .test_plan import check_golden, rendered, update
+
+__all__ = ["update"]
+
+
+def report(namespace: str | None = None):  # type: ignore[no-untyped-def]
+    return build_report([*DONE, HELD], [PLAIN_DONE, PLAIN_HELD], since=NOW - timedelta(days=30),
+                        until=NOW, namespace=namespace)  # fmt: skip
+
+
+def test_runs_are_grouped_by_namespace_and_policy_within_the_period() -> None:
+    groups = {(g.namespace, g.policy): g for g in report().groups}
+    assert set(groups) == {("etl", "Forecast"), ("ml", "Forecast"), ("ml", "Threshold")}
+    etl = groups[("etl", "Forecast")]  # d and the plain Job; "old" is before the period
+    assert (etl.runs, etl.emitted_grams, etl.avoided_grams) == (2, 42.0, 10.5)
+    assert etl.energy_kwh == pytest.approx(0.21)
+    assert etl.sci_per_unit == 21.0
+    threshold = groups[("ml", "Threshold")]
+    assert threshold.avoided_grams == -0.5  # signed: it emitted more than at creation
+    total = report().total
+    assert total.runs == 5
+    assert total.emitted_grams == pytest.approx(57.500207591013873034)
+    assert total.avoided_grams == pytest.approx(14.2501)
+
+
+def test_daily_emitted_and_counterfactual() -> None:
+    daily = report().daily
+    assert set(daily) == {date(2026, 3, 1), date(2026, 2, 28)}
+    assert daily[date(2026, 2, 28)] == (43.0, 52.5)
+    emitted, counterfactual = daily[date(2026, 3, 1)]
+    assert emitted == pytest.approx(14.500207591013873)
+    assert counterfactual == pytest.approx(19.250307591013873)
+
+
+def test_one_namespace() -> None:
+    assert {g.namespace for g in report("ml").groups} == {"ml"}
+
+
+def test_csv_parses_and_ends_with_the_total(update: bool) -> None:
+    text = to_csv(report())
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[-1]["namespace"] == "(all)"
+    assert float(rows[-1]["emittedGrams"]) == pytest.approx(57.500208, abs=1e-6)
+    assert rows[0]["intensitySources"] == "ukci"
+    check_golden("report.csv", text, update)
+
+
+def test_json_markdown_and_table(update: bool) -> None:
+    document = json.loads(to_json(report()))
+    assert document["total"]["runs"] == 5
+    assert [d["day"] for d in document["daily"]] == ["2026-02-28", "2026-03-01"]
+    check_golden("report.md", to_markdown(report()), update)
+    check_golden("report.txt", rendered(render_table, report()), update)
+
+
+def test_the_plot_is_an_800_by_400_png_with_both_series(tmp_path: Path) -> None:
+    path = tmp_path / "report.png"
+    plot_report(report(), path)
+    assert path.stat().st_size > 10_000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == (800, 400)
+        colours = {colour for _, colour in image.convert("RGB").getcolors(maxcolors=1 << 16) or []}
+    assert (0x2A, 0x9D, 0x8F) in colours  # emitted bars
+    assert (0xBB, 0xBB, 0xBB) in colours  # counterfactual bars
