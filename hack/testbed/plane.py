@@ -1,0 +1,470 @@
+"""LocalPlane: one control plane (etcd, API server, controllers, kwok) living in a workdir."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from .build import Binaries, binaries, ensure_built, kubernetes_version
+from .client import PlaneClient
+from .common import (
+    CLIENT_ENVIRONMENT,
+    STATE_FILE,
+    STOP_ORDER,
+    LocalPlaneError,
+    cache_dir,
+    log,
+    poll,
+)
+from .components import control_plane_argv
+from .kwok import (
+    DEFAULT_NODES,
+    DEFAULT_POD_COMPLETE_DELAY_MS,
+    KWOK_NODE_ANNOTATION,
+    POD_COMPLETE_DELAY_ANNOTATION,
+    POD_EXIT_CODE_ANNOTATION,
+    KwokNode,
+    kwok_stages_yaml,
+)
+from .pki import CLIENTS, create_pki, write_kubeconfig
+from .process import Component, exited, free_ports, log_excerpt, process_start_ticks, rss_bytes
+
+
+def default_workdir() -> Path:
+    explicit = os.environ.get("CARBONAWARE_LOCALPLANE_DIR")
+    return Path(explicit).expanduser() if explicit else cache_dir() / "localplane"
+
+
+_RUNNING_PLANES: list[LocalPlane] = []
+
+
+@atexit.register
+def _stop_attached_planes() -> None:
+    for plane in list(_RUNNING_PLANES):
+        with contextlib.suppress(LocalPlaneError):
+            plane.stop()
+
+
+class LocalPlane(PlaneClient):
+    """One local control plane living in `workdir` (state, PKI, etcd data, logs)."""
+
+    KWOK_NODE_ANNOTATION = KWOK_NODE_ANNOTATION
+    POD_COMPLETE_DELAY_ANNOTATION = POD_COMPLETE_DELAY_ANNOTATION
+    POD_EXIT_CODE_ANNOTATION = POD_EXIT_CODE_ANNOTATION
+    DEFAULT_POD_COMPLETE_DELAY_MS = DEFAULT_POD_COMPLETE_DELAY_MS
+
+    def __init__(
+        self,
+        workdir: Path | str,
+        *,
+        nodes: Sequence[KwokNode] | None = None,
+        pod_complete_delay_ms: int = DEFAULT_POD_COMPLETE_DELAY_MS,
+    ) -> None:
+        """`nodes` defaults to those of the plane last started here, else DEFAULT_NODES."""
+        self.workdir = Path(workdir).resolve()
+        self.nodes = DEFAULT_NODES if nodes is None else tuple(nodes)
+        self._nodes_given = nodes is not None
+        self.pod_complete_delay_ms = pod_complete_delay_ms
+        self.timings: dict[str, float] = {}
+        self._components: dict[str, Component] = {}
+        self._server: str | None = None
+        self._ports: dict[str, int] = {}
+        self._binaries: Binaries | None = None
+        self._load_state()
+
+    @classmethod
+    def from_env(cls) -> LocalPlane:
+        """The plane in $CARBONAWARE_LOCALPLANE_DIR (default: <cache>/localplane)."""
+        return cls(default_workdir())
+
+    # ----- paths and identity
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (client certificate in system:masters)."""
+        return self.workdir / "kubeconfig"
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def server(self) -> str:
+        """The API server URL, https://127.0.0.1:PORT."""
+        if self._server is None:
+            raise LocalPlaneError(f"the plane in {self.workdir} has not been started")
+        return self._server
+
+    @property
+    def binaries(self) -> Binaries:
+        if self._binaries is None:
+            self._binaries = binaries()
+        return self._binaries
+
+    @property
+    def node_names(self) -> list[str]:
+        return [node.name for node in self.nodes]
+
+    def ensure_built(self) -> dict[str, float]:
+        """Build missing binaries; return build seconds of those built now."""
+        self._binaries, timings = ensure_built()
+        return timings
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point kubectl, helm and Kubernetes clients here."""
+        path = os.pathsep.join(
+            [*(str(d) for d in self.binaries.path_dirs), os.environ.get("PATH", "")]
+        )
+        return {"KUBECONFIG": str(self.kubeconfig), "PATH": path, **CLIENT_ENVIRONMENT}
+
+    # ----- state
+
+    def _state_path(self) -> Path:
+        return self.workdir / STATE_FILE
+
+    def _save_state(self) -> None:
+        state = {
+            "server": self._server,
+            "ports": self._ports,
+            "nodes": [dataclasses.asdict(node) for node in self.nodes],
+            "components": {
+                name: {
+                    "argv": c.argv,
+                    "log": str(c.log),
+                    "pid": c.pid,
+                    "start_ticks": c.start_ticks,
+                }
+                for name, c in self._components.items()
+            },
+        }
+        tmp = self._state_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self._state_path())
+
+    def _load_state(self) -> None:
+        try:
+            state = json.loads(self._state_path().read_text())
+        except (OSError, ValueError):
+            return
+        self._server = state.get("server")
+        self._ports = dict(state.get("ports", {}))
+        if state.get("nodes") and not self._nodes_given:
+            self.nodes = tuple(KwokNode(**node) for node in state["nodes"])
+        for name, c in state.get("components", {}).items():
+            self._components[name] = Component(
+                name=name,
+                argv=list(c["argv"]),
+                log=Path(c["log"]),
+                pid=int(c["pid"]),
+                start_ticks=int(c["start_ticks"]),
+            )
+
+    # ----- processes
+
+    def pids(self) -> dict[str, int]:
+        """PID of each component that is alive."""
+        return {name: c.pid for name, c in self._components.items() if c.alive()}
+
+    def is_running(self) -> bool:
+        return any(c.alive() for c in self._components.values())
+
+    def rss_bytes(self) -> dict[str, int]:
+        """Resident memory of each live component."""
+        return {name: rss_bytes(pid) for name, pid in self.pids().items()}
+
+    def log_path(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    def _launch(self, name: str, argv: list[str]) -> Component:
+        log = self.log_path(name)
+        with log.open("ab") as log_file:
+            log_file.write(f"\n==== {time.strftime('%F %T')} starting: {argv}\n".encode())
+            log_file.flush()
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env={**os.environ, **CLIENT_ENVIRONMENT},
+                start_new_session=True,
+            )
+        ticks = process_start_ticks(process.pid) or 0
+        component = Component(name, argv, log, process.pid, ticks, process)
+        self._components[name] = component
+        self._save_state()
+        return component
+
+    def _check_alive(self, names: Sequence[str]) -> None:
+        for name in names:
+            component = self._components[name]
+            if not component.alive():
+                raise LocalPlaneError(
+                    f"{name} {component.exit_description()} while the plane was starting; "
+                    f"see {component.log}\n{log_excerpt(component.log)}"
+                )
+
+    def _terminate(self, names: Sequence[str], grace: float) -> None:
+        """SIGTERM, then SIGKILL whatever is still running after `grace` seconds."""
+        live = [self._components[n] for n in names if n in self._components]
+        live = [c for c in live if c.alive()]
+        for component in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(component.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for component in live:
+            while component.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if component.alive():
+                # kube-apiserver waits up to 60 s for open watch connections to close.
+                log(
+                    f"{component.name} (pid {component.pid}) still running {grace:.0f} s "
+                    "after SIGTERM; sending SIGKILL"
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(component.pid, signal.SIGKILL)
+            if component.process is not None:
+                component.process.wait(timeout=10)
+            else:
+                poll(
+                    functools.partial(exited, component),
+                    timeout=10,
+                    what=f"{component.name} (pid {component.pid}) to exit",
+                    interval=0.05,
+                )
+
+    # ----- HTTP
+
+    def _api_ready(self) -> bool | None:
+        try:
+            status, _ = self.api("GET", "/readyz", timeout=2)
+        except (OSError, ssl.SSLError):
+            return None
+        return True if status == 200 else None
+
+    @staticmethod
+    def _https_healthy(port: int, path: str = "/healthz") -> bool | None:
+        # The controller-manager and scheduler serve health with a self-signed cert.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{port}{path}", context=context, timeout=2
+            ) as response:
+                return True if response.status == 200 else None
+        except (OSError, ssl.SSLError):
+            return None
+
+    def _etcd_healthy(self) -> bool | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self._ports['etcd-client']}/health", timeout=2
+            ) as response:
+                return True if json.loads(response.read()).get("health") == "true" else None
+        except (OSError, ValueError):
+            return None
+
+    # ----- start / stop
+
+    def start(self, *, timeout: float = 120, detach: bool = False) -> None:
+        """Start every component and wait until the plane can run pods.
+
+        Returns when /readyz is ok, all kwok nodes are Ready, the scheduler and
+        controller-manager answer /healthz and the default ServiceAccount exists.
+        Without `detach`, the plane is stopped when this Python process exits.
+        `timings` then holds seconds since the call (``*_at_s``) and durations (``*_s``).
+        """
+        if self.is_running():
+            raise LocalPlaneError(
+                f"a plane is already running in {self.workdir} (pids {self.pids()}); stop it first"
+            )
+        bins = self.binaries
+        started = time.monotonic()
+        self.timings = {}
+        self._reset_workdir()
+        names = ["etcd-client", "etcd-peer", "kube-apiserver"]
+        names += ["kube-controller-manager", "kube-scheduler"]
+        self._ports = dict(zip(names, free_ports(len(names)), strict=True))
+        self._server = f"https://127.0.0.1:{self._ports['kube-apiserver']}"
+        argv = control_plane_argv(bins, self._ports, self.pki, self.workdir)
+        if not detach:
+            _RUNNING_PLANES.append(self)
+        try:
+            self._start_components(argv, timeout, started)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _reset_workdir(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for stale in ("etcd", "kube-controller-manager", "kube-scheduler"):
+            shutil.rmtree(self.workdir / stale, ignore_errors=True)
+        self.logs.mkdir(exist_ok=True)
+        self._components = {}
+
+    def _pki_complete(self) -> bool:
+        """A previous start in this workdir left a full PKI (it does not depend on ports)."""
+        names = ["ca", "apiserver", "front-proxy-ca", "front-proxy-client"]
+        names += [client for client, _ in CLIENTS]
+        files = [self.pki / f"{name}.{ext}" for name in names for ext in ("key", "crt")]
+        files += [self.pki / "service-account.key", self.pki / "service-account.pub"]
+        return all(path.is_file() for path in files)
+
+    def _write_configuration(self) -> None:
+        """PKI (kept from an earlier start in this workdir), kubeconfigs, kwok stages."""
+        if not self._pki_complete():
+            shutil.rmtree(self.pki, ignore_errors=True)
+            create_pki(self.pki)
+        write_kubeconfig(
+            self.kubeconfig, server=self.server, pki=self.pki, client="admin", user="admin"
+        )
+        for client in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            write_kubeconfig(
+                self.workdir / f"{client}.kubeconfig",
+                server=self.server,
+                pki=self.pki,
+                client=client,
+                user=client,
+            )
+        (self.workdir / "kwok-stages.yaml").write_text(kwok_stages_yaml(self.pod_complete_delay_ms))
+
+    def _start_components(self, argv: dict[str, list[str]], timeout: float, t0: float) -> None:
+        deadline = t0 + timeout
+
+        def remaining() -> float:
+            return max(deadline - time.monotonic(), 0.1)
+
+        def mark(name: str) -> None:
+            self.timings[name] = time.monotonic() - t0
+
+        # etcd needs no certificates: it boots while the PKI is made.
+        self._launch("etcd", argv["etcd"])
+        self._write_configuration()
+        mark("pki_ready_at_s")
+        poll(
+            self._etcd_healthy,
+            timeout=remaining(),
+            what=f"etcd /health (log: {self.log_path('etcd')})",
+            on_wait=lambda: self._check_alive(["etcd"]),
+        )
+        mark("etcd_ready_at_s")
+
+        apiserver_launched = time.monotonic()
+        self._launch("kube-apiserver", argv["kube-apiserver"])
+        poll(
+            self._api_ready,
+            timeout=remaining(),
+            what=f"kube-apiserver /readyz (log: {self.log_path('kube-apiserver')})",
+            on_wait=lambda: self._check_alive(["etcd", "kube-apiserver"]),
+        )
+        self.timings["apiserver_ready_after_launch_s"] = time.monotonic() - apiserver_launched
+        mark("apiserver_ready_at_s")
+
+        clients = ["kube-controller-manager", "kube-scheduler", "kwok"]
+        for name in clients:
+            self._launch(name, argv[name])
+        for node in self.nodes:
+            self._create_node(node)
+        everything = ["etcd", "kube-apiserver", *clients]
+
+        def check_alive() -> None:
+            self._check_alive(everything)
+
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            poll(
+                functools.partial(self._https_healthy, self._ports[name]),
+                timeout=remaining(),
+                what=f"{name} /healthz (log: {self.log_path(name)})",
+                on_wait=check_alive,
+            )
+            mark(f"{name}_healthy_at_s")
+        poll(
+            self._nodes_ready,
+            timeout=remaining(),
+            what=f"kwok nodes {self.node_names} to be Ready (log: {self.log_path('kwok')})",
+            on_wait=check_alive,
+        )
+        mark("nodes_ready_at_s")
+        poll(
+            lambda: self._service_account_exists("default"),
+            timeout=remaining(),
+            what=f"the default ServiceAccount (log: {self.log_path('kube-controller-manager')})",
+            on_wait=check_alive,
+        )
+        mark("plane_ready_s")
+
+    def _create_node(self, node: KwokNode) -> None:
+        status, body = self.api("POST", "/api/v1/nodes", node.manifest(kubernetes_version()))
+        if status not in (201, 409):
+            raise LocalPlaneError(f"creating node {node.name} failed ({status}): {body}")
+
+    def _nodes_ready(self) -> bool | None:
+        status, body = self.api("GET", "/api/v1/nodes")
+        if status != 200:
+            return None
+        ready = set()
+        for item in body.get("items", []):
+            for condition in item.get("status", {}).get("conditions", []):
+                if condition.get("type") == "Ready" and condition.get("status") == "True":
+                    ready.add(item["metadata"]["name"])
+        return True if ready >= set(self.node_names) else None
+
+    def stop(self, *, grace: float = 10) -> None:
+        """Stop every component (API clients first, etcd last) and wait for them to exit."""
+        for group in (STOP_ORDER[:3], STOP_ORDER[3:4], STOP_ORDER[4:]):
+            self._terminate(group, grace)
+        if self in _RUNNING_PLANES:
+            _RUNNING_PLANES.remove(self)
+        if self._state_path().exists():
+            self._save_state()
+
+    def stop_apiserver(self, *, grace: float = 2) -> None:
+        """Stop only the API server (its clients keep running and retry)."""
+        self._terminate(["kube-apiserver"], grace)
+
+    def start_apiserver(self, *, timeout: float = 60) -> None:
+        """Start the API server again with the same flags and port; wait for /readyz."""
+        previous = self._components.get("kube-apiserver")
+        if previous is None:
+            raise LocalPlaneError("the API server was never started in this plane")
+        if previous.alive():
+            raise LocalPlaneError(f"the API server is still running (pid {previous.pid})")
+        started = time.monotonic()
+        self._launch("kube-apiserver", previous.argv)
+        poll(
+            self._api_ready,
+            timeout=timeout,
+            what=f"kube-apiserver /readyz after restart (log: {self.log_path('kube-apiserver')})",
+            on_wait=lambda: self._check_alive(["etcd", "kube-apiserver"]),
+        )
+        self.timings["apiserver_restart_ready_s"] = time.monotonic() - started
+
+    def restart_apiserver(self, *, timeout: float = 60) -> None:
+        """Stop the API server process and start it again (same flags, same port)."""
+        self.stop_apiserver()
+        self.start_apiserver(timeout=timeout)
+
+    def __enter__(self) -> LocalPlane:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- conveniences for tests and the demo
