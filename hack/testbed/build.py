@@ -28,6 +28,9 @@ KUBERNETES_TOOLS_MODULE = REPO_ROOT / "hack" / "k8s"
 # Pins. kwok and Helm are plain Go modules; Kubernetes is pinned in hack/k8s/go.mod.
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+# Add-ons of the real worker node. metrics-server v0.9.1 needs a newer Go than the pin.
+METRICS_SERVER_VERSION = "v0.9.0"
+COREDNS_VERSION = "v1.15.0"
 # Kubernetes minor of the client-go Helm is built with (its release Makefile stamps it).
 HELM_KUBERNETES_MINOR = "37"
 # Go release the pins are built with. A different local Go fetches this one through
@@ -166,12 +169,14 @@ def _install_built(staging: Path, target_dir: Path, names: Sequence[str]) -> Non
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run_go(argv: list[str], env: Mapping[str, str], cwd: Path, what: str) -> None:
-    """Run one Go build, printing the elapsed time every 30 s so it never looks hung."""
+def run_with_progress(argv: list[str], env: Mapping[str, str], cwd: Path, what: str) -> None:
+    """Run one build step, printing the elapsed time every 30 s so it never looks hung."""
     log(f"building {what}: {' '.join(argv)}")
     started = time.monotonic()
     with tempfile.TemporaryFile(mode="w+") as stderr:
-        process = subprocess.Popen(argv, env=dict(env), cwd=cwd, stdout=stderr, stderr=stderr)
+        process = subprocess.Popen(
+            argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+        )
         while True:
             try:
                 returncode = process.wait(timeout=30)
@@ -210,7 +215,7 @@ def build_kubernetes() -> float | None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     started = time.monotonic()
-    _run_go(
+    run_with_progress(
         [go, "build", "-trimpath", f"-ldflags={' '.join(ldflags)}", "-o", f"{staging}/"]
         + [f"k8s.io/kubernetes/cmd/{name}" for name in KUBERNETES_COMMANDS],
         env,
@@ -222,14 +227,22 @@ def build_kubernetes() -> float | None:
     return time.monotonic() - started
 
 
-def _go_install(module_path: str, version: str, ldflags: str, target: Path, name: str) -> float:
+def _go_install(
+    module_path: str,
+    version: str,
+    ldflags: str,
+    target: Path,
+    name: str,
+    extra_env: Mapping[str, str] | None = None,
+) -> float:
     go, env = go_build_environment()
+    env.update(extra_env or {})
     staging = target.parent / f".{target.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     env["GOBIN"] = str(staging)
     started = time.monotonic()
-    _run_go(
+    run_with_progress(
         [go, "install", "-trimpath", f"-ldflags={ldflags}", f"{module_path}@{version}"],
         env,
         staging,
@@ -291,6 +304,54 @@ def ensure_openssl() -> Path:
     if found is None:
         raise LocalPlaneError("openssl is installed but not on PATH")
     return Path(found)
+
+
+def metrics_server_bin_dir() -> Path:
+    return cache_dir() / "bin" / f"metrics-server-{METRICS_SERVER_VERSION}"
+
+
+def coredns_bin_dir() -> Path:
+    return cache_dir() / "bin" / f"coredns-{COREDNS_VERSION}"
+
+
+def build_metrics_server() -> float | None:
+    """Build metrics-server (the real node's metrics.k8s.io); seconds spent, or None."""
+    if (metrics_server_bin_dir() / "metrics-server").is_file():
+        return None
+    return _go_install(
+        "sigs.k8s.io/metrics-server/cmd/metrics-server",
+        METRICS_SERVER_VERSION,
+        "-s -w",
+        metrics_server_bin_dir(),
+        "metrics-server",
+        {"CGO_ENABLED": "0"},
+    )
+
+
+def build_coredns() -> float | None:
+    """Build CoreDNS (cluster DNS for pods on the real node); seconds spent, or None."""
+    if (coredns_bin_dir() / "coredns").is_file():
+        return None
+    return _go_install(
+        "github.com/coredns/coredns",
+        COREDNS_VERSION,
+        "-s -w",
+        coredns_bin_dir(),
+        "coredns",
+        {"CGO_ENABLED": "0"},
+    )
+
+
+def ensure_node_addons_built() -> dict[str, float]:
+    """Build metrics-server and CoreDNS if missing; build seconds of those built now."""
+    timings: dict[str, float] = {}
+    with _build_lock():
+        for name, build in (("metrics-server", build_metrics_server), ("coredns", build_coredns)):
+            seconds = build()
+            if seconds is not None:
+                timings[name] = seconds
+                log(f"built {name} in {seconds:.1f} s")
+    return timings
 
 
 def ensure_built() -> tuple[Binaries, dict[str, float]]:
