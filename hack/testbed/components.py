@@ -115,3 +115,24 @@ def control_plane_argv(
             f"--cidr={POD_CIDR}",
         ],
     }
+
+
+def real_node_apiserver_flags(node_ip: str, pki: Path) -> list[str]:
+    """API server flags for a plane with a real node (appended: later flags win).
+
+    The ``kubernetes`` Service gets a real endpoint (the host address; an EndpointSlice may
+    not point at loopback), the API server reaches the kubelet by its InternalIP with its own
+    client certificate, and the Node authorizer's partner NodeRestriction limits the kubelet.
+    """
+    return [
+        "--bind-address=0.0.0.0",
+        f"--advertise-address={node_ip}",
+        "--endpoint-reconciler-type=lease",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        "--enable-admission-plugins=NodeRestriction",
+        # The aggregator calls metrics-server at its endpoint, not through the Service IP.
+        "--enable-aggregator-routing=true",
+    ]

@@ -115,8 +115,11 @@ CLIENTS = (
 )
 
 
-def create_pki(pki: Path) -> None:
-    """A CA, the API server's serving cert, client certs, front-proxy and SA keys."""
+def create_pki(pki: Path, extra_addresses: Sequence[str] = ()) -> None:
+    """A CA, the API server's serving cert, client certs, front-proxy and SA keys.
+
+    `extra_addresses` are more IP addresses the API server is reached at (a real node's).
+    """
     ensure_openssl()
     pki.mkdir(parents=True, exist_ok=True)
     _new_ca(pki, "ca", "carbonaware-localplane-ca")
@@ -129,6 +132,7 @@ def create_pki(pki: Path) -> None:
         "DNS:kubernetes.default",
         "DNS:kubernetes.default.svc",
         "DNS:kubernetes.default.svc.cluster.local",
+        *(f"IP:{address}" for address in extra_addresses),
     ]
     jobs: list[Callable[[], None]] = [
         functools.partial(
@@ -200,3 +204,40 @@ def write_kubeconfig(path: Path, *, server: str, pki: Path, client: str, user: s
         )
     )
     os.chmod(path, 0o600)
+
+
+def node_certificates(node_name: str, host_ip: str) -> list[tuple[str, str, str, list[str]]]:
+    """(file name, subject, usage, alt names) of the certificates a real worker node needs."""
+    serving = [f"IP:{host_ip}", f"DNS:{node_name}"]
+    return [
+        # The kubelet's own identity: the Node authorizer and NodeRestriction key on it.
+        ("kubelet", f"/O=system:nodes/CN=system:node:{node_name}", "clientAuth", []),
+        ("kubelet-serving", f"/CN={node_name}", "serverAuth", serving),
+        # Bound to system:node-proxier by the default RBAC policy.
+        ("kube-proxy", "/CN=system:kube-proxy", "clientAuth", []),
+        # The API server's identity towards kubelets (logs, exec); bound to
+        # system:kubelet-api-admin when the node starts.
+        ("apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client", "clientAuth", []),
+        ("metrics-server", "/O=system:masters/CN=metrics-server", "clientAuth", []),
+        # The aggregator checks the name of the Service the APIService points at.
+        (
+            "metrics-server-serving",
+            "/CN=metrics-server",
+            "serverAuth",
+            [*serving, "DNS:metrics-server.kube-system.svc"],
+        ),
+        ("coredns", "/O=system:masters/CN=coredns", "clientAuth", []),
+    ]
+
+
+def create_node_pki(pki: Path, node_name: str, host_ip: str) -> None:
+    """The real node's certificates, signed by the plane's CA, made side by side."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(
+                _new_cert, pki, name, ca="ca", subject=subject, usage=usage, alt_names=names
+            )
+            for name, subject, usage, names in node_certificates(node_name, host_ip)
+        ]
+        for future in futures:
+            future.result()

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .build import Binaries, binaries, ensure_built, kubernetes_version
-from .client import PlaneClient
 from .common import (
     CLIENT_ENVIRONMENT,
     STATE_FILE,
@@ -28,7 +27,8 @@ from .common import (
     log,
     poll,
 )
-from .components import control_plane_argv
+from .components import control_plane_argv, real_node_apiserver_flags
+from .images import NodeImages
 from .kwok import (
     DEFAULT_NODES,
     DEFAULT_POD_COMPLETE_DELAY_MS,
@@ -38,8 +38,11 @@ from .kwok import (
     KwokNode,
     kwok_stages_yaml,
 )
+from .nodeplane import RealNodeMixin
+from .nodeup import ensure_node_built
 from .pki import CLIENTS, create_pki, write_kubeconfig
 from .process import Component, exited, free_ports, log_excerpt, process_start_ticks, rss_bytes
+from .realnode import RealNodeLayout
 
 
 def default_workdir() -> Path:
@@ -57,7 +60,7 @@ def _stop_attached_planes() -> None:
             plane.stop()
 
 
-class LocalPlane(PlaneClient):
+class LocalPlane(RealNodeMixin):
     """One local control plane living in `workdir` (state, PKI, etcd data, logs)."""
 
     KWOK_NODE_ANNOTATION = KWOK_NODE_ANNOTATION
@@ -71,8 +74,13 @@ class LocalPlane(PlaneClient):
         *,
         nodes: Sequence[KwokNode] | None = None,
         pod_complete_delay_ms: int = DEFAULT_POD_COMPLETE_DELAY_MS,
+        real_node: bool | None = None,
     ) -> None:
-        """`nodes` defaults to those of the plane last started here, else DEFAULT_NODES."""
+        """`nodes` defaults to those of the plane last started here, else DEFAULT_NODES.
+
+        With `real_node`, a real worker node (containerd, kubelet, kube-proxy, metrics-server,
+        CoreDNS) joins the kwok nodes; None means as the plane last started here did.
+        """
         self.workdir = Path(workdir).resolve()
         self.nodes = DEFAULT_NODES if nodes is None else tuple(nodes)
         self._nodes_given = nodes is not None
@@ -82,7 +90,10 @@ class LocalPlane(PlaneClient):
         self._server: str | None = None
         self._ports: dict[str, int] = {}
         self._binaries: Binaries | None = None
-        self._load_state()
+        self.real_node = bool(real_node)
+        self.node_layout: RealNodeLayout | None = None
+        self.node_images: NodeImages | None = None
+        self._load_state(real_node_given=real_node is not None)
 
     @classmethod
     def from_env(cls) -> LocalPlane:
@@ -124,6 +135,9 @@ class LocalPlane(PlaneClient):
     def ensure_built(self) -> dict[str, float]:
         """Build missing binaries; return build seconds of those built now."""
         self._binaries, timings = ensure_built()
+        if self.real_node:
+            self.node_images, node_timings = ensure_node_built()
+            timings.update(node_timings)
         return timings
 
     def env(self) -> dict[str, str]:
@@ -143,6 +157,11 @@ class LocalPlane(PlaneClient):
             "server": self._server,
             "ports": self._ports,
             "nodes": [dataclasses.asdict(node) for node in self.nodes],
+            "real_node": (
+                None
+                if self.node_layout is None
+                else {**dataclasses.asdict(self.node_layout), "root": str(self.node_layout.root)}
+            ),
             "components": {
                 name: {
                     "argv": c.argv,
@@ -157,7 +176,7 @@ class LocalPlane(PlaneClient):
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, self._state_path())
 
-    def _load_state(self) -> None:
+    def _load_state(self, *, real_node_given: bool) -> None:
         try:
             state = json.loads(self._state_path().read_text())
         except (OSError, ValueError):
@@ -166,6 +185,11 @@ class LocalPlane(PlaneClient):
         self._ports = dict(state.get("ports", {}))
         if state.get("nodes") and not self._nodes_given:
             self.nodes = tuple(KwokNode(**node) for node in state["nodes"])
+        if state.get("real_node"):
+            layout = dict(state["real_node"])
+            self.node_layout = RealNodeLayout(**{**layout, "root": Path(layout["root"])})
+            if not real_node_given:
+                self.real_node = True
         for name, c in state.get("components", {}).items():
             self._components[name] = Component(
                 name=name,
@@ -299,11 +323,19 @@ class LocalPlane(PlaneClient):
         started = time.monotonic()
         self.timings = {}
         self._reset_workdir()
+        if self.real_node:
+            if self.node_images is None:
+                self.ensure_built()
+            self._prepare_real_node()
+        else:
+            self.node_layout = None
         names = ["etcd-client", "etcd-peer", "kube-apiserver"]
         names += ["kube-controller-manager", "kube-scheduler"]
         self._ports = dict(zip(names, free_ports(len(names)), strict=True))
         self._server = f"https://127.0.0.1:{self._ports['kube-apiserver']}"
         argv = control_plane_argv(bins, self._ports, self.pki, self.workdir)
+        if self.node_layout is not None:
+            argv["kube-apiserver"] += real_node_apiserver_flags(self.node_layout.ip, self.pki)
         if not detach:
             _RUNNING_PLANES.append(self)
         try:
@@ -325,13 +357,19 @@ class LocalPlane(PlaneClient):
         names += [client for client, _ in CLIENTS]
         files = [self.pki / f"{name}.{ext}" for name in names for ext in ("key", "crt")]
         files += [self.pki / "service-account.key", self.pki / "service-account.pub"]
+        if self.node_layout is not None:
+            # The API server's certificate names the node's address.
+            files.append(self.pki / f"address-{self.node_layout.ip}")
         return all(path.is_file() for path in files)
 
     def _write_configuration(self) -> None:
         """PKI (kept from an earlier start in this workdir), kubeconfigs, kwok stages."""
         if not self._pki_complete():
             shutil.rmtree(self.pki, ignore_errors=True)
-            create_pki(self.pki)
+            addresses = [] if self.node_layout is None else [self.node_layout.ip]
+            create_pki(self.pki, addresses)
+            for address in addresses:
+                (self.pki / f"address-{address}").touch()
         write_kubeconfig(
             self.kubeconfig, server=self.server, pki=self.pki, client="admin", user="admin"
         )
@@ -409,6 +447,9 @@ class LocalPlane(PlaneClient):
             on_wait=check_alive,
         )
         mark("plane_ready_s")
+        if self.node_layout is not None:
+            self._start_real_node(remaining, mark, everything)
+            mark("real_node_plane_ready_s")
 
     def _create_node(self, node: KwokNode) -> None:
         status, body = self.api("POST", "/api/v1/nodes", node.manifest(kubernetes_version()))
@@ -428,7 +469,10 @@ class LocalPlane(PlaneClient):
 
     def stop(self, *, grace: float = 10) -> None:
         """Stop every component (API clients first, etcd last) and wait for them to exit."""
-        for group in (STOP_ORDER[:3], STOP_ORDER[3:4], STOP_ORDER[4:]):
+        # Controllers first, so nothing recreates the real node's pods while it drains.
+        self._terminate(STOP_ORDER[:3], grace)
+        self._stop_real_node(grace)
+        for group in (STOP_ORDER[3:4], STOP_ORDER[4:]):
             self._terminate(group, grace)
         if self in _RUNNING_PLANES:
             _RUNNING_PLANES.remove(self)
