@@ -3,7 +3,10 @@
 One module per concern: ``build`` (pinned programs, built and cached), ``pki``
 (certificates, kubeconfigs), ``kwok`` (fake nodes and their pod stages), ``components``
 (command lines), ``process`` (child-process bookkeeping), ``client`` (API, kubectl),
-``plane`` (LocalPlane), ``cli`` (the command line behind ``hack/localplane.py``).
+``plane`` (LocalPlane), ``cli`` (the command line behind ``hack/localplane.py``); and for the
+real worker node: ``realnode`` (containerd, CNI, kubelet, kube-proxy configuration),
+``addons`` (metrics-server, CoreDNS), ``images`` (registry-free images), ``nodeup`` and
+``nodeplane`` (its start and stop), ``hoststate`` (what it changes on the host, put back).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ from .common import (
     cache_dir,
     poll,
 )
+from .hoststate import HostState
+from .hoststate import differences as host_differences
+from .images import Image, NodeImages, ensure_images
 from .kwok import (
     DEFAULT_NODES,
     DEFAULT_POD_COMPLETE_DELAY_MS,
@@ -58,8 +64,11 @@ from .kwok import (
     KwokNode,
     kwok_stages_yaml,
 )
+from .nodeup import ensure_node_built
 from .pki import create_pki, write_kubeconfig
 from .plane import LocalPlane, default_workdir
+from .realnode import BRIDGE as REAL_NODE_BRIDGE
+from .realnode import REAL_NODE_LABEL, REAL_NODE_TAINT, host_ip, pod_placement
 
 __all__ = [
     "APISERVER_FEATURE_GATES",
@@ -80,16 +89,22 @@ __all__ = [
     "POD_CIDR",
     "POD_COMPLETE_DELAY_ANNOTATION",
     "POD_EXIT_CODE_ANNOTATION",
+    "REAL_NODE_BRIDGE",
+    "REAL_NODE_LABEL",
+    "REAL_NODE_TAINT",
     "REPO_ROOT",
     "SERVICE_ACCOUNT_ISSUER",
     "SERVICE_CLUSTER_IP_RANGE",
     "STATE_FILE",
     "STOP_ORDER",
     "Binaries",
+    "HostState",
+    "Image",
     "KubectlError",
     "KwokNode",
     "LocalPlane",
     "LocalPlaneError",
+    "NodeImages",
     "binaries",
     "build_helm",
     "build_kubernetes",
@@ -99,15 +114,20 @@ __all__ = [
     "default_workdir",
     "ensure_built",
     "ensure_etcd",
+    "ensure_images",
+    "ensure_node_built",
     "ensure_openssl",
     "find_etcd",
     "go_build_environment",
     "helm_bin_dir",
+    "host_differences",
+    "host_ip",
     "kubernetes_bin_dir",
     "kubernetes_version",
     "kwok_bin_dir",
     "kwok_stages_yaml",
     "main",
+    "pod_placement",
     "poll",
     "write_kubeconfig",
 ]

@@ -40,7 +40,7 @@ def host_ip() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             # No packet is sent: connecting a UDP socket only picks the route and source.
-            probe.connect(("192.0.2.255", 9))
+            probe.connect(("198.51.100.1", 9))
             address = str(probe.getsockname()[0])
         except OSError as error:
             raise LocalPlaneError(
