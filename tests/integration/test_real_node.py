@@ -77,15 +77,12 @@ def test_a_pod_on_the_real_node_reaches_the_api_server_by_its_service_name(
 
 
 def test_metrics_api_serves_the_real_node(real_node_plane: Any) -> None:
-    node = wait_for(
-        lambda: real_node_plane.api(
-            "GET", f"/apis/metrics.k8s.io/v1beta1/nodes/{real_node_plane.real_node_name}"
-        ),
+    path = f"/apis/metrics.k8s.io/v1beta1/nodes/{real_node_plane.real_node_name}"
+    body = wait_for(
+        lambda: (answer := real_node_plane.api("GET", path))[0] == 200 and answer[1],
         timeout=60,
         what="NodeMetrics of the real node",
     )
-    status, body = node
-    assert status == 200, body
     assert body["usage"]["cpu"]
     assert body["usage"]["memory"]
 
