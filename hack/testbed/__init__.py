@@ -68,7 +68,7 @@ from .nodeup import ensure_node_built
 from .pki import create_pki, write_kubeconfig
 from .plane import LocalPlane, default_workdir
 from .realnode import BRIDGE as REAL_NODE_BRIDGE
-from .realnode import REAL_NODE_LABEL, REAL_NODE_TAINT, host_ip, pod_placement
+from .realnode import NODE_COMPONENTS, REAL_NODE_LABEL, REAL_NODE_TAINT, host_ip, pod_placement
 
 __all__ = [
     "APISERVER_FEATURE_GATES",
@@ -86,6 +86,7 @@ __all__ = [
     "KWOK_NODE_ANNOTATION",
     "KWOK_NODE_ANNOTATION_VALUE",
     "KWOK_VERSION",
+    "NODE_COMPONENTS",
     "POD_CIDR",
     "POD_COMPLETE_DELAY_ANNOTATION",
     "POD_EXIT_CODE_ANNOTATION",

@@ -63,6 +63,10 @@ class RealNodeMixin(PlaneClient):
         """nodeSelector and tolerations that put a pod on the real node."""
         return pod_placement()
 
+    def import_images(self) -> float:
+        """Import into the running node's containerd the images it lacks; seconds spent."""
+        return nodeup.import_images(self._layout(), self.images)
+
     def _layout(self) -> RealNodeLayout:
         if self.node_layout is None:
             raise LocalPlaneError(f"the plane in {self.workdir} has no real node")
