@@ -130,3 +130,15 @@ def real_node_crds(real_node_plane: Any) -> Any:
             "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s"
         )
     return real_node_plane
+
+
+@pytest.fixture
+def real_node_host_to_myself(real_node_plane: Any) -> Iterator[None]:
+    """The host's real node, free for the test's own plane (one real node per host: its
+    kube-proxy chains and kubepods cgroups are host-wide): the session's real-node plane is
+    stopped for the test and started again afterwards."""
+    real_node_plane.stop()
+    try:
+        yield
+    finally:
+        real_node_plane.start(timeout=300)
