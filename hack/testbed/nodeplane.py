@@ -10,14 +10,14 @@ from typing import Any
 
 from . import nodeup
 from .addons import addon_objects
-from .client import PlaneClient
 from .common import LocalPlaneError, log, poll
 from .images import NodeImages
 from .process import Component
 from .realnode import REAL_NODE_LABEL, RealNodeLayout, pod_placement
+from .supervisor import Supervisor
 
 
-class RealNodeMixin(PlaneClient):
+class RealNodeMixin(Supervisor):
     """Start, stop and describe the real node; LocalPlane supplies the process plumbing."""
 
     REAL_NODE_LABEL = REAL_NODE_LABEL
@@ -28,18 +28,6 @@ class RealNodeMixin(PlaneClient):
     timings: dict[str, float]
     workdir: Path
     _components: dict[str, Component]
-
-    def _launch(self, name: str, argv: list[str]) -> Component:
-        raise NotImplementedError
-
-    def _check_alive(self, names: Sequence[str]) -> None:
-        raise NotImplementedError
-
-    def _terminate(self, names: Sequence[str], grace: float) -> None:
-        raise NotImplementedError
-
-    def log_path(self, component: str) -> Path:
-        raise NotImplementedError
 
     # ----- what tests use
 
