@@ -121,7 +121,7 @@ def write_oci_archive(
                 **manifest_descriptor,
                 "annotations": {
                     "io.containerd.image.name": name,
-                    "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1],
+                    "org.opencontainers.image.ref.name": name,
                 },
             }
         ],
@@ -299,7 +299,7 @@ def build_operator(image: Image, python: Image) -> None:
     run_with_progress([*storage, "tag", python_id, python.name], env, work, "python tag")
     run_with_progress(
         [
-            *(*storage, "bud", "--isolation=chroot", "--network=host", "--pull-never"),
+            *(*storage, "bud", "--isolation=chroot", "--network=host", "--pull=never"),
             *(f"--build-arg=PYTHON_IMAGE={python.name}", f"--tag={image.name}"),
             # pip inside the build needs the host's CA bundle; it is not baked into the image.
             f"--volume={HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro",

@@ -266,7 +266,7 @@ def imported_images(layout: RealNodeLayout) -> set[str]:
 
 
 def import_image(layout: RealNodeLayout, archive: Path) -> None:
-    ctr(layout, "images", "import", "--no-unpack=false", str(archive))
+    ctr(layout, "images", "import", str(archive))
 
 
 def remove_leftover_containers(layout: RealNodeLayout) -> None:
