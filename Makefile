@@ -58,3 +58,4 @@ bench: venv plane-binaries
 	$(PY) bench/scheduling.py
 	$(PY) bench/localplane.py
 	$(PY) bench/scale.py
+	$(PY) bench/realnode.py
