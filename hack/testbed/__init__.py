@@ -3,8 +3,8 @@
 One module per concern: ``build`` (pinned programs, built and cached), ``pki``
 (certificates, kubeconfigs), ``kwok`` (fake nodes and their pod stages), ``components``
 (command lines), ``process`` (child-process bookkeeping), ``client`` (API, kubectl),
-``supervisor`` (its processes), ``plane`` (LocalPlane), ``cli`` (the command line behind ``hack/localplane.py``); and for the
-real worker node: ``realnode`` (containerd, CNI, kubelet, kube-proxy configuration),
+``supervisor`` (its processes), ``plane`` (LocalPlane), ``cli`` (the command line behind
+``hack/localplane.py``); and for the real worker node: ``realnode`` (containerd, CNI, kubelet, kube-proxy configuration),
 ``addons`` (metrics-server, CoreDNS), ``images`` (registry-free images), ``nodeup`` and
 ``nodeplane`` (its start and stop), ``hoststate`` (what it changes on the host, put back).
 """

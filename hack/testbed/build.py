@@ -147,7 +147,7 @@ def go_build_environment() -> tuple[str, dict[str, str]]:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
+def build_lock() -> Iterator[None]:
     """One build at a time per cache directory, across processes."""
     lock_path = cache_dir() / "bin" / ".build.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -345,7 +345,7 @@ def build_coredns() -> float | None:
 def ensure_node_addons_built() -> dict[str, float]:
     """Build metrics-server and CoreDNS if missing; build seconds of those built now."""
     timings: dict[str, float] = {}
-    with _build_lock():
+    with build_lock():
         for name, build in (("metrics-server", build_metrics_server), ("coredns", build_coredns)):
             seconds = build()
             if seconds is not None:
@@ -357,7 +357,7 @@ def ensure_node_addons_built() -> dict[str, float]:
 def ensure_built() -> tuple[Binaries, dict[str, float]]:
     """Build or find every binary; return them and the build seconds of those built now."""
     timings: dict[str, float] = {}
-    with _build_lock():
+    with build_lock():
         for name, build in (
             ("kubernetes", build_kubernetes),
             ("kwok", build_kwok),

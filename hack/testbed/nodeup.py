@@ -26,7 +26,7 @@ from typing import Any
 
 from . import hoststate
 from .addons import METRICS_API_SERVICE, addon_argv, corefile
-from .build import ensure_node_addons_built, kubernetes_bin_dir
+from .build import build_lock, ensure_node_addons_built, kubernetes_bin_dir
 from .common import LocalPlaneError, log, poll
 from .images import NodeImages, ensure_images
 from .pki import create_node_pki, node_certificates, write_kubeconfig
@@ -67,7 +67,9 @@ def new_layout(workdir: Path, name: str = DEFAULT_NODE_NAME) -> RealNodeLayout:
 def ensure_node_built() -> tuple[NodeImages, dict[str, float]]:
     """metrics-server, CoreDNS and the images; build seconds of what was built now."""
     timings = ensure_node_addons_built()
-    images, image_timings = ensure_images()
+    # One build at a time per cache directory (several test workers may ask at once).
+    with build_lock():
+        images, image_timings = ensure_images()
     return images, {**timings, **{f"image {k}": v for k, v in image_timings.items()}}
 
 
