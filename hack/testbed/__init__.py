@@ -1,12 +1,14 @@
-"""The local test bed: a Kubernetes control plane on loopback with kwok's fake nodes.
+"""The local test bed: a Kubernetes control plane on loopback with kwok's fake nodes, and
+optionally a real worker node.
 
 One module per concern: ``build`` (pinned programs, built and cached), ``pki``
 (certificates, kubeconfigs), ``kwok`` (fake nodes and their pod stages), ``components``
-(command lines), ``process`` (child-process bookkeeping), ``client`` (API, kubectl),
-``supervisor`` (its processes), ``plane`` (LocalPlane), ``cli`` (the command line behind
-``hack/localplane.py``); and for the real worker node: ``realnode`` (containerd, CNI, kubelet, kube-proxy configuration),
-``addons`` (metrics-server, CoreDNS), ``images`` (registry-free images), ``nodeup`` and
-``nodeplane`` (its start and stop), ``hoststate`` (what it changes on the host, put back).
+(command lines), ``process`` (child-process bookkeeping), ``supervisor`` (the plane's
+processes), ``client`` (API, kubectl), ``plane`` (LocalPlane), ``cli`` (the command line
+behind ``hack/localplane.py``). For the real worker node: ``realnode`` (containerd, CNI,
+kubelet, kube-proxy configuration), ``addons`` (metrics-server, CoreDNS), ``images``
+(registry-free images), ``nodeup`` and ``nodeplane`` (its start and stop), ``hoststate``
+(what it changes on the host, put back).
 """
 
 from __future__ import annotations
