@@ -38,6 +38,9 @@ HOST_DIRECTORIES = (
     "/var/lib/cni",
     "/opt/cni",
     "/etc/cni",
+    # containerd 1.6 shims put their sockets under /run/containerd/s whatever the state dir.
+    "/run/containerd",
+    "/run/netns",
 )
 CHAIN_PREFIXES = ("KUBE-", "CNI-")
 IPTABLES = ("iptables", "ip6tables")
