@@ -34,7 +34,7 @@ from .kwok import (
     kwok_stages_yaml,
 )
 from .nodeplane import RealNodeMixin
-from .nodeup import ensure_node_built
+from .nodeup import ensure_node_built, ensure_node_pki
 from .pki import CLIENTS, create_pki, write_kubeconfig
 from .process import Component, free_ports
 from .realnode import RealNodeLayout
@@ -255,6 +255,9 @@ class LocalPlane(RealNodeMixin):
             create_pki(self.pki, addresses)
             for address in addresses:
                 (self.pki / f"address-{address}").touch()
+        if self.node_layout is not None:
+            # The API server starts with its kubelet client certificate.
+            ensure_node_pki(self.pki, self.node_layout)
         write_kubeconfig(
             self.kubeconfig, server=self.server, pki=self.pki, client="admin", user="admin"
         )
