@@ -113,11 +113,15 @@ def release_host(workdir: Path) -> None:
             HOST_LOCK.unlink()
 
 
-def prepare_node(layout: RealNodeLayout, pki: Path, server: str, images: NodeImages) -> None:
-    if not all(
-        (pki / f"{name}.crt").is_file() for name, *_ in node_certificates(layout.name, layout.ip)
-    ):
+def ensure_node_pki(pki: Path, layout: RealNodeLayout) -> None:
+    """The node's certificates, unless an earlier start in this workdir made them."""
+    certificates = node_certificates(layout.name, layout.ip)
+    if not all((pki / f"{name}.crt").is_file() for name, *_ in certificates):
         create_node_pki(pki, layout.name, layout.ip)
+
+
+def prepare_node(layout: RealNodeLayout, pki: Path, server: str, images: NodeImages) -> None:
+    ensure_node_pki(pki, layout)
     for client, user in (
         ("kubelet", f"system:node:{layout.name}"),
         ("kube-proxy", "system:kube-proxy"),
