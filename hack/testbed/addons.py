@@ -57,6 +57,8 @@ def addon_argv(layout: RealNodeLayout, pki: Path) -> dict[str, list[str]]:
             f"--node-selector={REAL_NODE_LABEL}=true",
             # The shortest resolution metrics-server accepts.
             "--metric-resolution=10s",
+            # It must stay below the resolution.
+            "--kubelet-request-timeout=5s",
             f"--cert-dir={layout.path('metrics-server')}",
             "--v=1",
         ],
