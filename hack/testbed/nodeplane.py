@@ -13,7 +13,14 @@ from .addons import addon_objects
 from .common import LocalPlaneError, log, poll
 from .images import NodeImages
 from .process import Component
-from .realnode import REAL_NODE_LABEL, RealNodeLayout, pod_placement
+from .realnode import (
+    CADVISOR_CONTAINERD_SOCKET,
+    REAL_NODE_LABEL,
+    RealNodeLayout,
+    link_cadvisor_socket,
+    pod_placement,
+    unlink_cadvisor_socket,
+)
 from .supervisor import Supervisor
 
 
@@ -88,6 +95,11 @@ class RealNodeMixin(Supervisor):
             what=f"containerd (log: {self.log_path('containerd')})",
             on_wait=check_alive,
         )
+        if not link_cadvisor_socket(layout):
+            log(
+                f"{CADVISOR_CONTAINERD_SOCKET} exists (another containerd?): the kubelet's "
+                "cAdvisor metrics may lack pod labels"
+            )
         self.timings["real_node_images_import_s"] = nodeup.import_images(layout, images)
         mark("real_node_images_imported_at_s")
         kubelet_launched = time.monotonic()
@@ -135,6 +147,7 @@ class RealNodeMixin(Supervisor):
         if containerd is not None and containerd.alive():
             nodeup.remove_leftover_containers(layout)
         nodeup.kube_proxy_cleanup(layout)
+        unlink_cadvisor_socket(layout)
         self._terminate(["containerd"], grace)
         nodeup.stop_shims(layout)
         nodeup.restore_host(layout)

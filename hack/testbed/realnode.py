@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -33,6 +34,9 @@ CLUSTER_DNS_IP = "10.96.0.10"
 CLUSTER_DOMAIN = "cluster.local"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "metrics-server", "coredns")
+# The kubelet's built-in cAdvisor finds containerd only at its default socket (it has no flag
+# for it); without it /metrics/cadvisor has no pod, namespace or container labels.
+CADVISOR_CONTAINERD_SOCKET = Path("/run/containerd/containerd.sock")
 
 
 def host_ip() -> str:
@@ -304,3 +308,19 @@ def shim_pids(layout: RealNodeLayout) -> list[int]:
         ):
             pids.append(int(proc.name))
     return pids
+
+
+def link_cadvisor_socket(layout: RealNodeLayout) -> bool:
+    """Point containerd's default socket path at the node's own; False if the path is taken."""
+    if os.path.lexists(CADVISOR_CONTAINERD_SOCKET):
+        return False
+    CADVISOR_CONTAINERD_SOCKET.parent.mkdir(parents=True, exist_ok=True)
+    CADVISOR_CONTAINERD_SOCKET.symlink_to(layout.containerd_socket)
+    return True
+
+
+def unlink_cadvisor_socket(layout: RealNodeLayout) -> None:
+    if CADVISOR_CONTAINERD_SOCKET.is_symlink() and os.readlink(CADVISOR_CONTAINERD_SOCKET) == str(
+        layout.containerd_socket
+    ):
+        CADVISOR_CONTAINERD_SOCKET.unlink()
