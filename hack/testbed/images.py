@@ -318,6 +318,10 @@ def build_operator(image: Image, python: Image) -> None:
     )
     os.replace(partial, image.archive)
     _remove_tree(work)
+    # Each source change makes a new operator image: keep only the newest archive.
+    for stale in images_dir().glob("operator-*.oci.tar"):
+        if stale != image.archive:
+            stale.unlink(missing_ok=True)
 
 
 def _archive(kind: str, digest: str) -> Path:
