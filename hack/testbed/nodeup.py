@@ -39,6 +39,7 @@ from .realnode import (
     import_image,
     imported_images,
     node_argv,
+    remove_containerd_link,
     remove_leftover_containers,
     shim_pids,
     write_node_configuration,
@@ -236,6 +237,7 @@ def stop_shims(layout: RealNodeLayout, grace: float = 5) -> None:
 
 def restore_host(layout: RealNodeLayout) -> None:
     hoststate.unmount_under(layout.root)
+    remove_containerd_link(layout)
     state_file = layout.path(HOST_STATE_FILE)
     if state_file.is_file():
         hoststate.restore(hoststate.HostState.load(state_file), bridge=BRIDGE)

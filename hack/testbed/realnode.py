@@ -15,6 +15,7 @@ kubelet by its non-loopback InternalIP.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import socket
@@ -37,6 +38,8 @@ NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "metrics-server", "cor
 # The kubelet's built-in cAdvisor finds containerd only at its default socket (it has no flag
 # for it); without it /metrics/cadvisor has no pod, namespace or container labels.
 CADVISOR_CONTAINERD_SOCKET = Path("/run/containerd/containerd.sock")
+# Unix socket paths are limited to 108 bytes on Linux (containerd checks 104).
+SOCKET_PATH_LIMIT = 100
 
 
 def host_ip() -> str:
@@ -73,8 +76,17 @@ class RealNodeLayout:
     ports: dict[str, int]
 
     @property
+    def containerd_link(self) -> Path | None:
+        """A short symlink to the containerd directory when its socket path would be too long
+        for a unix socket (deep test directories); None when the real path fits."""
+        if len(str(self.root / "containerd" / "containerd.sock.ttrpc")) <= SOCKET_PATH_LIMIT:
+            return None
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path("/run") / f"carbonaware-{digest}"
+
+    @property
     def containerd_socket(self) -> Path:
-        return self.root / "containerd" / "containerd.sock"
+        return (self.containerd_link or self.root / "containerd") / "containerd.sock"
 
     @property
     def cni_conf_dir(self) -> Path:
@@ -219,6 +231,10 @@ def kube_proxy_config(layout: RealNodeLayout) -> dict[str, Any]:
 def write_node_configuration(layout: RealNodeLayout, pki: Path, sandbox_image: str) -> None:
     for directory in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"):
         layout.path(directory).mkdir(parents=True, exist_ok=True)
+    link = layout.containerd_link
+    if link is not None:
+        remove_containerd_link(layout)
+        link.symlink_to(layout.path("containerd"))
     layout.path("containerd", "config.toml").write_text(containerd_config(layout, sandbox_image))
     (layout.cni_conf_dir / "10-carbonaware.conflist").write_text(
         json.dumps(cni_config(layout), indent=2)
@@ -324,3 +340,9 @@ def unlink_cadvisor_socket(layout: RealNodeLayout) -> None:
         layout.containerd_socket
     ):
         CADVISOR_CONTAINERD_SOCKET.unlink()
+
+
+def remove_containerd_link(layout: RealNodeLayout) -> None:
+    link = layout.containerd_link
+    if link is not None and link.is_symlink():
+        link.unlink()
