@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import debian
+
 from . import hoststate
 from .addons import METRICS_API_SERVICE, addon_argv, corefile
 from .build import build_lock, ensure_node_addons_built, kubernetes_bin_dir
@@ -56,6 +58,19 @@ PORT_NAMES = (
 )
 NODE_STOP_ORDER = ("kubelet", "kube-proxy", "metrics-server", "coredns")
 HOST_STATE_FILE = "host-state.json"
+# Programs (keys of hack/debian.py's PACKAGES) the real node and its image builds need.
+NODE_PACKAGES = (
+    "containerd",
+    "runc",
+    "/usr/lib/cni/bridge",
+    "iptables",
+    "conntrack",
+    "mmdebstrap",
+    "buildah",
+    "gcc",
+    "/usr/lib/x86_64-linux-gnu/libc.a",
+    "/bin/busybox",
+)
 # One real node per host: kube-proxy's chains and the kubepods cgroups are host-wide.
 HOST_LOCK = Path("/run/carbonaware-real-node.json")
 
@@ -67,6 +82,11 @@ def new_layout(workdir: Path, name: str = DEFAULT_NODE_NAME) -> RealNodeLayout:
 
 def ensure_node_built() -> tuple[NodeImages, dict[str, float]]:
     """metrics-server, CoreDNS and the images; build seconds of what was built now."""
+    # The node's runtime and the image builders come from Debian; a fresh machine gets them here.
+    try:
+        debian.ensure(*NODE_PACKAGES)
+    except debian.InstallError as error:
+        raise LocalPlaneError(str(error)) from error
     timings = ensure_node_addons_built()
     # One build at a time per cache directory (several test workers may ask at once).
     with build_lock():
