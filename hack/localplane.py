@@ -8,15 +8,16 @@ in containers, so the plane starts in seconds on a laptop or a CI machine withou
 
 Command line::
 
-    python hack/localplane.py build                 # build the binaries once (cached)
+    python hack/localplane.py build [--real-node]   # build the binaries once (cached)
     python hack/localplane.py up [--workdir DIR]    # start detached, print `export ...`
+    python hack/localplane.py up --real-node        # ... with a real worker node (root)
     python hack/localplane.py env [--workdir DIR]   # print the `export ...` lines again
     python hack/localplane.py status [--workdir DIR]
     python hack/localplane.py down [--workdir DIR]
 
 Python::
 
-    plane = LocalPlane(workdir=Path("/tmp/plane"))
+    plane = LocalPlane(workdir=Path("/tmp/plane"))   # real_node=True: a real worker node
     plane.ensure_built()
     plane.start()        # returns once /readyz is ok, the kwok nodes are Ready and the
                          # default ServiceAccount exists
