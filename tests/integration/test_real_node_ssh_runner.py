@@ -83,8 +83,8 @@ def test_real_node_runner_pod_runs_the_script_over_ssh_and_records_it(
         "#!/bin/sh\n"
         'echo "ran as $(id -un) in $(pwd)"\n'
         "echo done > marker\n"
-        # About two seconds of CPU, so the run's SCI is not zero.
-        "timeout 2 sh -c 'while :; do :; done'\n"
+        # Up to five seconds of one busy core, so the run's SCI is clearly not zero.
+        "timeout 5 sh -c 'while :; do :; done'\n"
         "exit 0\n"
     )
     plane.apply(ssh_job("nightly", "box", workingDir=str(workdir), script=script),
