@@ -66,3 +66,4 @@ bench: venv plane-binaries
 	$(PY) bench/scheduling.py
 	$(PY) bench/localplane.py
 	$(PY) bench/scale.py
+	$(PY) bench/realnode.py

@@ -23,6 +23,20 @@ PACKAGES = {
     "ssh-keygen": "openssh-client",
     "prometheus": "prometheus",
     "prometheus-node-exporter": "prometheus-node-exporter",
+    # The real worker node: container runtime, CNI plugins, kube-proxy's iptables.
+    "containerd": "containerd",
+    "runc": "runc",
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "iptables": "iptables",
+    "conntrack": "conntrack",
+    # Images without a registry: a Debian root file system, the Dockerfile built as is,
+    # the pause program compiled from Kubernetes' own source.
+    "mmdebstrap": "mmdebstrap",
+    "buildah": "buildah",
+    "gcc": "gcc",
+    "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
+    # The test workload image: one static busybox.
+    "/bin/busybox": "busybox-static",
 }
 
 

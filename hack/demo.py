@@ -5,14 +5,18 @@ Nothing here needs Docker, a cloud account or a public carbon API:
 
 1. the Python environment ``.venv`` (created, and ``pip install -e .``, when missing);
 2. a local control plane (``hack/localplane.py``: etcd, kube-apiserver, controller-manager,
-   scheduler and kwok playing the nodes), built from source once and then cached, started
+   scheduler and kwok playing most nodes) with one real worker node (containerd, kubelet,
+   kube-proxy, metrics-server, CoreDNS), built from source once and then cached, started
    detached in a work directory under the cache, with the CRDs applied;
-3. a local OpenSSH server on a loopback port as the "company server" (``hack/sshd.py``),
-   with a Secret holding the client key and a ServerTarget with its host key;
+3. a local OpenSSH server on this host's address as the "company server" (``hack/sshd.py``),
+   with a Secret holding the client key and a ServerTarget with its host key; SSH jobs run
+   from runner pods (the operator's own image) on the real node;
 4. the operator (``python -m carbonaware run``) in the background, replaying the shipped
    GB 2024 grid-intensity trace mapped onto today;
-5. the example jobs of ``examples/`` in the namespace ``carbon-demo``; then it waits until
-   they settle and prints the jobs, their SCI, the ServerTarget, metrics and what to try.
+5. the example jobs of ``examples/`` in the namespace ``carbon-demo`` (``immediate-report``
+   in a real container on the real node, burning one core, so its SCI comes from measured
+   CPU; the other Jobs on kwok); then it waits until they settle and prints the jobs,
+   their SCI, the ServerTarget, metrics and what to try.
 
 Command line (the Makefile calls it)::
 
@@ -66,7 +70,7 @@ TICK_SECONDS = 5
 SSH_PROBE_SECONDS = 30
 DEFAULT_METRICS_PORT = 9808
 # How long the jobs may take to settle after they are applied (most take about a minute).
-SETTLE_TIMEOUT_SECONDS = 180
+SETTLE_TIMEOUT_SECONDS = 240
 # A Held job whose planned start is closer than this is still expected to move.
 SOON_SECONDS = 90
 STATE_FILE = "demo.json"
@@ -82,6 +86,9 @@ CLUSTER_JOBS = (
     "immediate-report",
 )
 PLAIN_JOB = "plain-nightly-backup"
+# Runs in a real container on the real node (the others stay on kwok).
+REAL_NODE_JOB = "immediate-report"
+REAL_NODE_BURN_SECONDS = 30
 SSH_FIRST = "ssh-compress-logs"
 SSH_SECOND = "ssh-cleanup-archives"
 SERVER_TARGET_FILE = EXAMPLES / "servertarget.yaml"
@@ -273,9 +280,12 @@ def in_venv() -> bool:
 
 def ensure_plane(work: Path) -> tuple[Any, bool]:
     """The demo's plane, reused when it is healthy, else started; returns (plane, reused)."""
-    plane = localplane.LocalPlane(work / "plane")
-    if len(plane.pids()) == len(localplane.STOP_ORDER) and plane._api_ready():
-        step(f"reusing the running control plane ({plane.server})")
+    plane = localplane.LocalPlane(work / "plane", real_node=True)
+    expected = len(localplane.STOP_ORDER) + len(localplane.NODE_COMPONENTS)
+    if plane.node_layout is not None and len(plane.pids()) == expected and plane._api_ready():
+        step(f"reusing the running control plane ({plane.server}) and its real node")
+        plane.ensure_built()
+        plane.import_images()
         return plane, True
     if plane.is_running():
         note("stopping what is left of an earlier control plane")
@@ -292,14 +302,21 @@ def ensure_plane(work: Path) -> tuple[Any, bool]:
             f"(kube-apiserver, kube-controller-manager, kube-scheduler, kubectl), kwok "
             f"{localplane.KWOK_VERSION} and Helm {localplane.HELM_VERSION}, from source with Go"
         )
-        note("The demo needs a real Kubernetes API server and runs no containers (no Docker):")
-        note("kwok plays the nodes. The first build takes up to about 15 minutes on 2 cores")
-        note("(less with a warm Go build cache); the binaries are cached in")
-        note(f"{localplane.cache_dir() / 'bin'} and reused by every later run.")
+        note("The demo needs a real Kubernetes API server (no Docker): kwok plays most nodes,")
+        note("one real worker node (containerd, kubelet) runs the pods whose CPU is measured.")
+        note("The first build takes up to about 25 minutes on 2 cores (less with a warm Go")
+        note("build cache); the binaries and images are cached in")
+        note(f"{localplane.cache_dir()} and reused by every later run.")
     plane.ensure_built()
-    step("starting the local control plane (etcd, kube-apiserver, controller-manager, kwok)")
-    plane.start(detach=True)
-    note(f"ready in {plane.timings['plane_ready_s']:.1f} s at {plane.server}")
+    step(
+        "starting the local control plane (etcd, kube-apiserver, controller-manager, kwok) "
+        "and a real worker node (containerd, kubelet, kube-proxy, metrics-server, CoreDNS)"
+    )
+    plane.start(detach=True, timeout=300)
+    note(
+        f"ready in {plane.timings['real_node_plane_ready_s']:.1f} s at {plane.server}; "
+        f"real node {plane.real_node_name} at {plane.real_node_ip}"
+    )
     return plane, False
 
 
@@ -363,6 +380,21 @@ def server_objects(server: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         "stringData": {ref.get("key", "ssh-privatekey"): server.client_private_key},
     }
     return secret, target
+
+
+def on_real_node(plane: Any, manifest: dict[str, Any], seconds: int) -> dict[str, Any]:
+    """The job's pod on the real node: the busybox image keeping one core busy for `seconds`,
+    so its SCI comes from a real container's CPU (metrics-server) rather than a kwok pod."""
+    pod = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod.update(plane.real_node_placement())
+    (container,) = pod["containers"]
+    container.update(
+        image=plane.images.busybox.name,
+        imagePullPolicy="Never",
+        command=["sh", "-c", f"echo building the report; timeout {seconds} sh -c "
+                 "'while :; do :; done'; echo done"],
+    )  # fmt: skip
+    return manifest
 
 
 def ssh_job(name: str, data_dir: Path) -> dict[str, Any]:
@@ -446,16 +478,22 @@ def hhmm(moment: datetime | None) -> str:
 # --------------------------------------------------------------------------- the operator
 
 
-def operator_environment(kubeconfig: Path, port: int) -> dict[str, str]:
+def operator_environment(plane: Any, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONAWARE_")}
+    placement = plane.real_node_placement()
     env.update(
-        KUBECONFIG=str(kubeconfig),
+        KUBECONFIG=str(plane.kubeconfig),
         PYTHONUNBUFFERED="1",
         CARBONAWARE_PROVIDERS="trace",
         CARBONAWARE_DEFAULT_REGION=REGION,
         CARBONAWARE_TICK_SECONDS=str(TICK_SECONDS),
-        # kwok's nodes run no containers, so SSH runs happen inside the operator.
-        CARBONAWARE_SSH_MODE="InProcess",
+        # SSH runs go through runner pods: containers from the operator's own image on the
+        # real node, which reach the company server over the pod network.
+        CARBONAWARE_SSH_MODE="Pod",
+        CARBONAWARE_RUNNER_IMAGE=plane.images.operator.name,
+        CARBONAWARE_RUNNER_IMAGE_PULL_POLICY="Never",
+        CARBONAWARE_RUNNER_NODE_SELECTOR=json.dumps(placement["nodeSelector"]),
+        CARBONAWARE_RUNNER_TOLERATIONS=json.dumps(placement["tolerations"]),
         CARBONAWARE_SSH_PROBE_SECONDS=str(SSH_PROBE_SECONDS),
         CARBONAWARE_METRICS_PORT=str(port),
         CARBONAWARE_METRICS_ADDRESS="127.0.0.1",
@@ -471,7 +509,7 @@ def start_operator(work: Path, plane: Any, port: int) -> dict[str, Any]:
         log.flush()
         process = subprocess.Popen(
             [str(VENV_PYTHON), "-m", "carbonaware", "run"],
-            env=operator_environment(plane.kubeconfig, port),
+            env=operator_environment(plane, port),
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -753,9 +791,9 @@ def up() -> int:
     apply_crds(plane)
     fresh_namespace(plane)
 
-    step("starting the company server: OpenSSH on a loopback port")
+    step("starting the company server: OpenSSH on this host's address (pods reach it there)")
     sshd_dir = work / "sshd"
-    server = sshd.start_sshd(sshd_dir)
+    server = sshd.start_sshd(sshd_dir, plane.real_node_ip)
     state["sshd"] = server.to_json()
     save_state(work, state)
     note(f"sshd pid {server.pid} on {server.host}:{server.port}, user {server.user}")
@@ -770,7 +808,7 @@ def up() -> int:
 
     step(
         f"starting the operator: trace provider (GB 2024), region {REGION}, tick "
-        f"{TICK_SECONDS} s, SSH in-process"
+        f"{TICK_SECONDS} s, SSH through runner pods on the real node"
     )
     state["operator"] = start_operator(work, plane, port)
     save_state(work, state)
@@ -798,6 +836,9 @@ def up() -> int:
         if name == "threshold-low-backfill":
             manifest["spec"]["schedule"]["maxIntensity"] = waiting
             note(f"{name}: maxIntensity {waiting_why}")
+        if name == REAL_NODE_JOB:
+            manifest = on_real_node(plane, manifest, REAL_NODE_BURN_SECONDS)
+            note(f"{name}: runs on the real node, one core busy for {REAL_NODE_BURN_SECONDS} s")
         jobs.append(manifest)
     jobs.append(job_manifest(PLAIN_JOB))
     apply_objects(plane, jobs)
@@ -824,7 +865,10 @@ def up() -> int:
     apply_objects(plane, [ssh_job(SSH_SECOND, data_dir)])
 
     expected = len(CLUSTER_JOBS) + 1 + 2 + 1
-    step(f"waiting for the jobs to settle (tick {TICK_SECONDS} s; kwok pods finish ~2 s in)")
+    step(
+        f"waiting for the jobs to settle (tick {TICK_SECONDS} s; kwok pods finish ~2 s in, "
+        f"the real node's in {REAL_NODE_BURN_SECONDS} s)"
+    )
 
     def settled() -> bool | None:
         watcher.observe()

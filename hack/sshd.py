@@ -132,9 +132,9 @@ def ensure_openssh_server() -> None:
         raise SshdError(str(exc)) from exc
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
 
@@ -158,7 +158,9 @@ def known_hosts_line(host: str, port: int, public_key: str) -> str:
     return f"{name} {algorithm} {blob}\n"
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log_path: Path, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -166,7 +168,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) 
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
             client.settimeout(0.5)
             try:
-                client.connect(("127.0.0.1", port))
+                client.connect((host, port))
                 banner = client.recv(64)
             except OSError:
                 banner = b""
@@ -176,11 +178,13 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) 
     raise SshdError(f"sshd did not accept connections on port {port}:\n{log_path.read_text()}")
 
 
-def _config_text(port: int, directory: Path, authorized_keys: Path, user: str) -> str:
+def _config_text(
+    port: int, directory: Path, authorized_keys: Path, user: str, host: str = "127.0.0.1"
+) -> str:
     return "\n".join(
         [
             f"Port {port}",
-            "ListenAddress 127.0.0.1",
+            f"ListenAddress {host}",
             f"HostKey {directory / 'ssh_host_ed25519_key'}",
             f"PidFile {directory / 'sshd.pid'}",
             f"AuthorizedKeysFile {authorized_keys}",
@@ -203,8 +207,12 @@ def _config_text(port: int, directory: Path, authorized_keys: Path, user: str) -
     )
 
 
-def start_sshd(directory: Path) -> SshdServer:
-    """Start a loopback sshd whose files all live in ``directory``; it outlives the caller."""
+def start_sshd(directory: Path, host: str = "127.0.0.1") -> SshdServer:
+    """Start an sshd whose files all live in ``directory``; it outlives the caller.
+
+    It listens on ``host``: loopback by default, or e.g. the host address that pods on a
+    real worker node reach this machine at.
+    """
     ensure_openssh_server()
     directory.mkdir(parents=True, exist_ok=True)
     try:
@@ -225,8 +233,8 @@ def start_sshd(directory: Path) -> SshdServer:
     last_error: SshdError | None = None
     for _attempt in range(3):
         # Another process may take the free port before sshd binds it: then try another.
-        port = _free_port()
-        config_path.write_text(_config_text(port, directory, authorized_keys, user))
+        port = _free_port(host)
+        config_path.write_text(_config_text(port, directory, authorized_keys, user, host))
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [str(SSHD_PATH), "-D", "-e", "-f", str(config_path)],
@@ -236,7 +244,7 @@ def start_sshd(directory: Path) -> SshdServer:
                 start_new_session=True,
             )
         try:
-            _wait_for_port(port, process, log_path)
+            _wait_for_port(port, process, log_path, host)
         except SshdError as exc:
             last_error = exc
             with contextlib.suppress(ProcessLookupError):
@@ -244,13 +252,13 @@ def start_sshd(directory: Path) -> SshdServer:
             process.wait()
             continue
         return SshdServer(
-            host="127.0.0.1",
+            host=host,
             port=port,
             user=user,
             client_private_key=client_private,
             client_public_key=client_public,
             host_public_key=host_public,
-            known_hosts=known_hosts_line("127.0.0.1", port, host_public),
+            known_hosts=known_hosts_line(host, port, host_public),
             directory=directory,
             pid=process.pid,
             log_path=log_path,
@@ -298,10 +306,10 @@ def stop_sshd(server: SshdServer) -> None:
 
 
 @contextlib.contextmanager
-def running_sshd() -> Iterator[SshdServer]:
+def running_sshd(host: str = "127.0.0.1") -> Iterator[SshdServer]:
     """A started server in a fresh temporary directory, stopped and removed afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="carbonaware-sshd-"))
-    server = start_sshd(directory)
+    server = start_sshd(directory, host)
     try:
         yield server
     finally:

@@ -7,6 +7,7 @@ and are held as :class:`pydantic.SecretStr`, so they never appear in a repr or a
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,18 @@ class OperatorSettings(BaseSettings):
     # --- SSH jobs
     ssh_mode: str = Field("Pod", pattern="^(Pod|InProcess)$")
     runner_image: str = "ghcr.io/carbon-aware-operator/carbon-aware-operator:0.1.0"
+    runner_image_pull_policy: str = Field(
+        "IfNotPresent", pattern="^(Always|IfNotPresent|Never)$", description="Of runner pods."
+    )
+    runner_node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels runner pods must match (JSON object), e.g. to keep them on"
+        " nodes that may reach the servers.",
+    )
+    runner_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Tolerations of runner pods (JSON list of Kubernetes Toleration objects).",
+    )
     ssh_probe_seconds: float = Field(60.0, gt=0)
     ssh_allowed_hosts: str | None = Field(
         None,

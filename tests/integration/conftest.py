@@ -18,6 +18,16 @@ Use it from any test module in this directory::
 deletes it afterwards. ``crds`` (module scope) is ``local_plane`` with the operator's CRDs
 applied and Established. The binaries are built (cached) before the first test runs, so a
 cold build does not count against a test's timeout.
+
+``real_node_plane`` (session scope) is a second plane with a real worker node beside its kwok
+nodes: containerd, runc, the CNI bridge, a kubelet, kube-proxy, metrics-server and CoreDNS,
+with the operator image (built from the Dockerfile), a busybox image and a Python image
+imported (``real_node_plane.images``). Pods land on it only with
+``real_node_plane.real_node_placement()`` (node selector and toleration);
+``real_node_plane.real_node_ip`` is the host address pods reach services on the host at.
+``real_node_namespace`` is a fresh namespace on it, ``real_node_crds`` the plane with the
+CRDs applied. Every test that uses them has ``real_node`` in a fixture name, so the suite
+can keep them together on one worker (one real node per host).
 """
 
 from __future__ import annotations
@@ -75,8 +85,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Build or find the plane's binaries before any test that needs them starts."""
     if session.config.option.collectonly:
         return
-    if any("local_plane" in getattr(item, "fixturenames", ()) for item in session.items):
+    fixtures = [getattr(item, "fixturenames", ()) for item in session.items]
+    if any("local_plane" in names for names in fixtures):
         localplane.ensure_built()
+    if any(any("real_node" in name for name in names) for names in fixtures):
+        localplane.ensure_built()
+        localplane.ensure_node_built()
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +120,46 @@ def crds(local_plane: Any) -> Any:
     for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
         local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     return local_plane
+
+
+@pytest.fixture(scope="session")
+def real_node_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running plane with a real worker node, shared by the whole session."""
+    plane = localplane.LocalPlane(tmp_path_factory.mktemp("realnode"), real_node=True)
+    plane.ensure_built()
+    try:
+        plane.start(timeout=300)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def real_node_namespace(real_node_plane: Any) -> Iterator[str]:
+    """A fresh namespace on the real-node plane, deleted (without waiting) afterwards."""
+    name: str = real_node_plane.create_namespace("real")
+    yield name
+    real_node_plane.delete_namespace(name)
+
+
+@pytest.fixture
+def real_node_crds(real_node_plane: Any) -> Any:
+    """``real_node_plane`` with the operator's CRDs applied and Established."""
+    real_node_plane.kubectl("apply", "-f", str(CRDS))
+    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
+        real_node_plane.kubectl(
+            "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s"
+        )
+    return real_node_plane
+
+
+@pytest.fixture
+def real_node_host_to_myself(real_node_plane: Any) -> Iterator[None]:
+    """The host's real node, free for the test's own plane (one real node per host: its
+    kube-proxy chains and kubepods cgroups are host-wide): the session's real-node plane is
+    stopped for the test and started again afterwards."""
+    real_node_plane.stop()
+    try:
+        yield
+    finally:
+        real_node_plane.start(timeout=300)

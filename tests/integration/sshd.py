@@ -129,10 +129,11 @@ def restart_sshd(server: SshdServer, timeout_seconds: float = 30.0) -> SshdServe
 
 
 @contextlib.contextmanager
-def running_sshd() -> Iterator[SshdServer]:
-    """A started server in a fresh temporary directory, stopped and removed afterwards."""
+def running_sshd(host: str = "127.0.0.1") -> Iterator[SshdServer]:
+    """A started server in a fresh temporary directory, stopped and removed afterwards;
+    it listens on ``host`` (e.g. ``real_node_plane.real_node_ip`` for pods to reach)."""
     ensure_openssh_server()
-    with _launcher.running_sshd() as server:
+    with _launcher.running_sshd(host) as server:
         yield server
 
 

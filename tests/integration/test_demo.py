@@ -1,5 +1,9 @@
 """`make demo` end to end: everything starts, the jobs settle, a re-run reuses the plane,
-and `make demo-down` leaves no process behind."""
+and `make demo-down` leaves no process behind.
+
+The demo's plane has the host's real worker node: its Job ``immediate-report`` and the SSH
+runner pods run in real containers there.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ def _get_caj_table(output: str) -> dict[str, str]:
     return {row[0]: row[1] for row in rows if len(row) > 1}
 
 
-def test_demo_up_again_and_down(tmp_path: Path) -> None:
+def test_demo_up_again_and_down(real_node_host_to_myself: None, tmp_path: Path) -> None:
     ensure_openssh_server()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONAWARE_DEMO")}
@@ -73,6 +77,8 @@ def test_demo_up_again_and_down(tmp_path: Path) -> None:
         assert states["threshold-met-reindex"] == "Succeeded"
         assert states["threshold-low-backfill"] == "Held"
         assert states["immediate-report"] == "Succeeded"
+        # A real container on the real node: its SCI comes from measured CPU.
+        assert "immediate-report: runs on the real node" in first
         assert states["forecast-60s-etl"] == "Succeeded"
         assert states["ssh-compress-logs"] == "Succeeded"
         assert states["ssh-cleanup-archives"] == "Succeeded"

@@ -152,6 +152,9 @@ def runner_pod_manifest(
         job_name=work.name,
         namespace=work.namespace,
         image=ctx.settings.runner_image,
+        image_pull_policy=ctx.settings.runner_image_pull_policy,
+        node_selector=ctx.settings.runner_node_selector,
+        tolerations=ctx.settings.runner_tolerations,
         target=SshPodTarget(
             host=target.host,
             user=target.user,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,8 @@ def build_ssh_runner_pod(
     annotations: Mapping[str, str] | None = None,
     service_account_name: str | None = None,
     run_id: str | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The Pod manifest that runs ``run`` on ``target`` for the CarbonAwareJob ``job_name``.
 
@@ -223,6 +225,10 @@ def build_ssh_runner_pod(
         )
     if service_account_name:
         spec["serviceAccountName"] = service_account_name
+    if node_selector:
+        spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        spec["tolerations"] = [dict(toleration) for toleration in tolerations]
 
     return {
         "apiVersion": "v1",

@@ -371,3 +371,47 @@ def test_the_runner_command_joins_a_chunked_manifest(
     assert run.env == big_env(16)
     assert run.run_id == JOB_UID
     assert target.known_hosts == KNOWN_HOSTS * 500
+
+
+def test_runner_pods_are_placed_by_node_selector_and_tolerations() -> None:
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}
+    pod = build_ssh_runner_pod(
+        job_name="train-model",
+        namespace="ml",
+        image="registry.example/carbon-aware-operator:1.2.3",
+        image_pull_policy="Never",
+        target=SshPodTarget(
+            host="server.example",
+            user="batch",
+            private_key_secret_name="batch-ssh-key",
+            private_key_secret_key="id_ed25519",
+            known_hosts=KNOWN_HOSTS,
+            host_key_policy=HostKeyPolicy.STRICT,
+        ),
+        run=SshRunSpec(command="true"),
+        node_selector={"dedicated": "batch"},
+        tolerations=[toleration],
+    )
+    assert pod["spec"]["nodeSelector"] == {"dedicated": "batch"}
+    assert pod["spec"]["tolerations"] == [toleration]
+    assert container(pod)["imagePullPolicy"] == "Never"
+    # Without them the pod goes wherever the scheduler puts it.
+    assert "nodeSelector" not in make_pod()["spec"]
+    assert "tolerations" not in make_pod()["spec"]
+
+
+def test_runner_placement_settings_read_json_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from carbonaware.config import OperatorSettings
+
+    monkeypatch.setenv("CARBONAWARE_RUNNER_NODE_SELECTOR", '{"carbonaware.io/real-node": "true"}')
+    monkeypatch.setenv(
+        "CARBONAWARE_RUNNER_TOLERATIONS",
+        '[{"key": "carbonaware.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]',
+    )
+    monkeypatch.setenv("CARBONAWARE_RUNNER_IMAGE_PULL_POLICY", "Never")
+    settings = OperatorSettings()
+    assert settings.runner_node_selector == {"carbonaware.io/real-node": "true"}
+    assert settings.runner_tolerations[0]["operator"] == "Exists"
+    assert settings.runner_image_pull_policy == "Never"

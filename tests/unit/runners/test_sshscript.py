@@ -136,8 +136,8 @@ def test_shebang_picks_the_interpreter(tmp_path: Path, shell: str) -> None:
 
 def test_the_job_runs_in_its_own_process_group(tmp_path: Path, shell: str) -> None:
     result, controls, _ = run_like_sshd(
-        # The process group from /proc (field 5 of stat): busybox's ps has no -p.
-        SshRunSpec(command="cut -d' ' -f5 /proc/$$/stat; echo $$"),
+        # The fifth field of /proc/PID/stat is the process group (busybox ps has no -p).
+        SshRunSpec(command="read -r _ _ _ _ pgid _ < /proc/$$/stat; echo $pgid; echo $$"),
         tmp_path,
         shell,
     )

@@ -1,0 +1,258 @@
+"""SCI from a real container's CPU: Jobs that burn one core, or idle, on the real node.
+
+The operator runs as a process against the real-node plane; a CarbonAwareJob released at
+once runs a busybox container on the real node that keeps one core busy for 40 s, another
+one that sleeps. While they run, the test reads each container's own cgroup counter
+(``cpuacct.usage``, the kernel's account of its CPU time) until the container is gone. The
+``status.sci.cpuCoreSeconds`` the operator records must match that account within 10 %,
+through each CPU path the operator supports:
+
+- metrics.k8s.io (metrics-server scraping the kubelet), sampled by the operator's loop;
+- Prometheus scraping the kubelet's cAdvisor endpoint (``/metrics/cadvisor``) every second.
+
+Energy and the SCI follow from the CPU figure, and the Job's pod carries the SCI annotations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carbonaware.api import labels
+
+from .operatorproc import OperatorProcess, caj, free_port, operator_env, status_of, wait_for
+from .test_metrics_prometheus import ensure_prometheus
+
+pytestmark = pytest.mark.integration
+
+BURN_SECONDS = 40
+IDLE_SECONDS = 40
+TOLERANCE = 0.10
+# Below this many core-seconds (an idle container), 10 % is noise: compare absolutely.
+IDLE_ABSOLUTE_CORE_SECONDS = 0.3
+INTENSITY = 200
+CGROUP_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+def job_template(plane: Any, script: str) -> dict[str, Any]:
+    return {
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    **plane.real_node_placement(),
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": plane.images.busybox.name,
+                            "imagePullPolicy": "Never",
+                            "command": ["sh", "-c", script],
+                            "resources": {"requests": {"cpu": "500m", "memory": "32Mi"}},
+                        }
+                    ],
+                }
+            },
+        }
+    }
+
+
+BURNER = f"timeout {BURN_SECONDS} sh -c 'while :; do :; done'; true"
+IDLER = f"sleep {IDLE_SECONDS}"
+
+
+@dataclass
+class CgroupWatch:
+    """The last cpuacct.usage seen for each container of a namespace's pods, in seconds."""
+
+    plane: Any
+    namespace: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        paths: dict[str, Path] = {}
+        last_listed = 0.0
+        while not self.stop.is_set():
+            # Listing pods costs a kubectl process: once a second is enough to find new ones.
+            listed = time.monotonic() - last_listed >= 1.0
+            pods = (
+                self.plane.kubectl_json("get", "pods", "-n", self.namespace)["items"]
+                if listed
+                else []
+            )
+            if listed:
+                last_listed = time.monotonic()
+            for pod in pods:
+                name = pod["metadata"]["name"]
+                for status in pod.get("status", {}).get("containerStatuses", []):
+                    container_id = status.get("containerID", "").split("://")[-1]
+                    if container_id and name not in paths:
+                        found = list(
+                            CGROUP_CPUACCT.glob(
+                                f"kubepods/**/pod{pod['metadata']['uid']}/{container_id}"
+                            )
+                        )
+                        if found:
+                            paths[name] = found[0] / "cpuacct.usage"
+            for name, path in paths.items():
+                # Once the container has exited its cgroup is gone: keep the last value.
+                with contextlib.suppress(OSError, ValueError):
+                    self.seconds[name] = int(path.read_text()) / 1e9
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def cgroup_watch(real_node_plane: Any, real_node_namespace: str) -> Iterator[CgroupWatch]:
+    watch = CgroupWatch(real_node_plane, real_node_namespace)
+    thread = threading.Thread(target=watch.run, daemon=True)
+    thread.start()
+    yield watch
+    watch.stop.set()
+    thread.join(timeout=10)
+
+
+@dataclass
+class KubeletPrometheus:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def kubelet_prometheus(
+    real_node_plane: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KubeletPrometheus]:
+    """Prometheus scraping the real node's kubelet cAdvisor metrics every second."""
+    plane = real_node_plane
+    workdir = tmp_path_factory.mktemp("kubelet-prometheus")
+    port = free_port()
+    pki = plane.pki
+    target = f"{plane.real_node_ip}:{plane.node_layout.ports['kubelet']}"
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: kubelet-cadvisor\n"
+        "    scheme: https\n"
+        "    metrics_path: /metrics/cadvisor\n"
+        "    tls_config:\n"
+        f"      ca_file: {pki / 'ca.crt'}\n"
+        f"      cert_file: {pki / 'admin.crt'}\n"
+        f"      key_file: {pki / 'admin.key'}\n"
+        "    static_configs:\n"
+        f"      - targets: ['{target}']\n"
+    )
+    log = workdir / "prometheus.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                ensure_prometheus(),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = KubeletPrometheus(f"http://127.0.0.1:{port}", process, log)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def run_jobs(plane: Any, namespace: str, tmp_path: Path, **settings: Any) -> dict[str, Any]:
+    """Run the burner and the idler under an operator; their statuses once measured."""
+    env = operator_env(
+        plane.kubeconfig,
+        providers="static",
+        static_intensity=INTENSITY,
+        namespace=namespace,
+        tick_seconds=2,
+        **settings,
+    )
+    operator = OperatorProcess(env, tmp_path / "operator.log")
+    operator.start()
+    try:
+        for name, script in (("burner", BURNER), ("idler", IDLER)):
+            template = job_template(plane, script)
+            plane.apply(
+                caj(name, {"policy": "Immediate"}, jobTemplate=copy.deepcopy(template)),
+                namespace=namespace,
+            )
+        statuses = {
+            name: wait_for(
+                lambda name=name: (s := status_of(plane, "caj", namespace, name)).get("sci") and s,
+                timeout=BURN_SECONDS + 180,
+                what=f"{name}'s SCI",
+            )
+            for name in ("burner", "idler")
+        }
+    finally:
+        operator.stop()
+        print(operator.log()[-4000:])
+    return statuses
+
+
+def job_pod(plane: Any, namespace: str, job: str) -> dict[str, Any]:
+    pods = plane.kubectl_json("get", "pods", "-n", namespace, "-l", f"job-name={job}")["items"]
+    assert len(pods) == 1, pods
+    return dict(pods[0])
+
+
+def check_run(
+    plane: Any, namespace: str, statuses: dict[str, Any], watch: CgroupWatch, source: str
+) -> None:
+    for name, status in statuses.items():
+        sci = status["sci"]
+        pod = job_pod(plane, namespace, status["jobName"])
+        assert pod["spec"]["nodeName"] == plane.real_node_name
+        accounted = watch.seconds[pod["metadata"]["name"]]
+        measured = sci["cpuCoreSeconds"]
+        print(f"{source} {name}: operator {measured:.3f} core-s, cgroup {accounted:.3f} core-s")
+        assert source in sci["method"], sci["method"]
+        if name == "burner":
+            assert accounted > BURN_SECONDS * 0.5, "the burner did not burn"
+            assert measured == pytest.approx(accounted, rel=TOLERANCE)
+        else:
+            assert measured == pytest.approx(accounted, abs=IDLE_ABSOLUTE_CORE_SECONDS)
+        # Energy and the SCI follow from the CPU figure.
+        assert sci["operationalGrams"] == pytest.approx(
+            sci["energyKWh"] * INTENSITY, rel=0.02, abs=1e-9
+        )
+        annotations = pod["metadata"].get("annotations", {})
+        assert float(annotations[labels.SCI_GRAMS]) == pytest.approx(sci["totalGrams"], rel=1e-3)
+        assert float(annotations[labels.ENERGY_KWH]) == pytest.approx(sci["energyKWh"], rel=1e-3)
+    burner, idler = statuses["burner"]["sci"], statuses["idler"]["sci"]
+    assert burner["energyKWh"] > idler["energyKWh"]
+
+
+def test_real_node_sci_from_metrics_api_matches_the_cgroup(
+    real_node_crds: Any, real_node_namespace: str, cgroup_watch: CgroupWatch, tmp_path: Path
+) -> None:
+    plane, namespace = real_node_crds, real_node_namespace
+    statuses = run_jobs(plane, namespace, tmp_path)
+    check_run(plane, namespace, statuses, cgroup_watch, "cpu=metrics.k8s.io")
+
+
+def test_real_node_sci_from_kubelet_cadvisor_in_prometheus_matches_the_cgroup(
+    real_node_crds: Any,
+    real_node_namespace: str,
+    cgroup_watch: CgroupWatch,
+    kubelet_prometheus: KubeletPrometheus,
+    tmp_path: Path,
+) -> None:
+    plane, namespace = real_node_crds, real_node_namespace
+    statuses = run_jobs(plane, namespace, tmp_path, prometheus_url=kubelet_prometheus.url)
+    check_run(plane, namespace, statuses, cgroup_watch, "cpu=prometheus:container")

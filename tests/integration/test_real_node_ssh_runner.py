@@ -1,0 +1,134 @@
+"""SSH runner pods for real: a container from the operator's image on the real node.
+
+The operator runs as a process in Pod mode; its runner pods use the operator image built
+from the Dockerfile and are placed on the real node by the runner settings. The OpenSSH
+server listens on this host's non-loopback address, which pods reach over the pod network.
+The runner mounts the key from the Secret, checks the host key against the ServerTarget's
+``knownHosts``, runs the script and reports through its termination message: the exit code,
+the output (the runner pod's log) and the SCI are recorded. With a wrong host key nothing runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .manifests import KEY_SECRET, key_secret, server_target, ssh_job
+from .operatorproc import OperatorProcess, get, operator_env, status_condition, status_of, wait_for
+from .sshd import SshdServer, generate_key_pair, known_hosts_line, running_sshd
+
+pytestmark = pytest.mark.integration
+
+HARDWARE = {"vcpus": 2, "minWatts": 10, "maxWatts": 60, "memoryGiB": 8, "embodiedKgCO2e": 300}
+
+
+@pytest.fixture(scope="module")
+def real_node_sshd(real_node_plane: Any) -> Iterator[SshdServer]:
+    """sshd on the host address the real node's pods reach this machine at."""
+    with running_sshd(real_node_plane.real_node_ip) as server:
+        yield server
+
+
+def start_operator(plane: Any, namespace: str, log: Path) -> OperatorProcess:
+    placement = plane.real_node_placement()
+    env = operator_env(
+        plane.kubeconfig,
+        providers="static",
+        static_intensity=200,
+        namespace=namespace,
+        ssh_mode="Pod",
+        runner_image=plane.images.operator.name,
+        runner_image_pull_policy="Never",
+        runner_node_selector=json.dumps(placement["nodeSelector"]),
+        runner_tolerations=json.dumps(placement["tolerations"]),
+    )
+    operator = OperatorProcess(env, log)
+    operator.start()
+    return operator
+
+
+def finished(plane: Any, namespace: str, name: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: (s := status_of(plane, "caj", namespace, name)).get("completionTime") and s,
+        timeout=240,
+        what=f"{name} to finish",
+    )
+
+
+def test_real_node_runner_pod_runs_the_script_over_ssh_and_records_it(
+    real_node_crds: Any,
+    real_node_namespace: str,
+    real_node_sshd: SshdServer,
+    tmp_path: Path,
+) -> None:
+    plane, namespace, server = real_node_crds, real_node_namespace, real_node_sshd
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    plane.apply(key_secret(KEY_SECRET, server.client_private_key), namespace=namespace)
+    plane.apply(server_target("box", server, hardware=HARDWARE), namespace=namespace)
+    _, other_host_public = generate_key_pair(tmp_path, "other_host")
+    plane.apply(
+        server_target(
+            "impostor",
+            server,
+            knownHosts=known_hosts_line(server.host, server.port, other_host_public),
+        ),
+        namespace=namespace,
+    )
+    script = (
+        "#!/bin/sh\n"
+        'echo "ran as $(id -un) in $(pwd)"\n'
+        "echo done > marker\n"
+        # Up to five seconds of one busy core, so the run's SCI is clearly not zero.
+        "timeout 5 sh -c 'while :; do :; done'\n"
+        "exit 0\n"
+    )
+    plane.apply(ssh_job("nightly", "box", workingDir=str(workdir), script=script),
+                namespace=namespace)  # fmt: skip
+    plane.apply(ssh_job("failing", "box", workingDir=str(workdir), command="echo oops; exit 3"),
+                namespace=namespace)  # fmt: skip
+    plane.apply(ssh_job("spoofed", "impostor", workingDir=str(workdir),
+                        command="touch spoofed-marker"), namespace=namespace)  # fmt: skip
+    operator = start_operator(plane, namespace, tmp_path / "operator.log")
+    try:
+        nightly = finished(plane, namespace, "nightly")
+        failing = finished(plane, namespace, "failing")
+        spoofed = finished(plane, namespace, "spoofed")
+    finally:
+        operator.stop()
+        print(operator.log()[-4000:])
+
+    # The script ran on the server, from a real container on the real node.
+    assert nightly["state"] == "Succeeded", nightly
+    assert (workdir / "marker").read_text() == "done\n"
+    pod = get(plane, "pod", namespace, nightly["podName"])
+    assert pod["spec"]["nodeName"] == plane.real_node_name
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == plane.images.operator.name
+    (container_status,) = pod["status"]["containerStatuses"]
+    assert container_status["state"]["terminated"]["exitCode"] == 0
+    assert container_status["imageID"], "the container ran from an image in containerd"
+    log = plane.kubectl("logs", nightly["podName"], "-n", namespace).stdout
+    assert f"ran as {server.user} in {workdir}" in log, log
+    # Its SCI comes from the server's /proc/stat, sampled by the runner.
+    sci = nightly["sci"]
+    assert sci["cpuCoreSeconds"] > 1.0, sci
+    assert sci["energyKWh"] > 0
+    assert "cpu=runner" in sci["method"], sci["method"]
+
+    # A non-zero exit code is recorded as such.
+    assert failing["state"] == "Failed", failing
+    failed = status_condition(failing, "Failed")
+    assert failed is not None
+    assert "exited with 3" in failed["message"], failed
+
+    # With a host key that does not match, nothing runs.
+    assert spoofed["state"] == "Failed", spoofed
+    refused = status_condition(spoofed, "Failed")
+    assert refused is not None
+    assert "host key" in (refused["reason"] + refused["message"]).lower(), refused
+    assert not (workdir / "spoofed-marker").exists()
