@@ -56,10 +56,12 @@ $(VENV)/.installed: pyproject.toml
 deps:
 	$(PYTHON) hack/debian.py
 
-# plane-binaries builds kube-apiserver, controller-manager, scheduler, kubectl, kwok and helm
-# from their Go modules once; they are cached under ~/.cache/carbon-aware-operator.
+# plane-binaries builds kube-apiserver, controller-manager, scheduler, kubectl, kubelet,
+# kube-proxy, kwok and helm, and for the real worker node metrics-server, CoreDNS and the
+# images (pause, busybox, the Debian Python base, the operator's own), once; all cached under
+# ~/.cache/carbon-aware-operator. Built before the tests start, so no test waits for them.
 plane-binaries: deps
-	$(PYTHON) hack/localplane.py build
+	$(PYTHON) hack/localplane.py build --real-node
 
 # bench runs the benchmarks whose figures docs/benchmarks.md reports.
 bench: venv plane-binaries

@@ -2,18 +2,25 @@
 
 A real OpenSSH server runs the jobs; each job's script appends ``start`` and ``end`` lines
 with the time to a log on the server, so the count comes from the server itself, not from
-the operator. The operator (in-process SSH mode: its own tasks follow the runs, so every
-kill cuts every connection) is killed with SIGKILL at seeded random moments while runs are
+the operator. The operator is killed with SIGKILL at seeded random moments while runs are
 going and restarted at once. Afterwards every job has Succeeded, every job started exactly
 once and ended exactly once on the server, and never more than ``maxConcurrent`` ran at a
-time.
+time. Two modes:
+
+- in-process (kwok plane, sshd on loopback): the operator's own tasks follow the runs, so
+  every kill cuts every connection;
+- runner pods on the real worker node (containers from the operator's image, sshd on the
+  host address the pods reach): besides the operator, a running runner pod is deleted at
+  each kill, so the run's connection dies with it and a new pod must attach to the run.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +28,8 @@ import pytest
 
 from .grid import Intensity, grid, operator_for
 from .manifests import KEY_SECRET, key_secret, server_target, ssh_job
-from .operatorproc import status_of, wait_for
-from .sshd import SshdServer, sshd_server
+from .operatorproc import OperatorProcess, operator_env, status_of, wait_for
+from .sshd import SshdServer, running_sshd, sshd_server
 
 pytestmark = pytest.mark.integration
 __all__ = ["grid", "sshd_server"]
@@ -55,47 +62,41 @@ def most_at_once(events: list[tuple[str, str, float]]) -> int:
     return best
 
 
-def test_sigkilled_operator_runs_every_ssh_job_exactly_once(
-    crds: Any,
+def run_chaos(
+    plane: Any,
     namespace: str,
-    grid: tuple[Intensity, Any],
-    sshd_server: SshdServer,
-    tmp_path: Path,
+    server: SshdServer,
+    process: OperatorProcess,
+    log: Path,
+    disrupt: Callable[[random.Random], None] = lambda rng: None,
 ) -> None:
+    """Create the jobs, SIGKILL and restart the operator (and ``disrupt``) whenever a run is
+    going on the server, then check the server's own record of the runs."""
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     print(f"seed {seed}")
-    log = tmp_path / "runs.log"
-    crds.apply(key_secret(KEY_SECRET, sshd_server.client_private_key), namespace=namespace)
-    crds.apply(server_target("box", sshd_server, maxConcurrent=MAX_CONCURRENT), namespace=namespace)
-    process = operator_for(
-        crds,
-        grid[1],
-        tmp_path / "operator.log",
-        ssh_mode="InProcess",
-        namespace=namespace,
-        reconcile_seconds=2,
-        ssh_probe_seconds=5,
-    )
+    plane.apply(key_secret(KEY_SECRET, server.client_private_key), namespace=namespace)
+    plane.apply(server_target("box", server, maxConcurrent=MAX_CONCURRENT), namespace=namespace)
     process.start()
     names = [f"run-{index}" for index in range(JOBS)]
     try:
         for name in names:
             env = [{"name": "JOB", "value": name}, {"name": "LOG", "value": str(log)}]
-            crds.apply(ssh_job(name, "box", script=SCRIPT, env=env), namespace=namespace)
+            plane.apply(ssh_job(name, "box", script=SCRIPT, env=env), namespace=namespace)
         kills = 0
         deadline = time.monotonic() + 300
         while kills < KILLS and time.monotonic() < deadline:
             time.sleep(rng.uniform(2.0, 6.0))
             if any(kind == "start" for kind, _, _ in server_log(log)):
                 process.kill()
+                disrupt(rng)
                 kills += 1
                 process.start()
         assert kills == KILLS, "the runs ended before every kill could land mid-run"
 
         def all_succeeded() -> bool:
             return all(
-                status_of(crds, "caj", namespace, n).get("state") == "Succeeded" for n in names
+                status_of(plane, "caj", namespace, n).get("state") == "Succeeded" for n in names
             )
 
         wait_for(all_succeeded, timeout=300, interval=1, what="every SSH job to succeed")
@@ -113,5 +114,71 @@ def test_sigkilled_operator_runs_every_ssh_job_exactly_once(
     assert ends == Counter(names), f"completed runs per job on the server: {ends}"
     assert most_at_once(events) <= MAX_CONCURRENT
     for name in names:
-        sci = status_of(crds, "caj", namespace, name).get("sci") or {}
+        sci = status_of(plane, "caj", namespace, name).get("sci") or {}
         assert sci.get("cpuCoreSeconds") is not None, f"{name}: the outcome's SCI was recorded"
+
+
+def test_sigkilled_operator_runs_every_ssh_job_exactly_once(
+    crds: Any,
+    namespace: str,
+    grid: tuple[Intensity, Any],
+    sshd_server: SshdServer,
+    tmp_path: Path,
+) -> None:
+    process = operator_for(
+        crds,
+        grid[1],
+        tmp_path / "operator.log",
+        ssh_mode="InProcess",
+        namespace=namespace,
+        reconcile_seconds=2,
+        ssh_probe_seconds=5,
+    )
+    run_chaos(crds, namespace, sshd_server, process, tmp_path / "runs.log")
+
+
+@pytest.fixture(scope="module")
+def real_node_chaos_sshd(real_node_plane: Any) -> Iterator[SshdServer]:
+    """sshd on the host address the real node's pods reach this machine at."""
+    with running_sshd(real_node_plane.real_node_ip) as server:
+        yield server
+
+
+def test_real_node_runner_pods_deleted_and_operator_sigkilled_run_every_job_once(
+    real_node_crds: Any,
+    real_node_namespace: str,
+    real_node_chaos_sshd: SshdServer,
+    tmp_path: Path,
+) -> None:
+    plane, namespace = real_node_crds, real_node_namespace
+    placement = plane.real_node_placement()
+    env = operator_env(
+        plane.kubeconfig,
+        providers="static",
+        static_intensity=200,
+        namespace=namespace,
+        ssh_mode="Pod",
+        runner_image=plane.images.operator.name,
+        runner_image_pull_policy="Never",
+        runner_node_selector=json.dumps(placement["nodeSelector"]),
+        runner_tolerations=json.dumps(placement["tolerations"]),
+        reconcile_seconds=2,
+        ssh_probe_seconds=5,
+    )
+    deleted: list[str] = []
+
+    def delete_a_running_runner_pod(rng: random.Random) -> None:
+        pods = plane.kubectl_json("get", "pods", "-n", namespace)["items"]
+        running = sorted(
+            p["metadata"]["name"] for p in pods if p.get("status", {}).get("phase") == "Running"
+        )
+        if running:
+            victim = rng.choice(running)
+            plane.kubectl("delete", "pod", victim, "-n", namespace, "--wait=false")
+            deleted.append(victim)
+
+    process = OperatorProcess(env, tmp_path / "operator.log")
+    run_chaos(plane, namespace, real_node_chaos_sshd, process, tmp_path / "runs.log",
+              disrupt=delete_a_running_runner_pod)  # fmt: skip
+    print(f"runner pods deleted mid-run: {deleted}")
+    assert deleted, "a runner pod was running at some kill"
