@@ -17,26 +17,13 @@ Usage: python bench/realnode.py
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_localplane() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("localplane", REPO_ROOT / "hack/localplane.py")
-    if spec is None or spec.loader is None:
-        raise ImportError("cannot load hack/localplane.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localplane"] = module
-    spec.loader.exec_module(module)
-    return module
-
+from planeloader import load_localplane
 
 localplane = load_localplane()
 

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from planeloader import REPO_ROOT, load_localplane
+
 NAMESPACE = "unrelated"
 SETTLE_SECONDS = 20.0
 
@@ -45,16 +44,6 @@ from carbonaware.cli import main
 sys.argv = ["carbonaware", "run"]
 sys.exit(main())
 """
-
-
-def load_localplane() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("localplane", REPO_ROOT / "hack/localplane.py")
-    if spec is None or spec.loader is None:
-        raise ImportError("cannot load hack/localplane.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localplane"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def rss_mib(pid: int) -> float:

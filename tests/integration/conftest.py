@@ -41,6 +41,7 @@ from typing import Any
 import pytest
 
 from .operatorproc import CRDS, REPO_ROOT
+from .sshd import SshdServer, running_sshd
 
 
 def load_localplane() -> ModuleType:
@@ -151,6 +152,13 @@ def real_node_crds(real_node_plane: Any) -> Any:
             "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s"
         )
     return real_node_plane
+
+
+@pytest.fixture(scope="module")
+def real_node_sshd(real_node_plane: Any) -> Iterator[SshdServer]:
+    """sshd on the host address the real node's pods reach this machine at."""
+    with running_sshd(real_node_plane.real_node_ip) as server:
+        yield server
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ Jobs (``suspended_job``).
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import signal
@@ -264,3 +265,15 @@ class ScaledClock:
     def wall_seconds(self, operator_span: timedelta) -> float:
         """Wall-clock seconds that ``operator_span`` of operator time takes."""
         return operator_span.total_seconds() / self.scale
+
+
+def real_node_runner_settings(plane: Any) -> dict[str, Any]:
+    """Operator settings that run SSH runner pods on the real node from the operator image."""
+    placement = plane.real_node_placement()
+    return {
+        "ssh_mode": "Pod",
+        "runner_image": plane.images.operator.name,
+        "runner_image_pull_policy": "Never",
+        "runner_node_selector": json.dumps(placement["nodeSelector"]),
+        "runner_tolerations": json.dumps(placement["tolerations"]),
+    }

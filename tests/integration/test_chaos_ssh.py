@@ -16,11 +16,10 @@ time. Two modes:
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,14 @@ import pytest
 
 from .grid import Intensity, grid, operator_for
 from .manifests import KEY_SECRET, key_secret, server_target, ssh_job
-from .operatorproc import OperatorProcess, operator_env, status_of, wait_for
-from .sshd import SshdServer, running_sshd, sshd_server
+from .operatorproc import (
+    OperatorProcess,
+    operator_env,
+    real_node_runner_settings,
+    status_of,
+    wait_for,
+)
+from .sshd import SshdServer, sshd_server
 
 pytestmark = pytest.mark.integration
 __all__ = ["grid", "sshd_server"]
@@ -137,33 +142,21 @@ def test_sigkilled_operator_runs_every_ssh_job_exactly_once(
     run_chaos(crds, namespace, sshd_server, process, tmp_path / "runs.log")
 
 
-@pytest.fixture(scope="module")
-def real_node_chaos_sshd(real_node_plane: Any) -> Iterator[SshdServer]:
-    """sshd on the host address the real node's pods reach this machine at."""
-    with running_sshd(real_node_plane.real_node_ip) as server:
-        yield server
-
-
 def test_real_node_runner_pods_deleted_and_operator_sigkilled_run_every_job_once(
     real_node_crds: Any,
     real_node_namespace: str,
-    real_node_chaos_sshd: SshdServer,
+    real_node_sshd: SshdServer,
     tmp_path: Path,
 ) -> None:
     plane, namespace = real_node_crds, real_node_namespace
-    placement = plane.real_node_placement()
     env = operator_env(
         plane.kubeconfig,
         providers="static",
         static_intensity=200,
         namespace=namespace,
-        ssh_mode="Pod",
-        runner_image=plane.images.operator.name,
-        runner_image_pull_policy="Never",
-        runner_node_selector=json.dumps(placement["nodeSelector"]),
-        runner_tolerations=json.dumps(placement["tolerations"]),
         reconcile_seconds=2,
         ssh_probe_seconds=5,
+        **real_node_runner_settings(plane),
     )
     deleted: list[str] = []
 
@@ -178,7 +171,7 @@ def test_real_node_runner_pods_deleted_and_operator_sigkilled_run_every_job_once
             deleted.append(victim)
 
     process = OperatorProcess(env, tmp_path / "operator.log")
-    run_chaos(plane, namespace, real_node_chaos_sshd, process, tmp_path / "runs.log",
+    run_chaos(plane, namespace, real_node_sshd, process, tmp_path / "runs.log",
               disrupt=delete_a_running_runner_pod)  # fmt: skip
     print(f"runner pods deleted mid-run: {deleted}")
     assert deleted, "a runner pod was running at some kill"

@@ -10,41 +10,35 @@ the output (the runner pod's log) and the SCI are recorded. With a wrong host ke
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .manifests import KEY_SECRET, key_secret, server_target, ssh_job
-from .operatorproc import OperatorProcess, get, operator_env, status_condition, status_of, wait_for
-from .sshd import SshdServer, generate_key_pair, known_hosts_line, running_sshd
+from .operatorproc import (
+    OperatorProcess,
+    get,
+    operator_env,
+    real_node_runner_settings,
+    status_condition,
+    status_of,
+    wait_for,
+)
+from .sshd import SshdServer, generate_key_pair, known_hosts_line
 
 pytestmark = pytest.mark.integration
 
 HARDWARE = {"vcpus": 2, "minWatts": 10, "maxWatts": 60, "memoryGiB": 8, "embodiedKgCO2e": 300}
 
 
-@pytest.fixture(scope="module")
-def real_node_sshd(real_node_plane: Any) -> Iterator[SshdServer]:
-    """sshd on the host address the real node's pods reach this machine at."""
-    with running_sshd(real_node_plane.real_node_ip) as server:
-        yield server
-
-
 def start_operator(plane: Any, namespace: str, log: Path) -> OperatorProcess:
-    placement = plane.real_node_placement()
     env = operator_env(
         plane.kubeconfig,
         providers="static",
         static_intensity=200,
         namespace=namespace,
-        ssh_mode="Pod",
-        runner_image=plane.images.operator.name,
-        runner_image_pull_policy="Never",
-        runner_node_selector=json.dumps(placement["nodeSelector"]),
-        runner_tolerations=json.dumps(placement["tolerations"]),
+        **real_node_runner_settings(plane),
     )
     operator = OperatorProcess(env, log)
     operator.start()
