@@ -277,3 +277,16 @@ def real_node_runner_settings(plane: Any) -> dict[str, Any]:
         "runner_node_selector": json.dumps(placement["nodeSelector"]),
         "runner_tolerations": json.dumps(placement["tolerations"]),
     }
+
+
+def real_node_job_template(plane: Any, script: str, cpu: str, memory: str) -> dict[str, Any]:
+    """A jobTemplate whose pod runs ``script`` under busybox on the real node."""
+    container = {
+        "name": "main",
+        "image": plane.images.busybox.name,
+        "imagePullPolicy": "Never",
+        "command": ["sh", "-c", script],
+        "resources": {"requests": {"cpu": cpu, "memory": memory}},
+    }
+    pod = {**plane.real_node_placement(), "restartPolicy": "Never", "containers": [container]}
+    return {"spec": {"backoffLimit": 0, "template": {"spec": pod}}}

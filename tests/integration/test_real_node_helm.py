@@ -21,7 +21,15 @@ from typing import Any
 
 import pytest
 
-from .operatorproc import REPO_ROOT, caj, free_port, status_condition, status_of, wait_for
+from .operatorproc import (
+    REPO_ROOT,
+    caj,
+    free_port,
+    real_node_job_template,
+    status_condition,
+    status_of,
+    wait_for,
+)
 from .test_metrics_prometheus import ensure_prometheus
 
 pytestmark = pytest.mark.integration
@@ -76,29 +84,6 @@ def operator_pod(plane: Any, namespace: str) -> dict[str, Any]:
     )["items"]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     return dict(pods[0])
-
-
-def held_job_template(plane: Any) -> dict[str, Any]:
-    return {
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    **plane.real_node_placement(),
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": plane.images.busybox.name,
-                            "imagePullPolicy": "Never",
-                            "command": ["sh", "-c", "echo carbon-aware; sleep 3"],
-                            "resources": {"requests": {"cpu": "100m", "memory": "16Mi"}},
-                        }
-                    ],
-                }
-            },
-        }
-    }
 
 
 def prometheus_scrape(
@@ -167,7 +152,7 @@ def test_real_node_helm_install_runs_the_operator_image_with_the_charts_rbac(
             "held",
             {"policy": "Threshold", "maxIntensity": INTENSITY // 2, "maxDelaySeconds": 15,
              "expectedDurationSeconds": 10},
-            jobTemplate=held_job_template(plane),
+            jobTemplate=real_node_job_template(plane, "echo carbon-aware; sleep 3", "100m", "16Mi"),
         ),
         namespace=namespace,
     )  # fmt: skip

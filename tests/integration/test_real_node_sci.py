@@ -29,7 +29,15 @@ import pytest
 
 from carbonaware.api import labels
 
-from .operatorproc import OperatorProcess, caj, free_port, operator_env, status_of, wait_for
+from .operatorproc import (
+    OperatorProcess,
+    caj,
+    free_port,
+    operator_env,
+    real_node_job_template,
+    status_of,
+    wait_for,
+)
 from .test_metrics_prometheus import ensure_prometheus
 
 pytestmark = pytest.mark.integration
@@ -41,29 +49,6 @@ TOLERANCE = 0.10
 IDLE_ABSOLUTE_CORE_SECONDS = 0.3
 INTENSITY = 200
 CGROUP_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
-
-
-def job_template(plane: Any, script: str) -> dict[str, Any]:
-    return {
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    **plane.real_node_placement(),
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": plane.images.busybox.name,
-                            "imagePullPolicy": "Never",
-                            "command": ["sh", "-c", script],
-                            "resources": {"requests": {"cpu": "500m", "memory": "32Mi"}},
-                        }
-                    ],
-                }
-            },
-        }
-    }
 
 
 BURNER = f"timeout {BURN_SECONDS} sh -c 'while :; do :; done'; true"
@@ -186,7 +171,7 @@ def run_jobs(plane: Any, namespace: str, tmp_path: Path, **settings: Any) -> dic
     operator.start()
     try:
         for name, script in (("burner", BURNER), ("idler", IDLER)):
-            template = job_template(plane, script)
+            template = real_node_job_template(plane, script, "500m", "32Mi")
             plane.apply(
                 caj(name, {"policy": "Immediate"}, jobTemplate=copy.deepcopy(template)),
                 namespace=namespace,
