@@ -36,6 +36,7 @@ from .process import free_ports
 from .realnode import (
     BRIDGE,
     DEFAULT_NODE_NAME,
+    SOCKET_PATH_LIMIT,
     RealNodeLayout,
     host_ip,
     import_image,
@@ -76,6 +77,14 @@ HOST_LOCK = Path("/run/carbonaware-real-node.json")
 
 
 def new_layout(workdir: Path, name: str = DEFAULT_NODE_NAME) -> RealNodeLayout:
+    # The kubelet binds unix sockets under its root directory (pod-resources/<random>): a
+    # deep workdir would fail it at start-up with a bare "bind: invalid argument".
+    deepest = workdir.resolve() / "node" / "kubelet" / "pod-resources" / "1234567890"
+    if len(str(deepest)) > SOCKET_PATH_LIMIT:
+        raise RuntimeError(
+            f"the workdir {workdir} is too deep for the kubelet's unix sockets "
+            f"({len(str(deepest))} > {SOCKET_PATH_LIMIT} bytes); use a shorter one"
+        )
     ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
     return RealNodeLayout(root=workdir / "node", name=name, ip=host_ip(), ports=ports)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +67,21 @@ def _get_caj_table(output: str) -> dict[str, str]:
     return {row[0]: row[1] for row in rows if len(row) > 1}
 
 
-def test_demo_up_again_and_down(real_node_host_to_myself: None, tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A temporary directory short enough for the real node's unix sockets under it (pytest's
+    own, under xdist, is too deep)."""
+    path = Path(tempfile.mkdtemp(prefix="demo-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_demo_up_again_and_down(real_node_host_to_myself: None, short_tmp_path: Path) -> None:
     ensure_openssh_server()
     port = free_port()
+    work = short_tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONAWARE_DEMO")}
-    env.update(CARBONAWARE_DEMO_DIR=str(tmp_path / "demo"), CARBONAWARE_DEMO_METRICS_PORT=str(port))
-    work = tmp_path / "demo"
+    env.update(CARBONAWARE_DEMO_DIR=str(work), CARBONAWARE_DEMO_METRICS_PORT=str(port))
     try:
         first = _run("up", env)
         states = _get_caj_table(first)

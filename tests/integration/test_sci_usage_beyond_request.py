@@ -188,12 +188,19 @@ def _window(pod: dict[str, Any]) -> tuple[float, float]:
     return start, end
 
 
-def _increase(prom: Prometheus, series: str, window: tuple[float, float]) -> float:
-    """Prometheus's own ``increase`` of ``series`` over the run's window, evaluated at its end."""
+def _over_window(
+    prom: Prometheus, function: str, series: str, window: tuple[float, float]
+) -> float:
+    """Prometheus's own ``sum(function(series[window]))``, evaluated at the window's end."""
     start, end = window
     milliseconds = max(1, round((end - start) * 1000))
-    (sample,) = prom.instant(f"sum(increase({series}[{milliseconds}ms]))", at=end)
+    (sample,) = prom.instant(f"sum({function}({series}[{milliseconds}ms]))", at=end)
     return float(sample["value"][1])
+
+
+def _increase(prom: Prometheus, series: str, window: tuple[float, float]) -> float:
+    """Prometheus's own ``increase`` of ``series`` over the run's window, evaluated at its end."""
+    return _over_window(prom, "increase", series, window)
 
 
 def _first_sample(
@@ -237,12 +244,18 @@ def test_a_pod_requesting_100m_that_burns_1_5_cores_is_charged_for_what_it_used(
         {"namespace": namespace, "pod": pod["metadata"]["name"]},
     )
     sampled = window[1] - _first_sample(prometheus, series, window)
+    created = state.cpu_pods[(namespace, pod["metadata"]["name"])]
     print(f"burner: {seconds:.0f} s, sampled for {sampled:.1f} s, sci {sci}")
-    # The operator's CPU time is Prometheus's increase over the run's window ...
-    assert sci["cpuCoreSeconds"] == pytest.approx(_increase(prometheus, series, window), rel=1e-6)
-    # ... which is the 1.5 cores the pod kept busy while sampled (Prometheus extrapolates at
-    # most one scrape interval past the samples; timestamps have 1 s resolution) ...
-    assert sci["cpuCoreSeconds"] == pytest.approx(BUSY_CORES * sampled, abs=BUSY_CORES * 2)
+    # The operator's CPU time is the container counter's last value in the run's window ...
+    assert sci["cpuCoreSeconds"] == pytest.approx(
+        _over_window(prometheus, "max_over_time", series, window), rel=1e-6
+    )
+    # ... which is the 1.5 cores the pod kept busy since it was created, also before the
+    # first scrape (the last sample is up to a scrape interval before the end; timestamps
+    # have 1 s resolution) ...
+    assert sci["cpuCoreSeconds"] == pytest.approx(
+        BUSY_CORES * (window[1] - created), abs=BUSY_CORES * 2
+    )
     # ... far above the 0.1 core requested, which used to cap it.
     assert sampled > seconds / 2
     assert sci["cpuCoreSeconds"] > 5 * 0.1 * seconds

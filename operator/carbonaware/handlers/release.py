@@ -125,6 +125,8 @@ async def release(
             ctx, work, exc, what=what, decision=decision, snapshot=snapshot, now=ctx.clock()
         )
         return
+    if child is not None and child.kind is ChildKind.RUNNER_POD and work.target is not None:
+        ctx.registry.mark_running(work.target, work.key)  # the run holds the slot from now
     doc = released_status(work, fresh, child, decision, snapshot, released_at)
     await ctx.kube.patch_status(PLURAL, work.namespace, work.name, doc)
     if child is None and work.target is not None and inputs is not None:

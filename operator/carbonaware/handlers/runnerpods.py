@@ -64,16 +64,16 @@ async def follow_runner_pod(ctx: OperatorContext, pod: dict[str, Any], *, delete
     key = job_key(namespace, parent_name)
     target = (namespace, str(target_name))
     phase = str((pod.get("status") or {}).get("phase") or "Pending")
-    if not deleted:
-        await record_release_from_pod(ctx, namespace, parent_name, uid, pod)
     if phase in ("Succeeded", "Failed"):
         ctx.registry.mark_finished(target, key)
+        await record_release_from_pod(ctx, namespace, parent_name, uid, pod)
         summary, failure = pod_result(pod, phase)
         await finish_ssh_run(ctx, namespace, parent_name, uid, summary=summary, failure=failure)
     elif deleted:
         await runner_pod_gone(ctx, parent_name, uid, target)
     else:
         ctx.registry.mark_running(target, key)
+        await record_release_from_pod(ctx, namespace, parent_name, uid, pod)
         if phase == "Running" and not gated(pod):
             started = (pod.get("status") or {}).get("startTime") or format_time(ctx.clock())
             await record_started(ctx, namespace, parent_name, uid, str(started))

@@ -3,7 +3,7 @@
 Two sources, the first preferred when it has data:
 
 - cAdvisor/kubelet ``container_cpu_usage_seconds_total{namespace, pod}``: the pod's own
-  CPU time (``increase`` over the run window, summed over its containers).
+  CPU time (each container's last value in the run window, summed over its containers).
 - node_exporter ``node_cpu_seconds_total``: the node's busy time (every mode except
   ``idle``, ``iowait`` and ``steal``) over the window, attributed to the job by its share of
   the node (reserved vCPUs / node CPUs).
@@ -132,8 +132,11 @@ class PrometheusCpuReader:
             'container!=""',
             'container!="POD"',
         )
-        # cAdvisor counters: increase() over the run window handles restarts (counter resets).
-        promql = f"sum(increase({series}[{range_duration(start, end)}]))"
+        # A container's counter counts from its start and every container (a restarted one
+        # too) is its own series, so each one's last value over the window is its whole CPU
+        # time. increase() would miss what ran before the first scrape of a new container
+        # (cAdvisor finds containers on its housekeeping, seconds after they start).
+        promql = f"sum(max_over_time({series}[{range_duration(start, end)}]))"
         return await self.scalar_query(promql, end)
 
     async def node_cpu(
@@ -176,7 +179,7 @@ class PrometheusCpuReader:
                 return CpuReading(
                     max(0.0, container),
                     SOURCE_PROMETHEUS_CONTAINER,
-                    f"increase({CONTAINER_METRIC}) for {namespace}/{pod}",
+                    f"max_over_time({CONTAINER_METRIC}) for {namespace}/{pod}",
                 )
         if node_labels is None:
             raise MetricSourceError(

@@ -54,7 +54,7 @@ async def test_container_usage_is_preferred_when_present() -> None:
     queries: list[httpx.Request] = []
 
     def answer(query: str) -> dict[str, Any]:
-        assert query.startswith("sum(increase(container_cpu_usage_seconds_total{")
+        assert query.startswith("sum(max_over_time(container_cpu_usage_seconds_total{")
         return _vector(321.5)
 
     async with _reader(answer, queries) as reader:
@@ -66,7 +66,7 @@ async def test_container_usage_is_preferred_when_present() -> None:
     assert len(queries) == 1
     params = queries[0].url.params
     assert params["query"] == (
-        "sum(increase(container_cpu_usage_seconds_total"
+        "sum(max_over_time(container_cpu_usage_seconds_total"
         '{namespace="ml",pod="train\\"1",container!="",container!="POD"}[600000ms]))'
     )
     assert float(params["time"]) == pytest.approx(END.timestamp())
@@ -77,7 +77,7 @@ async def test_falls_back_to_the_node_share_without_container_series() -> None:
     queries: list[httpx.Request] = []
 
     def answer(query: str) -> dict[str, Any]:
-        if query.startswith("sum(increase(container_cpu"):
+        if query.startswith("sum(max_over_time(container_cpu"):
             return _vector()
         if query.startswith("sum(increase(node_cpu_seconds_total"):
             return _vector(1200.0)
