@@ -92,6 +92,8 @@ def test_the_plugin_against_the_real_plane(
                       annotations={labels.POLICY: "Threshold", labels.MAX_INTENSITY: "100"}),
         namespace=namespace,
     )  # fmt: skip
+    wait_for(lambda: state(crds, namespace, "done") == "Succeeded", timeout=120,
+             what="the Immediate job to succeed")  # fmt: skip
     wait_for(lambda: (get(crds, "caj", namespace, "done").get("status") or {}).get("sci"),
              timeout=60, what="the Immediate job's SCI")  # fmt: skip
     wait_for(
