@@ -92,8 +92,13 @@ def test_the_plugin_against_the_real_plane(
                       annotations={labels.POLICY: "Threshold", labels.MAX_INTENSITY: "100"}),
         namespace=namespace,
     )  # fmt: skip
-    wait_for(lambda: state(crds, namespace, "done") == "Succeeded", timeout=120,
-             what="the Immediate job to succeed")  # fmt: skip
+    try:
+        wait_for(lambda: state(crds, namespace, "done") == "Succeeded", timeout=120,
+                 what="the Immediate job to succeed")  # fmt: skip
+    except AssertionError:
+        print(crds.kubectl("get", "caj,jobs,pods", "-n", namespace, "-o", "wide").stdout)
+        print(json.dumps(get(crds, "caj", namespace, "done").get("status"), indent=1))
+        raise
     wait_for(lambda: (get(crds, "caj", namespace, "done").get("status") or {}).get("sci"),
              timeout=60, what="the Immediate job's SCI")  # fmt: skip
     wait_for(
