@@ -263,7 +263,11 @@ def test_release_now_hold_and_cancel_on_managed_plain_jobs(
     # hold on an Immediate Job: it is not released until the annotation goes.
     wait_for(lambda: reason("plain-held") == "HeldOnRequest", timeout=30, what="held on request")
     assert get(crds, "job", namespace, "plain-held")["spec"]["suspend"] is True
-    assert WHO in event_messages(crds, namespace, "plain-held", "HeldOnRequest")[0]
+    # Set when the Job was applied: kubectl apply's field manager asked.
+    assert (
+        "kubectl-client-side-apply"
+        in event_messages(crds, namespace, "plain-held", "HeldOnRequest")[0]
+    )
 
     annotate(crds, "job", namespace, "plain-now", f"{labels.RELEASE_NOW}=true")
     wait_for(lambda: reason("plain-now") == "ManualRelease", timeout=30, what="manual release")
