@@ -676,15 +676,23 @@ def print_summary(plane: Any, work: Path, port: int) -> None:
                 released.get("reason", "-"),
                 _number(intensity.get("atRelease"), "{:.0f}"),
                 _number(intensity.get("runMean"), "{:.0f}"),
+                _number(sci.get("cpuCoreSeconds")),
+                cpu_source(str(sci.get("method", ""))),
                 _number(sci.get("energyKWh")),
                 _number(sci.get("totalGrams")),
                 _number(sci.get("avoidedGrams")),
                 status.get("state", "-"),
             ]
         )
-    headers = ["NAME", "POLICY", "RELEASED BY", "I AT RELEASE", "I RUN MEAN", "ENERGY kWh"]
+    headers = ["NAME", "POLICY", "RELEASED BY", "I AT RELEASE", "I RUN MEAN", "CPU core-s"]
+    headers += ["CPU FROM", "ENERGY kWh"]
     print(table([*headers, "TOTAL g", "AVOIDED g", "STATE"], rows))
     print("(I = grid intensity in gCO2e/kWh; SCI = (E x I + M) per R, Green Software Foundation)")
+    print(
+        "(CPU FROM: metrics.k8s.io = a real container on the real node, measured by "
+        "metrics-server; runner = the server's /proc/stat sampled by the SSH runner pod; "
+        "reservation = a kwok pod, which runs nothing: its request for its whole run)"
+    )
 
     heading(f"ServerTarget (kubectl get srv -n {NAMESPACE})")
     print(plane.kubectl("get", "srv", "-n", NAMESPACE).stdout.rstrip())
@@ -754,6 +762,12 @@ METRIC_PREFIXES = (
     "carbonaware_energy_kwh_total",
     "carbonaware_servertarget_reachable",
 )
+
+
+def cpu_source(method: str) -> str:
+    """Where a run's CPU figure came from, from the `cpu=` part of `status.sci.method`."""
+    sources = [part.split("=", 1)[1] for part in method.split(";") if part.startswith("cpu=")]
+    return sources[-1] if sources else "-"
 
 
 def interesting_metrics(text: str) -> list[str]:
