@@ -23,6 +23,7 @@ from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.sshjobs import runner_pod_manifest, ssh_inputs
 from carbonaware.handlers.sshoutcome import (
     finish_ssh_run,
+    interrupted,
     job_key,
     parent_of,
     pod_result,
@@ -64,6 +65,12 @@ async def follow_runner_pod(ctx: OperatorContext, pod: dict[str, Any], *, delete
     key = job_key(namespace, parent_name)
     target = (namespace, str(target_name))
     phase = str((pod.get("status") or {}).get("phase") or "Pending")
+    if phase in ("Succeeded", "Failed") and interrupted(pod):
+        if deleted:
+            await runner_pod_gone(ctx, parent_name, uid, target)
+        else:
+            ctx.registry.mark_running(target, key)  # attach again once it is gone
+        return
     if phase in ("Succeeded", "Failed"):
         ctx.registry.mark_finished(target, key)
         await record_release_from_pod(ctx, namespace, parent_name, uid, pod)

@@ -252,3 +252,18 @@ def pod_result(pod: dict[str, Any], phase: str) -> tuple[RunSummary | None, Fail
             "(no run summary in its termination message); see its log.",
         )
     return None, (failure_reason(record.reason), record.message)
+
+
+def interrupted(pod: dict[str, Any]) -> bool:
+    """Deleted before it reported a result (the kubelet marks such a pod Failed before it is
+    gone): the run on the server goes on, and a new pod attaches to it."""
+    if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    message = termination_message(pod) or ""
+    for parse in (parse_summary, parse_failure):
+        try:
+            parse(message)
+        except CarbonAwareError:
+            continue
+        return False
+    return True

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from carbonaware.api.conditions import ConditionType, Reason
-from carbonaware.handlers.sshoutcome import failure_reason, outcome, pod_result
+from carbonaware.handlers.sshoutcome import failure_reason, interrupted, outcome, pod_result
 from carbonaware.runners.summary import RunFailure, RunSummary
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -108,3 +108,19 @@ def test_pod_result_without_a_result_says_so(message: str | None) -> None:
     assert failure is not None
     assert failure[0] is Reason.JOB_FAILED
     assert "train-ssh ended Succeeded without a result" in failure[1]
+
+
+def deleting(pod: dict[str, Any]) -> dict[str, Any]:
+    return {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": "2026-01-05T12:00:00Z"}}
+
+
+def test_a_pod_deleted_before_it_reported_is_interrupted_not_finished() -> None:
+    assert interrupted(deleting(finished_pod(None)))
+    assert interrupted(deleting(finished_pod("")))
+
+
+def test_a_pod_that_reported_or_is_not_being_deleted_is_not_interrupted() -> None:
+    record = RunFailure("AuthFailed", "root@h:22 rejected public key authentication")
+    assert not interrupted(deleting(finished_pod(summary().to_json())))
+    assert not interrupted(deleting(finished_pod(record.to_json())))
+    assert not interrupted(finished_pod(None))
