@@ -145,7 +145,7 @@ def test_sigkilled_operator_runs_every_ssh_job_exactly_once(
 @pytest.mark.xfail(
     strict=False,
     reason="known defect: with runner pods deleted while the operator is down, a job can stay "
-    "unfinished (seen in 2 of 2 full parallel runs; the in-process variant passes)",
+    "unfinished (3 of 3 runs, also alone; the in-process variant passes)",
 )
 def test_real_node_runner_pods_deleted_and_operator_sigkilled_run_every_job_once(
     real_node_crds: Any,
