@@ -328,13 +328,16 @@ class AttachSession:
             return
         final = self.progress.final
         ended_before_attach = (
-            final is not None
+            self.progress.claimed_here is not True
+            and final is not None
             and final.kind == "end"
             and final.end_epoch is not None
             and self.clock_epoch is not None
             and final.end_epoch < self.clock_epoch
         )
-        # Samples of a connection that only attached to a finished run say nothing about it.
+        # Samples of a connection that only attached to a run another call started, and that had
+        # ended by then, say nothing about it; the call that started a run keeps its samples
+        # even when the run was over before the attach loop read the clock.
         await self._sampler.stop(final_sample=self.finished.is_set() and not ended_before_attach)
         if not ended_before_attach:
             self.progress.samples.extend(self._sampler.parser.samples)
