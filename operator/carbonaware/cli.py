@@ -400,6 +400,13 @@ def runner_ssh_command(
     reattach_seconds: Annotated[
         float, typer.Option(help="How long to keep re-attaching after a lost connection.")
     ] = 300.0,
+    detach_on_signal: Annotated[
+        bool,
+        typer.Option(
+            help="On SIGTERM/SIGINT, let go of the run instead of stopping it: it goes on on the "
+            "server and a runner with the same --run-id attaches (exit 75). Runner pods use it."
+        ),
+    ] = False,
 ) -> None:
     """Run a job on a server over SSH, stream its output and exit with its exit code.
 
@@ -409,7 +416,9 @@ def runner_ssh_command(
 
     69 unreachable, 70 run not completed, 71 run lost on the server,
 
-    76 host key mismatch, 77 authentication failed.
+    75 detached on a signal (the run goes on), 76 host key mismatch,
+
+    77 authentication failed, 143 stopped on a signal (the run was stopped).
     """
     import os
 
@@ -443,6 +452,7 @@ def runner_ssh_command(
             termination_log=termination_log or default_termination_log(),
             run_id=run_id,
             reattach_seconds=reattach_seconds,
+            detach_on_signal=detach_on_signal,
         ),
         environ=os.environ,
     )

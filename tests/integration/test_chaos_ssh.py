@@ -142,11 +142,6 @@ def test_sigkilled_operator_runs_every_ssh_job_exactly_once(
     run_chaos(crds, namespace, sshd_server, process, tmp_path / "runs.log")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect: with runner pods deleted while the operator is down, a job can stay "
-    "unfinished (3 of 3 runs, also alone; the in-process variant passes)",
-)
 def test_real_node_runner_pods_deleted_and_operator_sigkilled_run_every_job_once(
     real_node_crds: Any,
     real_node_namespace: str,

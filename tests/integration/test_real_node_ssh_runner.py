@@ -15,11 +15,14 @@ from typing import Any
 
 import pytest
 
+from carbonaware.api.labels import CANCEL
+
 from .manifests import KEY_SECRET, key_secret, server_target, ssh_job
 from .operatorproc import (
     OperatorProcess,
     get,
     operator_env,
+    pid_alive,
     real_node_runner_settings,
     status_condition,
     status_of,
@@ -43,6 +46,12 @@ def start_operator(plane: Any, namespace: str, log: Path) -> OperatorProcess:
     operator = OperatorProcess(env, log)
     operator.start()
     return operator
+
+
+def pod_uid(plane: Any, namespace: str, name: str) -> str | None:
+    out = plane.kubectl("get", "pod", name, "-n", namespace, "--ignore-not-found",
+                        "-o", "jsonpath={.metadata.uid}").stdout  # fmt: skip
+    return out.strip() or None
 
 
 def finished(plane: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -126,3 +135,79 @@ def test_real_node_runner_pod_runs_the_script_over_ssh_and_records_it(
     assert refused is not None
     assert "host key" in (refused["reason"] + refused["message"]).lower(), refused
     assert not (workdir / "spoofed-marker").exists()
+
+
+def test_real_node_runner_pod_deleted_mid_run_lets_go_and_cancel_or_delete_stops_the_run(
+    real_node_crds: Any,
+    real_node_namespace: str,
+    real_node_sshd: SshdServer,
+    tmp_path: Path,
+) -> None:
+    """A deleted runner pod (what an eviction or a drain does) only lets go of the run: a new
+    pod attaches and the job succeeds, having run once. Cancelling or deleting the job stops
+    its run on the server, although the operator has no right to delete pods."""
+    plane, namespace, server = real_node_crds, real_node_namespace, real_node_sshd
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    plane.apply(key_secret(KEY_SECRET, server.client_private_key), namespace=namespace)
+    plane.apply(server_target("box", server, maxConcurrent=3), namespace=namespace)
+
+    def script(name: str) -> str:
+        return (
+            f'echo "$$" > {work}/{name}.pid\n'
+            f"echo {name} >> {work}/starts\n"
+            f'i=0; while [ ! -e {work}/{name}.go ]; do i=$((i+1)); [ "$i" -gt 2400 ] && exit 7; '
+            "sleep 0.1; done\n"
+            f"echo {name} >> {work}/ends\n"
+        )
+
+    for name in ("evicted", "cancelled", "deleted"):
+        plane.apply(ssh_job(name, "box", script=script(name)), namespace=namespace)
+    operator = start_operator(plane, namespace, tmp_path / "operator.log")
+    try:
+        pids = {
+            name: wait_for(
+                lambda name=name: (f := work / f"{name}.pid").exists()  # type: ignore[misc]
+                and f.read_text().strip()
+                and int(f.read_text()),
+                timeout=180,
+                what=f"the run of {name} to start on the server",
+            )
+            for name in ("evicted", "cancelled", "deleted")
+        }
+        evicted_pod = status_of(plane, "caj", namespace, "evicted")["podName"]
+        first_uid = pod_uid(plane, namespace, evicted_pod)
+        plane.kubectl("delete", "pod", evicted_pod, "-n", namespace, "--wait=true")
+        assert pid_alive(pids["evicted"]), "deleting the runner pod stopped the run"
+        wait_for(
+            lambda: pod_uid(plane, namespace, evicted_pod) not in (None, first_uid),
+            timeout=60,
+            what="a new runner pod attached to the run",
+        )
+        (work / "evicted.go").touch()
+        evicted = finished(plane, namespace, "evicted")
+
+        plane.kubectl("annotate", "caj", "cancelled", "-n", namespace, f"{CANCEL}=true")
+        cancelled = finished(plane, namespace, "cancelled")
+        wait_for(lambda: not pid_alive(pids["cancelled"]), timeout=60,
+                 what="the cancelled run to be stopped on the server")  # fmt: skip
+
+        plane.kubectl("delete", "caj", "deleted", "-n", namespace, "--wait=true")
+        wait_for(lambda: not pid_alive(pids["deleted"]), timeout=60,
+                 what="the deleted job's run to be stopped on the server")  # fmt: skip
+    finally:
+        for name in ("evicted", "cancelled", "deleted"):
+            (work / f"{name}.go").touch()  # whatever failed, nothing waits on the server
+        operator.stop()
+        print(operator.log()[-6000:])
+
+    assert evicted["state"] == "Succeeded", evicted
+    assert (work / "starts").read_text().split().count("evicted") == 1
+    assert (work / "ends").read_text().split() == ["evicted"]
+    assert cancelled["state"] == "Failed", cancelled
+    failed = status_condition(cancelled, "Failed")
+    assert failed is not None
+    assert failed["reason"] == "Cancelled", failed
+    assert "stopped on its server" in failed["message"], failed
+    assert (work / "starts").read_text().split().count("cancelled") == 1

@@ -2,8 +2,9 @@
 
 - held: it is never released; a plain Job stays suspended;
 - released: a CarbonAwareJob's child Job is deleted (with its pods, only if it is still
-  the child owned by this job's UID); an in-process SSH run is stopped on its server; a
-  managed plain Job is suspended again, which deletes its running pods and keeps the Job;
+  the child owned by this job's UID); an SSH run is stopped on its server (its runner pod,
+  if any, then sees the run end and exits); a managed plain Job is suspended again, which
+  deletes its running pods and keeps the Job;
 - finished: nothing changes (the annotation is history).
 
 The status is written before the child is deleted, so the child's deletion event finds a
@@ -27,6 +28,7 @@ from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.inprocess import stop_run
 from carbonaware.handlers.release import expected_child, owned_by
 from carbonaware.handlers.state import ChildKind, Key, WorkKind
+from carbonaware.handlers.tracking import released_work_of
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +87,10 @@ async def cancel_carbonawarejob(
             await delete_child(ctx, existing)
         return
     stopped = f"; Job {existing['metadata']['name']} and its pods are deleted" if existing else ""
-    in_process = ctx.registry.tracked_work(key)
-    stop_in_process = in_process is not None and in_process.child_kind is ChildKind.IN_PROCESS
-    if stop_in_process:
+    ssh_run = released_work_of(fresh)
+    stop_ssh = ssh_run is not None and ssh_run.target is not None
+    if stop_ssh:
         stopped = "; the SSH run is stopped on its server"
-    elif status.get("podName"):
-        stopped = (
-            f"; runner pod {status['podName']} is left to finish (the operator cannot delete pods)"
-        )
     message = cancel_message(overrides, stopped)
     doc = status_docs.cancelled(
         status.get("conditions") or [],
@@ -106,7 +104,7 @@ async def cancel_carbonawarejob(
         await ctx.kube.delete_job(
             namespace, existing["metadata"]["name"], existing["metadata"]["uid"]
         )
-    if stop_in_process:
+    if stop_ssh:
         task = asyncio.create_task(stop_run(ctx, key, uid, fresh))
         ctx.background.add(task)
         task.add_done_callback(ctx.background.discard)

@@ -152,13 +152,13 @@ async def carbonawarejob_event(
 async def carbonawarejob_deleted(
     body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **_: Any
 ) -> None:
-    """Forget it; its Job or runner pod goes with it through the owner reference, and an
-    in-process SSH run is stopped on its server."""
+    """Forget it; its Job or runner pod goes with it through the owner reference, and an SSH
+    run is stopped on its server (a runner pod only lets go of the run when it is deleted)."""
     ctx = context_of(memo)
     key = (WorkKind.CARBON_AWARE_JOB.value, str(meta["namespace"]), str(meta["name"]))
-    running = ctx.registry.tracked_work(key)
-    in_process = running is not None and running.child_kind is ChildKind.IN_PROCESS
-    if in_process and running is not None and running.uid == meta["uid"]:
+    running = ctx.registry.tracked_work(key) or released_work_of(dict(body))
+    ssh = running is not None and running.child_kind is not ChildKind.JOB
+    if ssh and running is not None and running.target is not None and running.uid == meta["uid"]:
         task = asyncio.create_task(stop_run(ctx, key, str(meta["uid"]), dict(body)))
         ctx.background.add(task)
         task.add_done_callback(ctx.background.discard)

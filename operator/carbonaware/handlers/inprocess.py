@@ -134,8 +134,9 @@ async def reattach(ctx: OperatorContext, released: ReleasedWork) -> None:
 
 
 async def stop_run(ctx: OperatorContext, key: Key, uid: str, body: dict[str, Any]) -> None:
-    """Stop the in-process run of a deleted job on its server (its task stops following it):
-    deleting a CarbonAwareJob stops its run, as deleting a runner pod does in pod mode."""
+    """Stop the SSH run of a deleted or cancelled job on its server, from this process: a task
+    following it stops, and a runner pod following it sees the run end and exits. (Deleting a
+    runner pod does not stop the run: the pod only lets go of it.)"""
     name = task_name(key)
     for task in list(ctx.background):
         if task.get_name() == name:
@@ -147,8 +148,8 @@ async def stop_run(ctx: OperatorContext, key: Key, uid: str, body: dict[str, Any
     try:
         target, private_key = await ssh_inputs(ctx, target_key)
         await stop_ssh_run(ssh_target(target, private_key), uid)
-        logger.info("stopped the SSH run of deleted %s/%s", key[1], key[2])
+        logger.info("stopped the SSH run of %s/%s on its server", key[1], key[2])
     except CarbonAwareError as exc:
-        logger.warning("could not stop the SSH run of deleted %s/%s: %s", key[1], key[2], exc)
+        logger.warning("could not stop the SSH run of %s/%s: %s", key[1], key[2], exc)
     finally:
         ctx.registry.mark_finished(target_key, key)

@@ -32,7 +32,7 @@ from carbonaware.handlers.sshoutcome import (
 )
 from carbonaware.handlers.state import HeldWork
 from carbonaware.handlers.work import parse_spec, work_from_carbonawarejob
-from carbonaware.runners.sshpod import COMPONENT, COMPONENT_LABEL
+from carbonaware.runners.sshpod import COMPONENT, COMPONENT_LABEL, ssh_runner_pod_name
 
 RUNNER_PODS: dict[str, Any] = {
     COMPONENT_LABEL: COMPONENT,
@@ -107,22 +107,39 @@ async def runner_pod_gone(
             ctx.registry.mark_finished(target, key)  # a held-back pod: the release redoes it
             return
         attempts = ctx.reattachments.get(key, 0) + 1
-        ctx.reattachments[key] = attempts
-        if attempts > REATTACH_LIMIT:
-            ctx.registry.mark_finished(target, key)
-            failure = (
-                Reason.CHILD_DELETED,
-                f"The runner pod was deleted {attempts} times before it reported; the run on "
-                "the server keeps its lease and its own timeout, but is no longer followed.",
-            )
-            await finish_ssh_run(ctx, namespace, parent_name, uid, summary=None, failure=failure)
+        if attempts <= REATTACH_LIMIT:
+            await reattach(ctx, parent, target, attempts)
             return
-        spec = parse_spec(parent.get("spec") or {})
-        target_spec, _ = await ssh_inputs(ctx, target)
-        work = work_from_carbonawarejob(
-            parent, spec, region=str(status.get("region") or ""), created=ctx.created(parent)
-        )
-        await create_reattach_pod(ctx, work, spec, target_spec, parent)
+    ctx.registry.mark_finished(target, key)
+    failure = (
+        Reason.CHILD_DELETED,
+        f"The runner pod was deleted {attempts} times before it reported; the run on "
+        "the server keeps its lease and its own timeout, but is no longer followed.",
+    )
+    await finish_ssh_run(ctx, namespace, parent_name, uid, summary=None, failure=failure)
+
+
+async def reattach(
+    ctx: OperatorContext, parent: dict[str, Any], target: tuple[str, str], attempts: int
+) -> None:
+    """Attach a new runner pod to the run of ``parent``, unless one is there. Caller holds
+    the object's lock."""
+    meta, status = parent["metadata"], parent.get("status") or {}
+    namespace, parent_name, uid = meta["namespace"], meta["name"], meta["uid"]
+    key = job_key(namespace, parent_name)
+    current = await ctx.kube.get_pod(namespace, ssh_runner_pod_name(parent_name))
+    if current is not None and owner_of(current.get("metadata") or {}) == (parent_name, uid):
+        # Already attached again (an event and the reconcile both saw the old pod go), or
+        # the old pod is still terminating: its own events decide.
+        ctx.registry.mark_running(target, key)
+        return
+    spec = parse_spec(parent.get("spec") or {})
+    target_spec, _ = await ssh_inputs(ctx, target)
+    work = work_from_carbonawarejob(
+        parent, spec, region=str(status.get("region") or ""), created=ctx.created(parent)
+    )
+    await create_reattach_pod(ctx, work, spec, target_spec, parent)
+    ctx.reattachments[key] = attempts
 
 
 async def create_reattach_pod(

@@ -31,7 +31,7 @@ from carbonaware.handlers.measure import (
     server_machine,
 )
 from carbonaware.handlers.state import Key, WorkKind
-from carbonaware.runners.summary import RunSummary, parse_failure, parse_summary
+from carbonaware.runners.summary import DETACHED, RunSummary, parse_failure, parse_summary
 from carbonaware.sci.estimate import FunctionalUnit, RunUsage, estimate_run
 
 logger = logging.getLogger(__name__)
@@ -255,15 +255,18 @@ def pod_result(pod: dict[str, Any], phase: str) -> tuple[RunSummary | None, Fail
 
 
 def interrupted(pod: dict[str, Any]) -> bool:
-    """Deleted before it reported a result (the kubelet marks such a pod Failed before it is
-    gone): the run on the server goes on, and a new pod attaches to it."""
+    """Deleted before it reported the run's outcome (the kubelet marks such a pod Failed
+    before it is gone): the runner let go of the run (``Detached``) or was killed before it
+    wrote anything; the run on the server goes on, and a new pod attaches to it."""
     if not (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
     message = termination_message(pod) or ""
-    for parse in (parse_summary, parse_failure):
-        try:
-            parse(message)
-        except CarbonAwareError:
-            continue
+    try:
+        parse_summary(message)
         return False
-    return True
+    except CarbonAwareError:
+        pass
+    try:
+        return parse_failure(message).reason == DETACHED
+    except CarbonAwareError:
+        return True

@@ -8,6 +8,10 @@ stdout/stderr, writes the result to the termination log and exits with the job's
 ``--run-id`` names the run on the server: a runner started again with the same id (a new pod
 after the old one died) attaches to the run instead of starting the job a second time.
 
+SIGTERM or SIGINT stops the run on the server, unless ``--detach-on-signal`` is given: then
+the runner only lets go of the run, which goes on under its lease and its own timeout (runner
+pods use it: a deleted, evicted or drained pod is not a cancel; a new pod attaches).
+
 Exit codes (:data:`EXIT_CODES`); the termination log tells a runner failure from a job that
 happened to exit with the same number:
 
@@ -23,8 +27,10 @@ code  meaning
       not restored in time (``ConnectionLost`` / ``RunnerError``)
 71    the server lost the run: its supervisor is gone without an outcome, e.g. the
       server restarted (``RunLost``); the job is not started again
+75    the runner was signalled with ``--detach-on-signal``; the run goes on (``Detached``)
 76    host key unknown or mismatched, or knownHosts missing (``HostKeyMismatch``)
 77    the server rejected the key or user (``AuthFailed``)
+143   the runner was signalled and stopped the run (``RunnerError``)
 ====  ===========================================================================
 """
 
@@ -67,7 +73,12 @@ from carbonaware.runners.sshspec import (
     SshTargetSpec,
     env_pairs,
 )
-from carbonaware.runners.summary import MAX_TERMINATION_MESSAGE_BYTES, RunFailure, RunSummary
+from carbonaware.runners.summary import (
+    DETACHED,
+    MAX_TERMINATION_MESSAGE_BYTES,
+    RunFailure,
+    RunSummary,
+)
 
 logger = logging.getLogger("carbonaware.runner")
 
@@ -79,6 +90,7 @@ EXIT_NO_INPUT = 66
 EXIT_UNREACHABLE = 69
 EXIT_RUNNER_ERROR = 70
 EXIT_RUN_LOST = 71
+EXIT_DETACHED = 75
 EXIT_HOST_KEY_MISMATCH = 76
 EXIT_AUTH_FAILED = 77
 
@@ -89,6 +101,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_UNREACHABLE: TargetUnreachableError.reason,
     EXIT_RUNNER_ERROR: "RunnerError",
     EXIT_RUN_LOST: RunLostError.reason,
+    EXIT_DETACHED: DETACHED,
     EXIT_HOST_KEY_MISMATCH: HostKeyMismatchError.reason,
     EXIT_AUTH_FAILED: TargetAuthError.reason,
 }
@@ -125,6 +138,7 @@ class SshRunnerOptions:
     termination_log: Path | None = None
     run_id: str | None = None
     reattach_seconds: float = DEFAULT_REATTACH_SECONDS
+    detach_on_signal: bool = False
 
 
 class _InputError(Exception):
@@ -281,9 +295,12 @@ def exit_code_for(summary: RunSummary) -> int:
     return summary.exit_code
 
 
-async def _run_until_signalled(target: SshTargetSpec, run: SshRunSpec) -> RunSummary:
-    """Run the job; SIGTERM/SIGINT to the runner (pod deletion) stops the remote job too."""
-    task = asyncio.create_task(run_ssh_job(target, run))
+async def _run_until_signalled(
+    target: SshTargetSpec, run: SshRunSpec, *, detach: bool
+) -> RunSummary:
+    """Run the job; SIGTERM/SIGINT to the runner stops the remote job too, or with ``detach``
+    only lets go of it (it goes on under its lease; a runner with its run id attaches)."""
+    task = asyncio.create_task(run_ssh_job(target, run, stop_on_cancel=not detach))
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -320,7 +337,7 @@ def run_ssh_runner_command(
         "run id %s (a runner with --run-id=%s attaches to this run)", run.run_id, run.run_id
     )
     try:
-        summary = asyncio.run(_run_until_signalled(target, run))
+        summary = asyncio.run(_run_until_signalled(target, run, detach=options.detach_on_signal))
     except TargetError as exc:
         logger.error("%s", exc)
         _write_termination_log(termination_log, RunFailure(exc.reason, str(exc)).to_json())
@@ -335,6 +352,14 @@ def run_ssh_runner_command(
         _write_termination_log(termination_log, RunFailure(reason, str(exc)).to_json())
         return EXIT_RUNNER_ERROR
     except asyncio.CancelledError:
+        if options.detach_on_signal:
+            message = (
+                f"the runner was stopped before the job finished; run {run.run_id} goes on on "
+                "the server under its lease and timeout, and a runner with its id attaches to it"
+            )
+            logger.warning("%s", message)
+            _write_termination_log(termination_log, RunFailure(DETACHED, message).to_json())
+            return EXIT_DETACHED
         message = "the runner was stopped before the job finished; the job was signalled to stop"
         logger.error("%s", message)
         _write_termination_log(termination_log, RunFailure("RunnerError", message).to_json())

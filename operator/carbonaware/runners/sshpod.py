@@ -141,6 +141,8 @@ def build_ssh_runner_pod(
         f"--sample-interval-seconds={_seconds(run.sample_interval_seconds)}",
         f"--reattach-seconds={_seconds(run.reattach_seconds)}",
         f"--termination-log={TERMINATION_LOG_PATH}",
+        # A deleted, evicted or drained pod lets go of the run; the operator attaches a new pod.
+        "--detach-on-signal",
     ]
     if chosen_run_id is not None:
         command.append(f"--run-id={chosen_run_id}")

@@ -21,8 +21,12 @@ MAX_TERMINATION_MESSAGE_BYTES = 4096
 _MAX_FAILURE_MESSAGE_CHARS = 3000
 _MAX_EXIT_CODE = 255
 
+DETACHED = "Detached"
+"""The failure reason of a runner that let go of a run still going on the server."""
+
 FAILURE_REASONS = frozenset(
     {
+        DETACHED,
         "Unreachable",
         "AuthFailed",
         "HostKeyMismatch",

@@ -9,7 +9,7 @@ import pytest
 
 from carbonaware.api.conditions import ConditionType, Reason
 from carbonaware.handlers.sshoutcome import failure_reason, interrupted, outcome, pod_result
-from carbonaware.runners.summary import RunFailure, RunSummary
+from carbonaware.runners.summary import DETACHED, RunFailure, RunSummary
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -117,6 +117,17 @@ def deleting(pod: dict[str, Any]) -> dict[str, Any]:
 def test_a_pod_deleted_before_it_reported_is_interrupted_not_finished() -> None:
     assert interrupted(deleting(finished_pod(None)))
     assert interrupted(deleting(finished_pod("")))
+    # A runner that was signalled let go of the run (it goes on on the server).
+    detached = RunFailure(DETACHED, "the runner was stopped before the job finished")
+    assert interrupted(deleting(finished_pod(detached.to_json())))
+
+
+def test_a_detached_runner_pod_not_being_deleted_is_a_failure_not_an_interruption() -> None:
+    # activeDeadlineSeconds stops the container without deleting the pod: nothing attaches.
+    detached = RunFailure(DETACHED, "the runner was stopped before the job finished")
+    pod = finished_pod(detached.to_json())
+    assert not interrupted(pod)
+    assert pod_result(pod, "Failed") == (None, (Reason.JOB_FAILED, detached.message))
 
 
 def test_a_pod_that_reported_or_is_not_being_deleted_is_not_interrupted() -> None:

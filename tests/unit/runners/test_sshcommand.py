@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from carbonaware.errors import RunLostError
 from carbonaware.runners import sshcommand
 from carbonaware.runners.sshcommand import (
     EXIT_CODES,
+    EXIT_DETACHED,
     EXIT_NO_INPUT,
     EXIT_RUN_LOST,
     EXIT_RUNNER_ERROR,
@@ -182,3 +186,40 @@ def test_a_lost_run_has_its_own_exit_code_and_reason(
     # Without --run-id the runner still names its run (and logs the id), so it can be attached.
     assert seen[0] is not None
     assert len(seen[0]) == 32
+
+
+@pytest.mark.parametrize(
+    ("detach", "exit_code", "reason"),
+    [(True, EXIT_DETACHED, "Detached"), (False, 128 + signal.SIGTERM, "RunnerError")],
+)
+def test_sigterm_detaches_from_the_run_or_stops_it(
+    key_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    detach: bool,
+    exit_code: int,
+    reason: str,
+) -> None:
+    """A runner pod that is deleted gets SIGTERM: with --detach-on-signal the run is left
+    going on the server (the run call is told not to stop it), otherwise it is stopped."""
+    told: list[bool] = []
+
+    async def signalled(target: object, run: object, *, stop_on_cancel: bool) -> RunSummary:
+        told.append(stop_on_cancel)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(30)
+        raise AssertionError("SIGTERM did not stop the runner")
+
+    monkeypatch.setattr(sshcommand, "run_ssh_job", signalled)
+    termination_log = tmp_path / "termination-log"
+
+    code = run_ssh_runner_command(
+        options(key_file, termination_log=termination_log, detach_on_signal=detach)
+    )
+
+    assert code == exit_code
+    assert told == [not detach]
+    failure = parse_failure(termination_log.read_text())
+    assert failure.reason == reason
+    assert ("goes on on the server" in failure.message) is detach
+    assert EXIT_CODES[EXIT_DETACHED] == "Detached"

@@ -191,6 +191,8 @@ def test_the_runner_command_accepts_the_manifest(monkeypatch: pytest.MonkeyPatch
     assert params["timeout_seconds"] == 3600
     assert params["kill_grace_seconds"] == 15
     assert str(params["termination_log"]) == "/dev/termination-log"
+    # A deleted or evicted runner pod lets go of the run; it is not a cancel.
+    assert params["detach_on_signal"] is True
 
 
 @pytest.mark.parametrize("length", [1, 58, 59, 60, 63, 64, 200, 253])
