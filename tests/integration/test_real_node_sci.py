@@ -231,11 +231,6 @@ def test_real_node_sci_from_metrics_api_matches_the_cgroup(
     check_run(plane, namespace, statuses, cgroup_watch, "cpu=metrics.k8s.io")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap: beside the rest of the suite on 2 CPUs the Prometheus path read 63-65 % "
-    "of the cgroup's CPU (2 of 2 parallel runs; -4.4 % when run alone)",
-)
 def test_real_node_sci_from_kubelet_cadvisor_in_prometheus_matches_the_cgroup(
     real_node_crds: Any,
     real_node_namespace: str,

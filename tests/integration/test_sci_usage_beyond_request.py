@@ -246,13 +246,13 @@ def test_a_pod_requesting_100m_that_burns_1_5_cores_is_charged_for_what_it_used(
     sampled = window[1] - _first_sample(prometheus, series, window)
     created = state.cpu_pods[(namespace, pod["metadata"]["name"])]
     print(f"burner: {seconds:.0f} s, sampled for {sampled:.1f} s, sci {sci}")
-    # The operator's CPU time is the container counter's last value in the run's window ...
-    assert sci["cpuCoreSeconds"] == pytest.approx(
-        _over_window(prometheus, "max_over_time", series, window), rel=1e-6
-    )
+    # The operator's CPU time is the container counter's last value in the run's window,
+    # plus the time from that sample to the container's end at the container's own rate
+    # (scrapes every second) ...
+    last = _over_window(prometheus, "max_over_time", series, window)
+    assert last <= sci["cpuCoreSeconds"] <= last + BUSY_CORES * 3
     # ... which is the 1.5 cores the pod kept busy since it was created, also before the
-    # first scrape (the last sample is up to a scrape interval before the end; timestamps
-    # have 1 s resolution) ...
+    # first scrape (timestamps have 1 s resolution) ...
     assert sci["cpuCoreSeconds"] == pytest.approx(
         BUSY_CORES * (window[1] - created), abs=BUSY_CORES * 2
     )

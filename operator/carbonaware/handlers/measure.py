@@ -9,6 +9,7 @@ was measured is it bounded by the run's reservation (``energySource: reservation
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -236,6 +237,17 @@ async def settled(reader: PrometheusCpuReader, end: datetime) -> None:
         logger.info("reading the run's window without a later scrape: %s", exc)
 
 
+def containers_finished(pod: dict[str, Any]) -> dict[str, datetime]:
+    """When each of the pod's containers that ended did (by container name)."""
+    found: dict[str, datetime] = {}
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        with contextlib.suppress(ValueError):
+            if (ended := optional_time(terminated.get("finishedAt"))) and status.get("name"):
+                found[str(status["name"])] = ended
+    return found
+
+
 async def cpu_reading(
     ctx: OperatorContext, pod: dict[str, Any], start: datetime, end: datetime, reserved: float
 ) -> CpuReading:
@@ -244,14 +256,20 @@ async def cpu_reading(
         try:
             async with PrometheusCpuReader(ctx.settings.prometheus_url) as reader:
                 await settled(reader, end)
-                return await reader.run_reading(
+                reading = await reader.run_reading(
                     start,
                     end,
                     namespace=meta.get("namespace"),
                     pod=meta.get("name"),
                     node_labels={"node": pod.get("spec", {}).get("nodeName", "")},
                     reserved_vcpus=reserved or None,
+                    finished=containers_finished(pod),
                 )
+            logger.info(
+                "CPU of %s/%s: %.3f core-s, %s",
+                meta.get("namespace"), meta.get("name"), reading.core_seconds, reading.detail,
+            )  # fmt: skip
+            return reading
         except MetricSourceError as exc:
             logger.warning(
                 "CPU of %s/%s from Prometheus: %s", meta.get("namespace"), meta.get("name"), exc

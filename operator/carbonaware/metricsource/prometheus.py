@@ -4,6 +4,10 @@ Two sources, the first preferred when it has data:
 
 - cAdvisor/kubelet ``container_cpu_usage_seconds_total{namespace, pod}``: the pod's own
   CPU time (each container's last value in the run window, summed over its containers).
+  cAdvisor refreshes a container's figures only every housekeeping interval (10-15 s, later
+  on a loaded node) and a container's series ends with it, so its last sample can be seconds
+  before the container ended: that tail is extrapolated at the container's own rate, up to
+  when it finished (:func:`container_total`).
 - node_exporter ``node_cpu_seconds_total``: the node's busy time (every mode except
   ``idle``, ``iowait`` and ``steal``) over the window, attributed to the job by its share of
   the node (reserved vCPUs / node CPUs).
@@ -16,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from carbonaware.errors import MetricSourceError, ProviderError
@@ -54,6 +59,40 @@ def range_duration(start: datetime, end: datetime) -> str:
     """The window ``[start, end]`` as a PromQL range in milliseconds (at least 1 ms)."""
     milliseconds = max(1, round((end - start).total_seconds() * 1000))
     return f"{milliseconds}ms"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerCpu:
+    """A pod's containers' CPU time over a run, and how much of it was extrapolated."""
+
+    core_seconds: float
+    extrapolated_seconds: float
+
+
+def container_total(
+    samples: Sequence[tuple[float, float]], start: float, finished: float | None, end: float
+) -> tuple[float, float]:
+    """(CPU seconds, seconds extrapolated) of one container from its counter's samples
+    ``(time, value)`` (it counts from the container's start, near ``start``).
+
+    The tail after the last sample is extrapolated at the container's rate between its first
+    and last samples: up to ``finished`` (when the container ended) when known, otherwise by
+    at most the longest gap between its samples, and never past ``end``.
+    """
+    ordered = sorted(samples)
+    last_time, last_value = ordered[-1]
+    if len(ordered) >= 2:
+        first_time, first_value = ordered[0]
+        span = last_time - first_time
+        rate = (last_value - first_value) / span if span > 0 else 0.0
+        longest_gap = max(b[0] - a[0] for a, b in pairwise(ordered))
+    else:
+        span = last_time - start
+        rate = last_value / span if span > 0 else 0.0
+        longest_gap = max(0.0, span)
+    until = min(end, finished if finished is not None else last_time + longest_gap)
+    tail = max(0.0, until - last_time)
+    return last_value + max(0.0, rate) * tail, tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +161,40 @@ class PrometheusCpuReader:
             return None
         return value
 
+    async def range_samples(
+        self, promql: str, at: datetime
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """The raw samples of a range selector (``metric{...}[range]``) evaluated at ``at``:
+        (labels, [(time, value)]) per series."""
+        try:
+            body = await self._client.get_json(
+                "/api/v1/query", params={"query": promql, "time": f"{at.timestamp():.3f}"}
+            )
+        except ProviderError as exc:
+            raise MetricSourceError(f"prometheus: {exc.problem}") from exc
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict) or data.get("resultType") != "matrix":
+            raise MetricSourceError(f"prometheus: query {promql!r} did not return a matrix")
+        found = []
+        try:
+            for item in data.get("result") or []:
+                points = [(float(t), float(v)) for t, v in item.get("values") or []]
+                if points:
+                    found.append((dict(item.get("metric") or {}), points))
+        except (TypeError, ValueError) as exc:
+            raise MetricSourceError(f"prometheus: malformed samples for {promql!r}") from exc
+        return found
+
     async def container_core_seconds(
-        self, namespace: str, pod: str, start: datetime, end: datetime
-    ) -> float | None:
-        """CPU seconds of the pod's containers over ``[start, end]``; None if there are none."""
+        self,
+        namespace: str,
+        pod: str,
+        start: datetime,
+        end: datetime,
+        finished: Mapping[str, datetime] | None = None,
+    ) -> ContainerCpu | None:
+        """CPU seconds of the pod's containers over ``[start, end]``; None if there are none.
+        ``finished``: when each container (by name) ended, if it did."""
         series = selector(
             CONTAINER_METRIC,
             {"namespace": namespace, "pod": pod},
@@ -133,11 +202,21 @@ class PrometheusCpuReader:
             'container!="POD"',
         )
         # A container's counter counts from its start and every container (a restarted one
-        # too) is its own series, so each one's last value over the window is its whole CPU
-        # time. increase() would miss what ran before the first scrape of a new container
+        # too) is its own series, so each one's last value is its whole CPU time up to that
+        # sample. increase() would miss what ran before the first scrape of a new container
         # (cAdvisor finds containers on its housekeeping, seconds after they start).
-        promql = f"sum(max_over_time({series}[{range_duration(start, end)}]))"
-        return await self.scalar_query(promql, end)
+        matrix = await self.range_samples(f"{series}[{range_duration(start, end)}]", end)
+        if not matrix:
+            return None
+        total = extrapolated = 0.0
+        for labels, points in matrix:
+            ended = (finished or {}).get(labels.get("container", ""))
+            seconds, tail = container_total(
+                points, start.timestamp(), ended.timestamp() if ended else None, end.timestamp()
+            )
+            total += seconds
+            extrapolated = max(extrapolated, tail)
+        return ContainerCpu(total, extrapolated)
 
     async def node_cpu(
         self, node_labels: Mapping[str, str], start: datetime, end: datetime
@@ -167,6 +246,7 @@ class PrometheusCpuReader:
         pod: str | None = None,
         node_labels: Mapping[str, str] | None = None,
         reserved_vcpus: float | None = None,
+        finished: Mapping[str, datetime] | None = None,
     ) -> CpuReading:
         """CPU time of a run: the pod's containers if Prometheus has them, else its node share.
 
@@ -174,12 +254,14 @@ class PrometheusCpuReader:
         ``reserved_vcpus`` is not given).
         """
         if namespace and pod:
-            container = await self.container_core_seconds(namespace, pod, start, end)
+            container = await self.container_core_seconds(namespace, pod, start, end, finished)
             if container is not None:
+                tail = container.extrapolated_seconds
                 return CpuReading(
-                    max(0.0, container),
+                    max(0.0, container.core_seconds),
                     SOURCE_PROMETHEUS_CONTAINER,
-                    f"max_over_time({CONTAINER_METRIC}) for {namespace}/{pod}",
+                    f"last {CONTAINER_METRIC} of each container of {namespace}/{pod}"
+                    + (f", its last {tail:.1f} s extrapolated at its rate" if tail else ""),
                 )
         if node_labels is None:
             raise MetricSourceError(

@@ -15,7 +15,11 @@ from carbonaware.metricsource import (
     SOURCE_PROMETHEUS_NODE_SHARE,
     PrometheusCpuReader,
 )
-from carbonaware.metricsource.prometheus import escape_label_value, range_duration
+from carbonaware.metricsource.prometheus import (
+    container_total,
+    escape_label_value,
+    range_duration,
+)
 from carbonaware.providers.http import HttpOptions
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -28,6 +32,19 @@ def _vector(*values: float) -> dict[str, Any]:
         "data": {
             "resultType": "vector",
             "result": [{"metric": {}, "value": [END.timestamp(), str(v)]} for v in values],
+        },
+    }
+
+
+def _matrix(*series: tuple[dict[str, str], list[tuple[float, float]]]) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {"metric": labels, "values": [[t, str(v)] for t, v in points]}
+                for labels, points in series
+            ],
         },
     }
 
@@ -52,22 +69,34 @@ def test_helpers() -> None:
 
 async def test_container_usage_is_preferred_when_present() -> None:
     queries: list[httpx.Request] = []
+    t0 = START.timestamp()
+    # Two containers; the second ended at its last sample, the first 5 s after its last one.
+    main = [(t0 + 10, 5.0), (t0 + 20, 10.0), (t0 + 30, 15.0)]
+    sidecar = [(t0 + 12, 1.0), (t0 + 22, 1.5)]
 
     def answer(query: str) -> dict[str, Any]:
-        assert query.startswith("sum(max_over_time(container_cpu_usage_seconds_total{")
-        return _vector(321.5)
+        assert query.startswith("container_cpu_usage_seconds_total{")
+        return _matrix(({"container": "main"}, main), ({"container": "sidecar"}, sidecar))
 
+    finished = {"main": START + timedelta(seconds=35), "sidecar": START + timedelta(seconds=22)}
     async with _reader(answer, queries) as reader:
         reading = await reader.run_reading(
-            START, END, namespace="ml", pod='train"1', node_labels={"instance": "n1:9100"}
+            START,
+            END,
+            namespace="ml",
+            pod='train"1',
+            node_labels={"instance": "n1:9100"},
+            finished=finished,
         )
-    assert reading.core_seconds == 321.5
+    # main: 15 + 0.5 core x 5 s after its last sample; sidecar: its last value.
+    assert reading.core_seconds == pytest.approx(15.0 + 2.5 + 1.5)
     assert reading.source == SOURCE_PROMETHEUS_CONTAINER
+    assert "last 5.0 s extrapolated" in reading.detail
     assert len(queries) == 1
     params = queries[0].url.params
     assert params["query"] == (
-        "sum(max_over_time(container_cpu_usage_seconds_total"
-        '{namespace="ml",pod="train\\"1",container!="",container!="POD"}[600000ms]))'
+        "container_cpu_usage_seconds_total"
+        '{namespace="ml",pod="train\\"1",container!="",container!="POD"}[600000ms]'
     )
     assert float(params["time"]) == pytest.approx(END.timestamp())
     assert queries[0].url.path == "/api/v1/query"
@@ -77,8 +106,8 @@ async def test_falls_back_to_the_node_share_without_container_series() -> None:
     queries: list[httpx.Request] = []
 
     def answer(query: str) -> dict[str, Any]:
-        if query.startswith("sum(max_over_time(container_cpu"):
-            return _vector()
+        if query.startswith("container_cpu"):
+            return _matrix()
         if query.startswith("sum(increase(node_cpu_seconds_total"):
             return _vector(1200.0)
         if query.startswith("count(count by (cpu)"):
@@ -118,7 +147,10 @@ async def test_node_share_is_capped_at_the_whole_node() -> None:
 
 
 async def test_missing_node_metrics_is_an_error_naming_the_node() -> None:
-    async with _reader(lambda _query: _vector(), []) as reader:
+    def answer(query: str) -> dict[str, Any]:
+        return _matrix() if query.startswith("container_cpu") else _vector()
+
+    async with _reader(answer, []) as reader:
         with pytest.raises(MetricSourceError, match="no node_cpu_seconds_total"):
             await reader.run_reading(START, END, node_labels={"instance": "gone:9100"})
         with pytest.raises(MetricSourceError, match="no node to fall back to"):
@@ -180,3 +212,18 @@ async def test_wait_for_samples_polls_until_a_scrape_after_the_moment() -> None:
             await reader.wait_for_samples(
                 'node_cpu_seconds_total{instance="n"}', END, timeout_seconds=2, poll_seconds=0.5
             )
+
+
+def test_a_containers_tail_is_extrapolated_at_its_rate_within_bounds() -> None:
+    samples = [(100.0, 10.0), (110.0, 15.0), (125.0, 22.5)]  # 0.5 core, gaps of 10 and 15 s
+    # Ended 6 s after the last sample: 3 core-seconds more.
+    assert container_total(samples, 95.0, 131.0, 200.0) == (pytest.approx(25.5), 6.0)
+    # Not known to have ended: at most the longest gap between samples, never past the run.
+    assert container_total(samples, 95.0, None, 200.0) == (pytest.approx(30.0), 15.0)
+    assert container_total(samples, 95.0, None, 130.0) == (pytest.approx(25.0), 5.0)
+    # Ended at (or before) its last sample: its last value as it is.
+    assert container_total(samples, 95.0, 125.0, 200.0) == (22.5, 0.0)
+    # One sample: the rate since the run started.
+    assert container_total([(110.0, 5.0)], 100.0, 114.0, 200.0) == (pytest.approx(7.0), 4.0)
+    # A counter that went down (a reset) is never extrapolated downwards.
+    assert container_total([(100.0, 9.0), (110.0, 3.0)], 95.0, 120.0, 200.0) == (3.0, 10.0)
