@@ -10,6 +10,7 @@ the output (the runner pod's log) and the SCI are recorded. With a wrong host ke
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,10 @@ from .operatorproc import (
     status_condition,
     status_of,
     wait_for,
+    when,
 )
 from .sshd import SshdServer, generate_key_pair, known_hosts_line
+from .test_ssh_operator import SCI_FIELDS, assert_no_key_material
 
 pytestmark = pytest.mark.integration
 
@@ -85,13 +88,13 @@ def test_real_node_runner_pod_runs_the_script_over_ssh_and_records_it(
     script = (
         "#!/bin/sh\n"
         'echo "ran as $(id -un) in $(pwd)"\n'
-        "echo done > marker\n"
+        'echo "$MODE" > marker\n'
         # Up to five seconds of one busy core, so the run's SCI is clearly not zero.
         "timeout 5 sh -c 'while :; do :; done'\n"
         "exit 0\n"
     )
-    plane.apply(ssh_job("nightly", "box", workingDir=str(workdir), script=script),
-                namespace=namespace)  # fmt: skip
+    plane.apply(ssh_job("nightly", "box", workingDir=str(workdir), script=script,
+                        env=[{"name": "MODE", "value": "full"}]), namespace=namespace)  # fmt: skip
     plane.apply(ssh_job("failing", "box", workingDir=str(workdir), command="echo oops; exit 3"),
                 namespace=namespace)  # fmt: skip
     plane.apply(ssh_job("spoofed", "impostor", workingDir=str(workdir),
@@ -107,7 +110,7 @@ def test_real_node_runner_pod_runs_the_script_over_ssh_and_records_it(
 
     # The script ran on the server, from a real container on the real node.
     assert nightly["state"] == "Succeeded", nightly
-    assert (workdir / "marker").read_text() == "done\n"
+    assert (workdir / "marker").read_text() == "full\n"
     pod = get(plane, "pod", namespace, nightly["podName"])
     assert pod["spec"]["nodeName"] == plane.real_node_name
     (container,) = pod["spec"]["containers"]
@@ -117,11 +120,20 @@ def test_real_node_runner_pod_runs_the_script_over_ssh_and_records_it(
     assert container_status["imageID"], "the container ran from an image in containerd"
     log = plane.kubectl("logs", nightly["podName"], "-n", namespace).stdout
     assert f"ran as {server.user} in {workdir}" in log, log
-    # Its SCI comes from the server's /proc/stat, sampled by the runner.
+    # Its SCI comes from the server's /proc/stat, sampled by the runner, on the
+    # ServerTarget's hardware figures; the run's times are the runner's.
     sci = nightly["sci"]
+    assert set(sci) == SCI_FIELDS, sci
     assert sci["cpuCoreSeconds"] > 1.0, sci
     assert sci["energyKWh"] > 0
     assert "cpu=runner" in sci["method"], sci["method"]
+    assert "linear(hardware)" in sci["method"], sci["method"]
+    message = container_status["state"]["terminated"]["message"]
+    summary = json.loads(message)
+    assert sci["cpuCoreSeconds"] == pytest.approx(summary["cpuCoreSeconds"])
+    assert when(nightly["startTime"]) == when(summary["startTime"]).replace(microsecond=0)
+    assert "Traceback" not in operator.log()
+    assert_no_key_material(plane, namespace, operator, server.client_private_key)
 
     # A non-zero exit code is recorded as such.
     assert failing["state"] == "Failed", failing

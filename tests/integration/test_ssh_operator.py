@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -673,93 +671,6 @@ def test_pod_mode_creates_a_locked_down_runner_pod(
         timeout=30,
         what="running 0 after the pod ended",
     )
-    assert "Traceback" not in operator.log()
-    assert_no_key_material(crds, namespace, operator, server.client_private_key)
-
-
-def run_pod_command_here(pod: dict[str, Any], private_key: str, directory: Path) -> tuple[int, str]:
-    """Run the runner pod's own command and environment in this process's stead: the key
-    from the Secret at the mounted path's file name, the termination log in a file."""
-    (container,) = pod["spec"]["containers"]
-    key_file = directory / "id"
-    key_file.write_text(private_key)
-    key_file.chmod(0o400)
-    termination_log = directory / "termination-log"
-    termination_log.touch()
-    argv = [str(CARBONAWARE_CLI)]
-    for arg in container["command"][1:]:
-        if arg.startswith("--key-file="):
-            arg = f"--key-file={key_file}"
-        elif arg.startswith("--termination-log="):
-            arg = f"--termination-log={termination_log}"
-        argv.append(arg)
-    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
-    result = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)
-    return result.returncode, termination_log.read_text()
-
-
-def test_pod_mode_records_the_runner_result_from_the_termination_message(
-    crds: Any,
-    namespace: str,
-    key_in_namespace: SshdServer,
-    start_operator: Callable[..., OperatorProcess],
-    tmp_path: Path,
-) -> None:
-    server = key_in_namespace
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    crds.apply(server_target("box", server, hardware=HARDWARE), namespace=namespace)
-    crds.apply(
-        ssh_job("nightly", "box", workingDir=str(workdir), command='echo "$MODE" > marker',
-                env=[{"name": "MODE", "value": "full"}]),
-        namespace=namespace,
-    )  # fmt: skip
-    operator = start_operator("Pod")
-    pod_name = wait_for(
-        lambda: status_of(crds, "caj", namespace, "nightly").get("state") == "Running"
-        and status_of(crds, "caj", namespace, "nightly").get("podName"),
-        timeout=30,
-        what="the runner pod running",
-    )
-    pod = get(crds, "pod", namespace, pod_name)
-    exit_code, message = run_pod_command_here(pod, server.client_private_key, tmp_path)
-    assert exit_code == 0, message
-    assert (workdir / "marker").read_text() == "full\n"
-    (container,) = pod["spec"]["containers"]
-    now = datetime.now().astimezone().isoformat(timespec="seconds")
-    finished = {
-        "status": {
-            "phase": "Succeeded",
-            "containerStatuses": [
-                {
-                    "name": container["name"],
-                    "image": container["image"],
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "started": False,
-                    "state": {
-                        "terminated": {
-                            "exitCode": exit_code,
-                            "reason": "Completed",
-                            "message": message,
-                            "startedAt": pod["status"]["startTime"],
-                            "finishedAt": now,
-                        }
-                    },
-                }
-            ],
-        }
-    }
-    crds.kubectl("patch", "pod", pod_name, "-n", namespace, "--subresource=status",
-                 "--type=merge", "-p", json.dumps(finished))  # fmt: skip
-    status = wait_finished(crds, namespace, "nightly")
-    assert status["state"] == "Succeeded", status
-    summary = json.loads(message)
-    assert when(status["startTime"]) == when(summary["startTime"]).replace(microsecond=0)
-    assert set(status["sci"]) == SCI_FIELDS
-    assert status["sci"]["cpuCoreSeconds"] == pytest.approx(summary["cpuCoreSeconds"])
-    assert "linear(hardware)" in status["sci"]["method"]
     assert "Traceback" not in operator.log()
     assert_no_key_material(crds, namespace, operator, server.client_private_key)
 
