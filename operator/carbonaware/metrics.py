@@ -128,6 +128,13 @@ class Metrics:
             registry=r,
         )
 
+    def know_namespace(self, namespace: str) -> None:
+        """Start the run counters of ``namespace`` at zero, so that ``increase()`` over any
+        period counts its first run too (a series born at its first value loses it)."""
+        for counter in (self.emitted_grams, self.counterfactual_grams, self.energy_kwh):
+            counter.labels(namespace)
+        self.run_sci.labels(namespace)
+
     def forget_target(self, namespace: str, target: str) -> None:
         """Drop a deleted ServerTarget's reachability series (no-op if it was never probed)."""
         if (namespace, target) in {

@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -472,6 +473,31 @@ def test_every_metric_is_exported_with_the_values_of_the_run(run: Run) -> None:
     )
     assert reachable == {"up": 1, "down": 0}
     assert (prom.value("carbonaware_refresh_duration_seconds_count") or 0) >= 5
+
+
+def test_the_report_adds_the_operators_counters_from_prometheus(crds: Any, run: Run) -> None:
+    """``kubectl carbonaware report --prometheus``: the statuses' runs and, beside them, the
+    operator's own counters over the period (which would also count runs whose objects are
+    gone); the counters start at zero, so increase() counts the namespace's first run too."""
+    prom, ns = run.prometheus, run.namespace
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARBONAWARE_", "KUBECONFIG"))}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("kubectl-carbonaware")), "report", "--since", "1d",
+         "-n", ns, "-o", "json", f"--prometheus={prom.url}", f"--kubeconfig={crds.kubeconfig}"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    print(json.dumps(document, indent=1))
+    (counted,) = document["operatorMetrics"]
+    assert counted["namespace"] == ns
+    assert document["total"]["runs"] == 3  # two CarbonAwareJobs and a Job, from their statuses
+    # increase() extrapolates a little to the ends of the period: a few percent at most here.
+    assert counted["runs"] == pytest.approx(3, rel=0.05)
+    emitted = prom.value(f'carbonaware_emitted_grams_total{{namespace="{ns}"}}')
+    assert counted["emittedGrams"] == pytest.approx(emitted, rel=0.05)
+    assert counted["emittedGrams"] == pytest.approx(document["total"]["emittedGrams"], rel=0.05)
+    assert counted["avoidedGrams"] == pytest.approx(0.0, abs=0.05 * counted["emittedGrams"])
 
 
 def test_operator_listens_on_its_metrics_port_only(run: Run) -> None:

@@ -217,6 +217,8 @@ def export_states(ctx: OperatorContext) -> None:
         ctx.metrics.jobs.labels(*labels_).set(0)
     for labels_, count in counts.items():
         ctx.metrics.jobs.labels(*labels_).set(count)
+    for namespace in {labels_[0] for labels_ in set(counts) - ctx.exported_states}:
+        ctx.metrics.know_namespace(namespace)
     ctx.exported_states |= set(counts)
 
 

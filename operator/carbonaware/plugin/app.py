@@ -28,6 +28,7 @@ from carbonaware.api.durations import parse_duration
 from carbonaware.errors import CarbonAwareError, KubernetesError
 from carbonaware.k8s import Kube, kubeconfig_namespace
 from carbonaware.plugin.explain import render_explain, window_of
+from carbonaware.plugin.metricsreport import metrics_totals
 from carbonaware.plugin.plan import plan_rows, render_plan, row_of_carbonawarejob, row_of_plain_job
 from carbonaware.plugin.report import build_report, render_table, to_csv, to_json, to_markdown
 
@@ -313,6 +314,14 @@ def report_command(
     namespace: Annotated[
         str | None, typer.Option("--namespace", "-n", help="Only this namespace (default: all).")
     ] = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus",
+            help="A Prometheus that scrapes the operator (URL): add its run counters over the "
+            "period, which also count runs whose objects are gone.",
+        ),
+    ] = None,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
 ) -> None:
@@ -325,6 +334,13 @@ def report_command(
     until = now_utc()
     report = build_report(carbonawarejobs, jobs, since=until - span, until=until,
                           namespace=namespace)  # fmt: skip
+    if prometheus:
+        try:
+            report.metrics = asyncio.run(
+                metrics_totals(prometheus, since=report.since, until=until, namespace=namespace)
+            )
+        except CarbonAwareError as exc:
+            raise fail(f"the operator's counters from {prometheus}: {exc}") from exc
     if output is ReportOutput.TABLE:
         render_table(report, console())
     else:

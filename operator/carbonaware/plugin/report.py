@@ -4,7 +4,9 @@ Pure: objects in, a :class:`Report` out, then csv, json, markdown or a table. A 
 once it finished with an SCI (``status.sci`` of a CarbonAwareJob, the SCI annotations of a
 managed Job) within the period. Emitted grams are the run's SCI total; avoided grams are
 signed (negative: the run emitted more than it would have at its creation time); the
-counterfactual is emitted + avoided, the same run started when it was created.
+counterfactual is emitted + avoided, the same run started when it was created. With
+``--prometheus`` the operator's own counters over the period are added, per namespace
+(:mod:`carbonaware.plugin.metricsreport`): they also count runs whose objects are gone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from carbonaware.api import display, labels
+from carbonaware.plugin.metricsreport import MetricsTotals
 from carbonaware.plugin.plan import number, parse_time
 
 
@@ -168,6 +171,7 @@ class Report:
     until: datetime
     groups: list[Group]
     daily: dict[date, tuple[float, float]]  # day -> (emitted, counterfactual) grams
+    metrics: list[MetricsTotals] | None = None  # the operator's counters, when asked for
 
     @property
     def total(self) -> Group:
@@ -196,6 +200,11 @@ class Report:
                 }
                 for day, (e, c) in sorted(self.daily.items())
             ],
+            **(
+                {"operatorMetrics": [totals.to_dict() for totals in self.metrics]}
+                if self.metrics is not None
+                else {}
+            ),
         }
 
 
@@ -223,6 +232,7 @@ def build_report(
     return Report(since, until, [groups[key] for key in sorted(groups)], dict(daily))
 
 
+METRICS_POLICY = "(operator metrics)"  # the policy cell of rows from the operator's counters
 COLUMNS = ("namespace", "policy", "runs", "energyKWh", "emittedGrams", "avoidedGrams",
            "sciPerUnitGrams", "functionalUnit", "intensitySources")  # fmt: skip
 
@@ -244,6 +254,9 @@ def to_csv(report: Report) -> str:
         row = group.to_dict()
         row["intensitySources"] = ";".join(row["intensitySources"])
         writer.writerow([csv_cell(row[c]) for c in COLUMNS])
+    for totals in report.metrics or []:
+        row = {**totals.to_dict(), "policy": METRICS_POLICY, "intensitySources": ""}
+        writer.writerow([csv_cell(row.get(c)) for c in COLUMNS])
     return out.getvalue()
 
 
@@ -288,7 +301,28 @@ def to_markdown(report: Report) -> str:
     ]
     for group in [*report.groups, report.total]:
         lines.append("| " + " | ".join(cells(group)) + " |")
+    if report.metrics is not None:
+        lines += ["", METRICS_NOTE, "", "| " + " | ".join(METRICS_HEADERS) + " |",
+                  "|---|" + "---:|" * (len(METRICS_HEADERS) - 1)]  # fmt: skip
+        lines += ["| " + " | ".join(metrics_cells(t)) + " |" for t in report.metrics]
     return "\n".join(lines) + "\n"
+
+
+METRICS_HEADERS = ("Namespace", "Runs", "Energy", "Emitted", "Avoided")
+METRICS_NOTE = (
+    "The operator's own counters in Prometheus over the same period (increase(); they also "
+    "count runs whose objects are gone):"
+)
+
+
+def metrics_cells(totals: MetricsTotals) -> list[str]:
+    return [
+        totals.namespace,
+        f"{totals.runs:.0f}",
+        f"{display.significant(totals.energy_kwh)} kWh",
+        display.grams(totals.emitted_grams) or "-",
+        display.grams(totals.avoided_grams) or "-",
+    ]
 
 
 def render_table(report: Report, console: Console) -> None:
@@ -301,3 +335,13 @@ def render_table(report: Report, console: Console) -> None:
     table.add_row(*cells(report.total), style="bold")
     console.print(f"Finished runs from {period(report)}")
     console.print(table)
+    if report.metrics is not None:
+        counters = Table(box=None, pad_edge=False, header_style="bold")
+        for header in METRICS_HEADERS:
+            counters.add_column(
+                header.upper(), justify="left" if header == "Namespace" else "right"
+            )
+        for totals in report.metrics:
+            counters.add_row(*metrics_cells(totals))
+        console.print(METRICS_NOTE)
+        console.print(counters)

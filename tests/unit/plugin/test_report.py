@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from carbonaware.plugin.metricsreport import EMITTED, MetricsTotals, increase_query
 from carbonaware.plugin.plot import plot_report
 from carbonaware.plugin.report import build_report, render_table, to_csv, to_json, to_markdown
 
@@ -81,3 +82,39 @@ def test_the_plot_is_an_800_by_400_png_with_both_series(tmp_path: Path) -> None:
         colours = {colour for _, colour in image.convert("RGB").getcolors(maxcolors=1 << 16) or []}
     assert (0x2A, 0x9D, 0x8F) in colours  # emitted bars
     assert (0xBB, 0xBB, 0xBB) in colours  # counterfactual bars
+
+
+def with_counters():  # type: ignore[no-untyped-def]
+    found = report()
+    found.metrics = [
+        MetricsTotals("etl", 3.0, 0.3, 60.0, 75.0),
+        MetricsTotals("ml", 2.0, 0.1, 14.0, 13.5),
+    ]
+    return found
+
+
+def test_the_operators_counters_follow_the_statuses_in_every_format(update: bool) -> None:
+    found = with_counters()
+    rows = list(csv.DictReader(io.StringIO(to_csv(found))))
+    counted = {r["namespace"]: r for r in rows if r["policy"] == "(operator metrics)"}
+    assert set(counted) == {"etl", "ml"}
+    assert (counted["etl"]["runs"], counted["etl"]["avoidedGrams"]) == ("3", "15")
+    assert counted["ml"]["avoidedGrams"] == "-0.5"  # signed
+    assert rows[len(rows) - 3]["namespace"] == "(all)"  # the status rows come first
+    document = json.loads(to_json(found))
+    assert document["operatorMetrics"][1] == {
+        "namespace": "ml", "runs": 2.0, "energyKWh": 0.1, "emittedGrams": 14.0,
+        "avoidedGrams": -0.5,
+    }  # fmt: skip
+    assert "operatorMetrics" not in json.loads(to_json(report()))
+    check_golden("report-counters.md", to_markdown(found), update)
+    check_golden("report-counters.txt", rendered(render_table, found), update)
+
+
+def test_the_counters_query_is_an_increase_over_the_period_by_namespace() -> None:
+    assert increase_query(EMITTED, timedelta(days=30), None) == (
+        "sum by (namespace) (increase(carbonaware_emitted_grams_total[2592000s]))"
+    )
+    assert increase_query(EMITTED, timedelta(hours=12), 'a"b') == (
+        'sum by (namespace) (increase(carbonaware_emitted_grams_total{namespace="a\\"b"}[43200s]))'
+    )
