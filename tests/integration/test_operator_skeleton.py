@@ -67,3 +67,43 @@ def test_kopfrunner_sets_the_first_conditions_and_serves_liveness(
     kopf_keys = [k for k in obj["metadata"].get("annotations", {}) if "kopf" in k]
     assert kopf_keys, "kopf's bookkeeping is in annotations"
     assert all(k.startswith("kopf.carbonaware.io/") for k in kopf_keys)
+
+
+def test_an_unknown_region_is_flagged_with_a_warning_event_and_in_the_message(
+    crds: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A region no configured provider knows is never silently served another region's data:
+    the plan's message and a Warning Event say whose data stands in for it."""
+    monkeypatch.setenv("KUBECONFIG", str(crds.kubeconfig))
+    for key, value in {"PROVIDERS": "trace", "METRICS_PORT": "0", "TICK_SECONDS": "1"}.items():
+        monkeypatch.setenv(f"CARBONAWARE_{key}", value)
+    job = {
+        "apiVersion": "carbonaware.io/v1alpha1",
+        "kind": "CarbonAwareJob",
+        "metadata": {"name": "elsewhere"},
+        "spec": {
+            "region": "XX",
+            "schedule": {"policy": "Threshold", "maxIntensity": 0},
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}],
+            }}}},
+        },
+    }  # fmt: skip
+    args = ["run", "--standalone", f"--namespace={namespace}", "-m", "carbonaware.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        crds.apply(job, namespace=namespace)
+
+        def warned() -> list[dict[str, Any]]:
+            events = crds.kubectl_json("get", "events", "-n", namespace)["items"]
+            return [e for e in events if e.get("reason") == "UnknownRegion"]
+
+        (event,) = wait_for(warned, timeout=30, what="the UnknownRegion Warning event")
+        status = crds.kubectl_json("get", "caj", "elsewhere", "-n", namespace)["status"]
+    assert runner.exit_code == 0
+    assert event["type"] == "Warning"
+    assert event["involvedObject"]["name"] == "elsewhere"
+    assert "holds GB data; its values stand in for region 'XX'" in event["message"]
+    held = {c["type"]: c for c in status["conditions"]}["Held"]
+    assert "Warning: trace" in held["message"], held
+    assert "stand in for region 'XX'" in held["message"], held
+    assert status["region"] == "XX"

@@ -45,7 +45,9 @@ def helm(plane: Any, *args: str, timeout: float = 300) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**plane.env(), "HELM_CACHE_HOME": str(plane.workdir / "helm-cache"),
+        # HOME too: without it client-go puts its discovery cache in ./.kube of the checkout.
+        env={**plane.env(), "HOME": str(plane.workdir / "helm-home"),
+             "HELM_CACHE_HOME": str(plane.workdir / "helm-cache"),
              "HELM_CONFIG_HOME": str(plane.workdir / "helm-config"),
              "HELM_DATA_HOME": str(plane.workdir / "helm-data")},
     )  # fmt: skip
