@@ -14,32 +14,36 @@ from .operatorproc import free_port, wait_for
 pytestmark = pytest.mark.integration
 
 
+def use_the_trace(plane: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator run here reads the plane and the shipped GB trace replayed onto today."""
+    monkeypatch.setenv("KUBECONFIG", str(plane.kubeconfig))
+    for key, value in {"PROVIDERS": "trace", "METRICS_PORT": "0", "TICK_SECONDS": "1"}.items():
+        monkeypatch.setenv(f"CARBONAWARE_{key}", value)
+
+
+def never_due(name: str, **spec: Any) -> dict[str, Any]:
+    """A CarbonAwareJob whose threshold is never met before its bound."""
+    template = {
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}
+    }
+    return {
+        "apiVersion": "carbonaware.io/v1alpha1",
+        "kind": "CarbonAwareJob",
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": {"policy": "Threshold", "maxIntensity": 0},
+            "jobTemplate": {"spec": {"template": template}},
+            **spec,
+        },
+    }
+
+
 def test_kopfrunner_sets_the_first_conditions_and_serves_liveness(
     crds: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("KUBECONFIG", str(crds.kubeconfig))
-    # The shipped GB trace replayed onto today: no network needed.
-    for key, value in {"PROVIDERS": "trace", "METRICS_PORT": "0", "TICK_SECONDS": "1"}.items():
-        monkeypatch.setenv(f"CARBONAWARE_{key}", value)
+    use_the_trace(crds, monkeypatch)
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
-    job = {
-        "apiVersion": "carbonaware.io/v1alpha1",
-        "kind": "CarbonAwareJob",
-        "metadata": {"name": "first"},
-        "spec": {
-            "schedule": {"policy": "Threshold", "maxIntensity": 0},  # never met before the bound
-            "jobTemplate": {
-                "spec": {
-                    "template": {
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "containers": [{"name": "c", "image": "busybox"}],
-                        }
-                    }
-                }
-            },
-        },
-    }
+    job = never_due("first")
     args = ["run", "--standalone", f"--namespace={namespace}", f"--liveness={liveness}",
             "-m", "carbonaware.handlers"]  # fmt: skip
     with KopfRunner(args, timeout=60) as runner:
@@ -74,21 +78,8 @@ def test_an_unknown_region_is_flagged_with_a_warning_event_and_in_the_message(
 ) -> None:
     """A region no configured provider knows is never silently served another region's data:
     the plan's message and a Warning Event say whose data stands in for it."""
-    monkeypatch.setenv("KUBECONFIG", str(crds.kubeconfig))
-    for key, value in {"PROVIDERS": "trace", "METRICS_PORT": "0", "TICK_SECONDS": "1"}.items():
-        monkeypatch.setenv(f"CARBONAWARE_{key}", value)
-    job = {
-        "apiVersion": "carbonaware.io/v1alpha1",
-        "kind": "CarbonAwareJob",
-        "metadata": {"name": "elsewhere"},
-        "spec": {
-            "region": "XX",
-            "schedule": {"policy": "Threshold", "maxIntensity": 0},
-            "jobTemplate": {"spec": {"template": {"spec": {
-                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}],
-            }}}},
-        },
-    }  # fmt: skip
+    use_the_trace(crds, monkeypatch)
+    job = never_due("elsewhere", region="XX")
     args = ["run", "--standalone", f"--namespace={namespace}", "-m", "carbonaware.handlers"]
     with KopfRunner(args, timeout=60) as runner:
         crds.apply(job, namespace=namespace)
