@@ -24,7 +24,8 @@ demo-down:
 # tests against a real control plane, sshd and Prometheus. It installs what it needs.
 # Integration tests run on INTEGRATION_WORKERS pytest-xdist workers, each with its own
 # control plane; tests of one module stay on one worker (tests/integration/conftest.py).
-test: test-fast deps plane-binaries
+# deps come first: some unit tests run their shell scripts under busybox too.
+test: deps test-fast plane-binaries
 	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --durations=20 tests/integration
 
 # test-fast is the inner loop (a few minutes): the static checks and the unit tests.
