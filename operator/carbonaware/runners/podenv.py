@@ -8,6 +8,11 @@ variables (``NAME_CHUNKS`` = n, then ``NAME_0`` ... ``NAME_<n-1>``) of at most
 :data:`CHUNK_BYTES` each, cut on character boundaries; the runner joins them back with
 :func:`join_env_value`. A value that fits stays in the single variable ``NAME``.
 
+Kubernetes expands ``$(VAR)`` in a container's command and env values and reduces ``$$`` to
+``$``, so a script's ``echo $$`` or ``$(HOME)`` would reach the runner changed: every text
+the operator puts there goes through :func:`literal` (each ``$`` doubled), which the kubelet
+turns back into the text as written. Chunks are never cut between the two ``$`` of a pair.
+
 :func:`exec_bytes` counts what a pod's command line and environment take in ``execve``;
 :data:`MAX_RUNNER_EXEC_BYTES` leaves room under ``ARG_MAX`` for the image's own environment and
 under the API server's object limit for the rest of the manifest.
@@ -32,6 +37,11 @@ _MAX_CHUNKS = 1000
 _POINTER_BYTES = 8
 
 
+def literal(text: str) -> str:
+    """``text`` as a container command or env value that Kubernetes passes on unchanged."""
+    return text.replace("$", "$$")
+
+
 def _utf8(text: str) -> bytes:
     return text.encode("utf-8", errors="surrogatepass")
 
@@ -46,13 +56,19 @@ def _pieces(value: str, limit: int) -> list[str]:
         # Back off from a UTF-8 continuation byte (10xxxxxx) to the start of its character.
         while end < len(data) and end > start and data[end] & 0xC0 == 0x80:
             end -= 1
+        # Never between the two "$" of an escaped pair: an odd run of "$" before the cut.
+        dollars = len(data[start:end]) - len(data[start:end].rstrip(b"$"))
+        if end < len(data) and dollars % 2 == 1:
+            end -= 1
         pieces.append(data[start:end].decode("utf-8", errors="surrogatepass"))
         start = end
     return pieces
 
 
 def split_env_value(name: str, value: str) -> list[dict[str, str]]:
-    """Pod env entries that carry ``value`` under ``name``: one, or a count and chunks."""
+    """Pod env entries that carry ``value`` under ``name`` (as a :func:`literal`): one, or a
+    count and chunks."""
+    value = literal(value)
     if len(_utf8(value)) <= CHUNK_BYTES:
         return [{"name": name, "value": value}]
     pieces = _pieces(value, CHUNK_BYTES)

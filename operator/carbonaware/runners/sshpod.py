@@ -29,6 +29,7 @@ from carbonaware.runners.podenv import (
     KNOWN_HOSTS_ENV,
     SCRIPT_ENV,
     check_fits,
+    literal,
     split_env_value,
 )
 from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec, validate_run_id
@@ -161,6 +162,7 @@ def build_ssh_runner_pod(
     if run.env:
         job_env = [{"name": name, "value": value} for name, value in run.env]
         env += split_env_value(JOB_ENV_ENV, json.dumps(job_env, separators=(",", ":")))
+    command = [literal(argument) for argument in command]
     check_fits(command, env)
 
     pod_labels = {

@@ -15,8 +15,35 @@ from carbonaware.runners.podenv import (
 )
 
 
+def kubelet_expand(value: str, defined: dict[str, str]) -> str:
+    """What the kubelet makes of a container env or command value (Kubernetes'
+    ``third_party/forked/golang/expansion``): ``$$`` is ``$``, ``$(NAME)`` of a variable
+    defined before it is its value, anything else stays as written."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "$" and i + 1 < len(value):
+            following = value[i + 1]
+            if following == "$":
+                out.append("$")
+                i += 2
+                continue
+            if following == "(" and (close := value.find(")", i + 2)) != -1:
+                name = value[i + 2 : close]
+                if name in defined:
+                    out.append(defined[name])
+                    i = close + 1
+                    continue
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
 def as_environ(entries: list[dict[str, str]]) -> dict[str, str]:
-    return {entry["name"]: entry["value"] for entry in entries}
+    """The runner's environment once the kubelet expanded the pod's entries in order."""
+    environ = {"HOME": "/home/runner"}
+    for entry in entries:
+        environ[entry["name"]] = kubelet_expand(entry["value"], environ)
+    return environ
 
 
 def test_a_value_that_fits_stays_in_one_variable() -> None:
@@ -52,6 +79,19 @@ def test_a_character_across_a_chunk_boundary_is_kept_whole() -> None:
     assert entries[1]["value"] == "a" * (CHUNK_BYTES - 1)
     assert entries[2]["value"] == "\U0001f600b"
     assert join_env_value("X", as_environ(entries)) == text
+
+
+@pytest.mark.parametrize("size", [10, CHUNK_BYTES - 1, CHUNK_BYTES, 3 * CHUNK_BYTES + 7])
+def test_dollars_reach_the_runner_as_written_whatever_the_chunks(size: int) -> None:
+    """A script's ``$$``, ``$(HOME)`` and ``$(date)`` are not the kubelet's to expand."""
+    pattern = 'echo "$$ $(HOME) $(date +%s) ${X} $"\n'
+    text = (pattern * (size // len(pattern) + 1))[:size]
+
+    entries = split_env_value("CARBONAWARE_SSH_SCRIPT", text)
+
+    assert join_env_value("CARBONAWARE_SSH_SCRIPT", as_environ(entries)) == text
+    for entry in entries:
+        assert len(entry["value"].encode()) <= CHUNK_BYTES
 
 
 @pytest.mark.parametrize(

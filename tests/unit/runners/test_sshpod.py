@@ -26,6 +26,8 @@ from carbonaware.runners.sshpod import (
 )
 from carbonaware.runners.sshspec import HostKeyPolicy, SshRunSpec
 
+from .test_podenv import as_environ, kubelet_expand
+
 KNOWN_HOSTS = "server.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPublicHostKeyOnly\n"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -172,20 +174,26 @@ def test_command_variant_without_timeout() -> None:
 
 
 def test_the_runner_command_accepts_the_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
-    pod = make_pod()
-    for name, value in env_of(pod).items():
+    script = '#!/bin/bash\necho "pid $$ in $(HOME) at $(date +%s)"\nmake train\n'
+    pod = make_pod(script=script, working_dir="/srv/$(USER)/ml$$")
+    # What the kubelet makes of the pod's env and command: $$ is $, $(NAME) of a variable
+    # defined before it is its value.
+    environ = as_environ(container(pod)["env"])
+    for name, value in environ.items():
         monkeypatch.setenv(name, value)
     group = typer.main.get_command(app)
     runner = group.commands["runner"]  # type: ignore[attr-defined]
     ssh_command = runner.commands["ssh"]
 
-    context = ssh_command.make_context("ssh", list(container(pod)["command"][3:]))
+    arguments = [kubelet_expand(argument, environ) for argument in container(pod)["command"]]
+    context = ssh_command.make_context("ssh", arguments[3:])
 
     params = context.params
     assert params["host"] == "server.example"
     assert params["port"] == 2222
     assert str(params["key_file"]) == "/var/run/carbonaware/ssh/id"
-    assert params["script"] == "#!/bin/bash\nmake train\n"
+    assert params["script"] == script
+    assert params["working_dir"] == "/srv/$(USER)/ml$$"
     assert params["known_hosts"] == KNOWN_HOSTS
     assert json.loads(params["env_json"])[0] == {"name": "EPOCHS", "value": "3"}
     assert params["timeout_seconds"] == 3600
@@ -315,10 +323,10 @@ def test_long_texts_travel_in_chunks_that_exec_accepts(tmp_path: Any) -> None:
         "print(hashlib.sha256(script.encode()).hexdigest(), len(env), env[5]['value'][:3],\n"
         "      len(sys.argv) - 1)\n"
     )
-    child_env = {entry["name"]: entry["value"] for entry in entries}
+    child_env = as_environ(entries)  # as the kubelet passes them: $$ is $ again
     child_env["PYTHONPATH"] = os.pathsep.join(sys.path)
     result = subprocess.run(
-        [sys.executable, "-c", joiner, *command],
+        [sys.executable, "-c", joiner, *(kubelet_expand(a, child_env) for a in command)],
         env=child_env,
         capture_output=True,
         text=True,
@@ -346,10 +354,12 @@ def test_the_runner_command_joins_a_chunked_manifest(
     for name in list(os.environ):
         if name.startswith("CARBONAWARE_SSH_"):
             monkeypatch.delenv(name)
-    for entry in container(pod)["env"]:
-        monkeypatch.setenv(entry["name"], entry["value"])
+    environ = as_environ(container(pod)["env"])  # as the kubelet passes them
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    arguments = [kubelet_expand(a, environ) for a in container(pod)["command"][3:]]
     ssh_command = typer.main.get_command(app).commands["runner"].commands["ssh"]  # type: ignore[attr-defined]
-    params = ssh_command.make_context("ssh", list(container(pod)["command"][3:])).params
+    params = ssh_command.make_context("ssh", arguments).params
     key_file = tmp_path / "id"
     key_file.write_text("key")
 
