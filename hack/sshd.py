@@ -80,6 +80,16 @@ class SshdServer:
     def client_key_path(self) -> Path:
         return self.directory / "client_key"
 
+    @property
+    def home(self) -> Path:
+        """HOME of this server's sessions: the runs it holds are in ``.carbonaware/runs``."""
+        return self.directory / "home"
+
+    @property
+    def tmp(self) -> Path:
+        """TMPDIR of this server's sessions."""
+        return self.directory / "tmp"
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -197,6 +207,9 @@ def _config_text(
             "PermitRootLogin prohibit-password",
             f"AllowUsers {user}",
             "PermitUserEnvironment no",
+            # Each server keeps its sessions' files (the runs, temporary directories) to itself,
+            # so servers started side by side for the same user never see each other's runs.
+            f"SetEnv HOME={directory / 'home'} TMPDIR={directory / 'tmp'}",
             "UseDNS no",
             "PrintMotd no",
             "MaxSessions 32",
@@ -215,6 +228,8 @@ def start_sshd(directory: Path, host: str = "127.0.0.1") -> SshdServer:
     """
     ensure_openssh_server()
     directory.mkdir(parents=True, exist_ok=True)
+    for session_dir in ("home", "tmp"):
+        (directory / session_dir).mkdir(mode=0o700, exist_ok=True)
     try:
         PRIVILEGE_SEPARATION_DIR.mkdir(mode=0o755, exist_ok=True)
     except PermissionError as exc:

@@ -247,7 +247,7 @@ def test_a_pod_requesting_100m_that_burns_1_5_cores_is_charged_for_what_it_used(
     created = state.cpu_pods[(namespace, pod["metadata"]["name"])]
     print(f"burner: {seconds:.0f} s, sampled for {sampled:.1f} s, sci {sci}")
     # The operator's CPU time is the container counter's last value in the run's window,
-    # plus the time from that sample to the container's end at the container's own rate
+    # plus the time from that sample to the container's end at its latest rate
     # (scrapes every second) ...
     last = _over_window(prometheus, "max_over_time", series, window)
     assert last <= sci["cpuCoreSeconds"] <= last + BUSY_CORES * 3

@@ -7,9 +7,7 @@ import contextlib
 import json
 import logging
 import os
-import pwd
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -469,7 +467,7 @@ def runs_of(count_file: Path) -> int:
 
 
 def run_dir_of(server: SshdServer, run_id: str) -> Path:
-    return Path(pwd.getpwnam(server.user).pw_dir) / ".carbonaware" / "runs" / run_id
+    return server.home / ".carbonaware" / "runs" / run_id
 
 
 def wait_for_go(go: Path, seconds: int = 120) -> str:
@@ -958,20 +956,9 @@ def test_cli_connection_failures_have_distinct_exit_codes(
 
 
 @pytest.fixture(autouse=True)
-def _no_leftover_temp_dirs() -> Iterator[None]:
-    """Every run removes the private temporary directory it made on the server."""
-    before = set(Path("/tmp").glob("carbonaware.*"))
+def _no_leftover_temp_dirs(sshd_server: SshdServer) -> Iterator[None]:
+    """Every run removes the private temporary directory it made on the server (its
+    sessions' TMPDIR; the runs stay in the server's own HOME, removed with the server)."""
+    before = set(sshd_server.tmp.glob("carbonaware.*"))
     yield
-    assert wait_until(lambda: set(Path("/tmp").glob("carbonaware.*")) <= before, 10)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _remove_finished_run_directories() -> Iterator[None]:
-    """The run directories these tests made on the server go once their runs finished (the
-    runner itself keeps them for 7 days, so a late caller still gets the outcome)."""
-    runs = Path.home() / ".carbonaware" / "runs"
-    before = set(runs.iterdir()) if runs.is_dir() else set()
-    yield
-    for run_dir in (set(runs.iterdir()) if runs.is_dir() else set()) - before:
-        if (run_dir / "exit").exists() or (run_dir / "lost").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
+    assert wait_until(lambda: set(sshd_server.tmp.glob("carbonaware.*")) <= before, 10)

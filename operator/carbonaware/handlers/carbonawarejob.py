@@ -23,7 +23,7 @@ from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.hold import decide_for, plan_changed, write_held
 from carbonaware.handlers.inprocess import stop_run
 from carbonaware.handlers.release import child_exists, release_decided
-from carbonaware.handlers.state import ChildKind, WorkKind
+from carbonaware.handlers.state import ChildKind, Key, WorkKind
 from carbonaware.handlers.tracking import released_work_of
 from carbonaware.handlers.work import parse_spec, work_from_carbonawarejob
 
@@ -129,41 +129,44 @@ async def carbonawarejob_annotated(body: kopf.Body, memo: kopf.Memo, **_: Any) -
 async def carbonawarejob_event(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
-    """Count objects by state for the metrics, and index released, unfinished runs for the
-    reconcile pass (no API calls)."""
+    """Count objects by state for the metrics, index released, unfinished runs for the
+    reconcile pass, and forget a deleted object."""
     ctx = context_of(memo)
     meta = body.get("metadata", {})
     key = (WorkKind.CARBON_AWARE_JOB.value, str(meta.get("namespace")), str(meta.get("name")))
-    deleted = event.get("type") == "DELETED"
+    if event.get("type") == "DELETED":
+        forget_deleted(ctx, key, dict(body))
+        return
     state = (body.get("status") or {}).get("state")
-    ctx.registry.observe_state(key, None if deleted else state or "Held")
-    running = None if deleted else released_work_of(dict(body))
+    ctx.registry.observe_state(key, state or "Held")
+    running = released_work_of(dict(body))
     if running is not None:
         ctx.registry.track(running)
         if running.target is not None and running.child_kind is not ChildKind.JOB:
             ctx.registry.mark_running(running.target, key)
-    elif (known := ctx.registry.tracked_work(key)) is not None and (
-        deleted or known.uid == meta.get("uid")
-    ):
+    elif (known := ctx.registry.tracked_work(key)) is not None and known.uid == meta.get("uid"):
         ctx.registry.untrack(key)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def carbonawarejob_deleted(
-    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **_: Any
-) -> None:
-    """Forget it; its Job or runner pod goes with it through the owner reference, and an SSH
-    run is stopped on its server (a runner pod only lets go of the run when it is deleted)."""
-    ctx = context_of(memo)
-    key = (WorkKind.CARBON_AWARE_JOB.value, str(meta["namespace"]), str(meta["name"]))
-    running = ctx.registry.tracked_work(key) or released_work_of(dict(body))
-    ssh = running is not None and running.child_kind is not ChildKind.JOB
-    if ssh and running is not None and running.target is not None and running.uid == meta["uid"]:
-        task = asyncio.create_task(stop_run(ctx, key, str(meta["uid"]), dict(body)))
+def forget_deleted(ctx: OperatorContext, key: Key, body: dict[str, Any]) -> None:
+    """A deleted CarbonAwareJob: its Job or runner pod goes with it through the owner
+    reference; its SSH run is stopped on its server (a runner pod only lets go of the run
+    when it is deleted). On the DELETED event: without a finalizer, kopf's deletion handlers
+    never see the object go."""
+    uid = str((body.get("metadata") or {}).get("uid"))
+    running = ctx.registry.tracked_work(key) or released_work_of(body)
+    if (
+        running is not None
+        and running.uid == uid
+        and running.target is not None
+        and running.child_kind is not ChildKind.JOB
+    ):
+        task = asyncio.create_task(stop_run(ctx, key, uid, body))
         ctx.background.add(task)
         task.add_done_callback(ctx.background.discard)
+    ctx.registry.observe_state(key, None)
     ctx.registry.forget(key)
-    ctx.registry.untrack(key, str(meta["uid"]))
-    ctx.registry.forget_released(str(meta["uid"]))
+    ctx.registry.untrack(key, uid)
+    ctx.registry.forget_released(uid)
     ctx.registry.drop_lock(key)
     ctx.reattachments.pop(key, None)

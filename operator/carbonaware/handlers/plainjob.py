@@ -102,13 +102,3 @@ async def report_bad_annotations(ctx: OperatorContext, body: Any, error: SpecErr
 @kopf.on.update("batch", "v1", "jobs", labels=MANAGED, field="metadata.annotations")
 async def plain_job_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await plan_plain_job(context_of(memo), body)
-
-
-@kopf.on.delete("batch", "v1", "jobs", labels=MANAGED, optional=True)
-async def plain_job_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    ctx = context_of(memo)
-    key = (WorkKind.JOB.value, str(meta["namespace"]), str(meta["name"]))
-    ctx.registry.forget(key)
-    ctx.registry.untrack(key, str(meta["uid"]))
-    ctx.registry.forget_released(str(meta["uid"]))
-    ctx.registry.drop_lock(key)

@@ -6,7 +6,7 @@ Two sources, the first preferred when it has data:
   CPU time (each container's last value in the run window, summed over its containers).
   cAdvisor refreshes a container's figures only every housekeeping interval (10-15 s, later
   on a loaded node) and a container's series ends with it, so its last sample can be seconds
-  before the container ended: that tail is extrapolated at the container's own rate, up to
+  before the container ended: that tail is extrapolated at the container's latest rate, up to
   when it finished (:func:`container_total`).
 - node_exporter ``node_cpu_seconds_total``: the node's busy time (every mode except
   ``idle``, ``iowait`` and ``steal``) over the window, attributed to the job by its share of
@@ -75,16 +75,17 @@ def container_total(
     """(CPU seconds, seconds extrapolated) of one container from its counter's samples
     ``(time, value)`` (it counts from the container's start, near ``start``).
 
-    The tail after the last sample is extrapolated at the container's rate between its first
-    and last samples: up to ``finished`` (when the container ended) when known, otherwise by
-    at most the longest gap between its samples, and never past ``end``.
+    The tail after the last sample is extrapolated at the container's rate between its last
+    two samples (its most recent share of the CPU; on a loaded node that share moves): up to
+    ``finished`` (when the container ended) when known, otherwise by at most the longest gap
+    between its samples, and never past ``end``.
     """
     ordered = sorted(samples)
     last_time, last_value = ordered[-1]
     if len(ordered) >= 2:
-        first_time, first_value = ordered[0]
-        span = last_time - first_time
-        rate = (last_value - first_value) / span if span > 0 else 0.0
+        before_time, before_value = ordered[-2]
+        span = last_time - before_time
+        rate = (last_value - before_value) / span if span > 0 else 0.0
         longest_gap = max(b[0] - a[0] for a, b in pairwise(ordered))
     else:
         span = last_time - start

@@ -215,14 +215,15 @@ async def test_wait_for_samples_polls_until_a_scrape_after_the_moment() -> None:
 
 
 def test_a_containers_tail_is_extrapolated_at_its_rate_within_bounds() -> None:
-    samples = [(100.0, 10.0), (110.0, 15.0), (125.0, 22.5)]  # 0.5 core, gaps of 10 and 15 s
-    # Ended 6 s after the last sample: 3 core-seconds more.
-    assert container_total(samples, 95.0, 131.0, 200.0) == (pytest.approx(25.5), 6.0)
+    # 0.25 core, then 0.5 core over the last 15 s; gaps of 10 and 15 s
+    samples = [(100.0, 10.0), (110.0, 12.5), (125.0, 20.0)]
+    # Ended 6 s after the last sample: 3 core-seconds more, at its latest rate.
+    assert container_total(samples, 95.0, 131.0, 200.0) == (pytest.approx(23.0), 6.0)
     # Not known to have ended: at most the longest gap between samples, never past the run.
-    assert container_total(samples, 95.0, None, 200.0) == (pytest.approx(30.0), 15.0)
-    assert container_total(samples, 95.0, None, 130.0) == (pytest.approx(25.0), 5.0)
+    assert container_total(samples, 95.0, None, 200.0) == (pytest.approx(27.5), 15.0)
+    assert container_total(samples, 95.0, None, 130.0) == (pytest.approx(22.5), 5.0)
     # Ended at (or before) its last sample: its last value as it is.
-    assert container_total(samples, 95.0, 125.0, 200.0) == (22.5, 0.0)
+    assert container_total(samples, 95.0, 125.0, 200.0) == (20.0, 0.0)
     # One sample: the rate since the run started.
     assert container_total([(110.0, 5.0)], 100.0, 114.0, 200.0) == (pytest.approx(7.0), 4.0)
     # A counter that went down (a reset) is never extrapolated downwards.
