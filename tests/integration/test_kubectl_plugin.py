@@ -78,8 +78,10 @@ def state(plane: Any, namespace: str, name: str) -> str | None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="known flake: after other modules on the same plane its Immediate job sometimes "
-    "never reports Succeeded within 60 s (cause not found; passes on a fresh plane)",
+    reason="known flake in the test bed: after other modules deleted many pods on the same "
+    "plane, kwok v0.8.0 sometimes never plays the delayed pod-complete stage, so the released "
+    "Jobs' pods stay Running (seen: both pods Running after 60 s, nothing more in kwok's log; "
+    "the pattern of kwok issue 958); passes on a fresh plane",
 )
 def test_the_plugin_against_the_real_plane(
     crds: Any,
@@ -142,8 +144,15 @@ def test_the_plugin_against_the_real_plane(
     assert plugin(crds, server, "release", "train", "-n", namespace).strip() == (
         "carbonawarejob.carbonaware.io/train release requested"
     )
-    wait_for(lambda: state(crds, namespace, "train") == "Succeeded", timeout=60,
-             what="the released job to succeed")  # fmt: skip
+    try:
+        wait_for(lambda: state(crds, namespace, "train") == "Succeeded", timeout=60,
+                 what="the released job to succeed")  # fmt: skip
+    except AssertionError:
+        print(crds.kubectl("get", "caj,jobs,pods", "-n", namespace, "-o", "wide").stdout)
+        print(crds.kubectl("get", "events", "-n", namespace).stdout)
+        print(crds.kubectl("get", "pods", "-A", "-o", "wide").stdout)
+        print(json.dumps(get(crds, "caj", namespace, "train").get("status"), indent=1))
+        raise
     released = condition(get(crds, "caj", namespace, "train"), "Released")
     assert released is not None
     assert released["reason"] == "ManualRelease"
