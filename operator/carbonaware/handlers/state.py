@@ -268,3 +268,11 @@ class Registry:
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():
             del self._locks[key]
+
+    def object_deleted(self, key: Key, uid: str) -> None:
+        """Everything kept about the deleted object ``uid`` at ``key``: its plan, its run,
+        that it was released, its lock."""
+        self.forget(key)
+        self.untrack(key, uid)
+        self.forget_released(uid)
+        self.drop_lock(key)

@@ -328,11 +328,7 @@ async def plain_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo
     deleted = event.get("type") == "DELETED"
     ctx.registry.observe_state(key, None if deleted or not state else state)
     if deleted:  # kopf's deletion handlers never see an object without a finalizer go
-        uid = str(meta.get("uid"))
-        ctx.registry.forget(key)
-        ctx.registry.untrack(key, uid)
-        ctx.registry.forget_released(uid)
-        ctx.registry.drop_lock(key)
+        ctx.registry.object_deleted(key, str(meta.get("uid")))
         return
     async with contained(ctx, key, dict(body), "follow the Job"):
         await follow_plain_job(ctx, dict(body))
