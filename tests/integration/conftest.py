@@ -32,6 +32,7 @@ can keep them together on one worker (one real node per host).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import sys
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from .operatorproc import CRDS, REPO_ROOT
+from .operatorproc import BATCH_JOB_TEMPLATE, CRDS, QUICK_JOB_TEMPLATE, REPO_ROOT
 from .sshd import SshdServer, running_sshd
 
 
@@ -74,6 +75,22 @@ def xdist_group_of(item: pytest.Item) -> str:
         return "real-node"
     module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
     return "cpu-heavy" if module in CPU_HEAVY_MODULES else module
+
+
+_SHARED_TEMPLATES = {
+    "BATCH_JOB_TEMPLATE": BATCH_JOB_TEMPLATE,
+    "QUICK_JOB_TEMPLATE": QUICK_JOB_TEMPLATE,
+}
+_PRISTINE_TEMPLATES = copy.deepcopy(_SHARED_TEMPLATES)
+
+
+@pytest.fixture(autouse=True)
+def shared_templates_unchanged() -> Iterator[None]:
+    """Fail the test that edits a shared Job template in place: every later test on the
+    worker would run the edited Job (a 10-minute pod delay leaked this way once)."""
+    yield
+    for name, template in _SHARED_TEMPLATES.items():
+        assert template == _PRISTINE_TEMPLATES[name], f"this test changed {name} in place"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups in its own hook

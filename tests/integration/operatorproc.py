@@ -145,7 +145,8 @@ def caj(name: str, schedule: dict[str, Any], **spec: Any) -> dict[str, Any]:
     ``jobTemplate`` or ``ssh``. ``spec`` may also override the region."""
     body: dict[str, Any] = {"region": "GB", "schedule": schedule, **spec}
     if "ssh" not in spec and "jobTemplate" not in spec:
-        body["jobTemplate"] = BATCH_JOB_TEMPLATE
+        # A copy: a test that edits its body must not change every later test's template.
+        body["jobTemplate"] = copy.deepcopy(BATCH_JOB_TEMPLATE)
     return {
         "apiVersion": "carbonaware.io/v1alpha1",
         "kind": "CarbonAwareJob",
@@ -160,7 +161,7 @@ def suspended_job(name: str, **meta: Any) -> dict[str, Any]:
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name, **meta},
-        "spec": {"suspend": True, **BATCH_JOB_TEMPLATE["spec"]},
+        "spec": {"suspend": True, **copy.deepcopy(BATCH_JOB_TEMPLATE["spec"])},
     }
 
 

@@ -76,13 +76,6 @@ def state(plane: Any, namespace: str, name: str) -> str | None:
     return (get(plane, "caj", namespace, name).get("status") or {}).get("state")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known flake in the test bed: after other modules deleted many pods on the same "
-    "plane, kwok v0.8.0 sometimes never plays the delayed pod-complete stage, so the released "
-    "Jobs' pods stay Running (seen: both pods Running after 60 s, nothing more in kwok's log; "
-    "the pattern of kwok issue 958); passes on a fresh plane",
-)
 def test_the_plugin_against_the_real_plane(
     crds: Any,
     namespace: str,

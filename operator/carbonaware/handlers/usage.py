@@ -52,8 +52,14 @@ class UsageSampler:
     def reading(
         self, namespace: str, pod: str, start: datetime, end: datetime
     ) -> CpuReading | None:
-        """Core-seconds of a finished pod, or None when fewer than two samples were taken."""
+        """Core-seconds of a finished pod, or None when no sample was taken.
+
+        metrics-server shows a pod only from its second scrape of it with a new cAdvisor
+        timestamp, and cAdvisor refreshes an idle container only every 10-15 s (later on a
+        loaded node): a short or idle run may leave a single sample. Its rate, held over the
+        run, is a far better figure than the reservation bound.
+        """
         samples = self._pods.pop((namespace, pod), None)
-        if samples is None or len(samples) < 2:
+        if not samples:
             return None
         return samples.reading(start, end)

@@ -2,7 +2,7 @@
 
 Each reader returns a :class:`CpuReading` (core-seconds of one run and its source) that the
 handlers turn into a :class:`carbonaware.sci.RunUsage`. This layer may use providers' HTTP
-helper; it never talks to the Kubernetes API itself (fetching PodMetrics is injected).
+helper; it never talks to the Kubernetes API itself (the handlers pass PodMetrics in).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from carbonaware.metricsource.podmetrics import (
     integrate_core_seconds,
     parse_cpu_quantity,
     pod_cpu_sample,
-    poll_pod_metrics,
 )
 from carbonaware.metricsource.prometheus import NodeCpu, PrometheusCpuReader
 from carbonaware.metricsource.reading import (
@@ -37,5 +36,4 @@ __all__ = [
     "integrate_core_seconds",
     "parse_cpu_quantity",
     "pod_cpu_sample",
-    "poll_pod_metrics",
 ]

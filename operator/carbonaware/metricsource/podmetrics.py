@@ -3,17 +3,15 @@
 metrics-server reports each container's CPU usage as a rate (cores, as a Kubernetes
 quantity such as ``250m`` or ``123456n``) averaged over a short window ending at the
 sample's ``timestamp``. Integrating those rates over the sample times with the trapezoid
-rule gives core-seconds. Fetching is injected: the handlers pass a function built on
-``carbonaware.k8s``, tests pass a fake; nothing here talks to the Kubernetes API.
+rule gives core-seconds. Nothing here talks to the Kubernetes API: the handlers list the
+PodMetrics and pass each object in.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -21,8 +19,6 @@ from typing import Any
 
 from carbonaware.errors import MetricSourceError
 from carbonaware.metricsource.reading import SOURCE_METRICS_API, CpuReading
-
-log = logging.getLogger(__name__)
 
 _QUANTITY = re.compile(r"^\s*([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA-Z]*)\s*$")
 # Kubernetes resource.Quantity suffixes that occur for CPU (decimal SI; binary suffixes are
@@ -38,9 +34,6 @@ _SUFFIX = {
     "Ki": 1024.0,
     "Mi": 1024.0**2,
 }
-
-FetchPodMetrics = Callable[[], Awaitable[Mapping[str, Any] | None]]
-"""Returns the PodMetrics object of the pod, or None while metrics-server has none yet."""
 
 
 def parse_cpu_quantity(text: str) -> float:
@@ -131,30 +124,9 @@ class PodCpuAccumulator:
     def reading(self, start: datetime | None = None, end: datetime | None = None) -> CpuReading:
         """Core-seconds over ``[start, end]`` from the samples held."""
         core_seconds = integrate_core_seconds(self._samples, start, end)
-        detail = f"trapezoid over {len(self._samples)} PodMetrics samples"
+        count = len(self._samples)
+        if count == 1:
+            detail = "1 PodMetrics sample held over the run"
+        else:
+            detail = f"trapezoid over {count} PodMetrics samples"
         return CpuReading(core_seconds, SOURCE_METRICS_API, detail)
-
-
-async def poll_pod_metrics(
-    fetch: FetchPodMetrics,
-    accumulator: PodCpuAccumulator,
-    stop: asyncio.Event,
-    *,
-    interval_seconds: float = 15.0,
-) -> None:
-    """Sample ``fetch`` every ``interval_seconds`` into ``accumulator`` until ``stop`` is set.
-
-    A fetch that returns None (no metrics yet) or raises :class:`MetricSourceError` is
-    skipped; the next one is tried on schedule.
-    """
-    while not stop.is_set():
-        try:
-            pod_metrics = await fetch()
-            if pod_metrics is not None:
-                accumulator.add_pod_metrics(pod_metrics)
-        except MetricSourceError as exc:
-            log.debug("skipping a PodMetrics sample: %s", exc)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
-        except TimeoutError:
-            continue

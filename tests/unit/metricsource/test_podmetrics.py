@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +15,6 @@ from carbonaware.metricsource import (
     integrate_core_seconds,
     parse_cpu_quantity,
     pod_cpu_sample,
-    poll_pod_metrics,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -96,30 +93,3 @@ def test_accumulator_counts_a_repeated_sample_once() -> None:
     reading = accumulator.reading()
     assert reading.core_seconds == pytest.approx(10.0)
     assert reading.source == SOURCE_METRICS_API
-
-
-async def test_poll_collects_until_stopped_and_skips_missing_samples() -> None:
-    responses: list[Mapping[str, Any] | None] = [
-        None,
-        _pod_metrics(0, "1"),
-        _pod_metrics(0, "1"),
-        {"timestamp": "garbage"},
-        _pod_metrics(15, "3"),
-    ]
-    accumulator = PodCpuAccumulator()
-    stop = asyncio.Event()
-    calls = 0
-
-    async def fetch() -> Mapping[str, Any] | None:
-        nonlocal calls
-        calls += 1
-        response = responses[min(calls, len(responses)) - 1]
-        if calls >= len(responses):
-            stop.set()
-        return response
-
-    await asyncio.wait_for(
-        poll_pod_metrics(fetch, accumulator, stop, interval_seconds=0.001), timeout=5
-    )
-    assert calls == len(responses)
-    assert accumulator.reading().core_seconds == pytest.approx(15 * (1 + 3) / 2)
