@@ -26,7 +26,7 @@ demo-down:
 # control plane; tests of one module stay on one worker (tests/integration/conftest.py).
 # deps come first: some unit tests run their shell scripts under busybox too.
 test: deps test-fast plane-binaries
-	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --durations=20 tests/integration
+	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20 tests/integration
 
 # test-fast is the inner loop (a few minutes): the static checks and the unit tests.
 test-fast: check unit
@@ -42,7 +42,7 @@ unit: venv
 	$(PY) -m pytest -q -n auto tests/unit
 
 integration: venv deps plane-binaries
-	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --durations=20 tests/integration
+	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20 tests/integration
 
 # venv creates .venv and installs the package with its test and benchmark extras.
 venv: $(VENV)/.installed

@@ -43,6 +43,7 @@ import pytest
 
 from .operatorproc import BATCH_JOB_TEMPLATE, CRDS, QUICK_JOB_TEMPLATE, REPO_ROOT
 from .sshd import SshdServer, running_sshd
+from .workload import GroupTimes, group_and_order
 
 
 def load_localplane() -> ModuleType:
@@ -60,21 +61,6 @@ def load_localplane() -> ModuleType:
 
 
 localplane = load_localplane()
-
-
-# Modules whose runs load the machine (SIGKILL loops, hundreds of objects); they share one
-# xdist worker so at most one of them runs at a time beside the timing-sensitive tests.
-CPU_HEAVY_MODULES = frozenset({"test_chaos", "test_chaos_ssh", "test_fuzz"})
-
-
-def xdist_group_of(item: pytest.Item) -> str:
-    """The xdist group a test runs in (``--dist loadgroup``): tests that use the real worker
-    node share one worker (one kubelet per machine), the CPU-heavy modules share another, and
-    every other module keeps its tests together so module fixtures start once."""
-    if any("real_node" in name for name in getattr(item, "fixturenames", ())):
-        return "real-node"
-    module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
-    return "cpu-heavy" if module in CPU_HEAVY_MODULES else module
 
 
 _SHARED_TEMPLATES = {
@@ -95,8 +81,11 @@ def shared_templates_unchanged() -> Iterator[None]:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups in its own hook
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+    group_and_order(items)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(GroupTimes(), "carbonaware-group-times")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -1,0 +1,69 @@
+"""How the integration suite is spread over its xdist workers (``--dist loadgroup``).
+
+Tests that use the real worker node share one worker (one kubelet per machine), the CPU-heavy
+modules share another, and every other module keeps its tests together so module fixtures
+start once. Each worker takes the next group from one queue as it frees up, so the queue
+starts with the longest groups (longest-first list scheduling): a long group left for the
+end would otherwise run alone while the other workers sit idle. ``GROUP_SECONDS`` are
+measured wall times per group (setup, call and teardown summed), printed at the end of every
+run under "integration time by group"; a group missing from the table goes last.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+# Modules whose runs load the machine (SIGKILL loops, hundreds of objects); they share one
+# xdist worker so at most one of them runs at a time beside the timing-sensitive tests.
+CPU_HEAVY_MODULES = frozenset({"test_chaos", "test_chaos_ssh", "test_fuzz"})
+
+GROUP_SECONDS: dict[str, float] = {
+    "real-node": 600,
+    "cpu-heavy": 450,
+    "test_provider_faults": 200,
+    "test_ssh_operator": 150,
+    "test_helm_rbac": 150,
+    "test_ssh_runner": 120,
+    "test_sci_measurement": 100,
+    "test_ha": 90,
+    "test_kubectl_plugin": 85,
+    "test_sci_usage_beyond_request": 75,
+    "test_operator_core": 75,
+}
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The xdist group a test runs in."""
+    if any("real_node" in name for name in getattr(item, "fixturenames", ())):
+        return "real-node"
+    module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+    return "cpu-heavy" if module in CPU_HEAVY_MODULES else module
+
+
+def group_and_order(items: list[pytest.Item]) -> None:
+    """Mark each test with its group and put the longest groups first (a stable sort: the
+    tests of a group keep their order)."""
+    groups = {item.nodeid: xdist_group_of(item) for item in items}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    items.sort(key=lambda item: -GROUP_SECONDS.get(groups[item.nodeid], 0.0))
+
+
+class GroupTimes:
+    """Sums each group's reported durations (on the controller, from every worker)."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        _, marker, group = report.nodeid.rpartition("@")
+        self.seconds[group if marker else "(no group)"] += report.duration
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.seconds:
+            return
+        terminalreporter.write_sep("=", "integration time by group (longest first)")
+        for group, seconds in sorted(self.seconds.items(), key=lambda pair: -pair[1]):
+            terminalreporter.write_line(f"{seconds:8.1f} s  {group}")
