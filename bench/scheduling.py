@@ -12,7 +12,7 @@ Writes ``docs/scheduling-results.md`` (the whole matrix), the scheduling section
 
     .venv/bin/python bench/scheduling.py            # everything (about 10 minutes, 1 core)
     .venv/bin/python bench/scheduling.py --jobs 2   # two processes
-    .venv/bin/python bench/scheduling.py --only de --no-write
+    .venv/bin/python bench/scheduling.py --only de-2023 --no-write
 
 Data: GB 2024 Carbon Intensity API, NESO (CC BY 4.0); DE 2023 Electricity Maps (ODbL).
 """
@@ -667,7 +667,7 @@ def write_plot(measured: Sequence[Measured]) -> Path | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=sorted(BUILTIN_TRACES), action="append")
+    parser.add_argument("--only", choices=sorted(THRESHOLDS), action="append")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the matrix")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)

@@ -193,9 +193,19 @@ def forecast_command(
 @app.command("simulate")
 def simulate_command(
     trace: Annotated[
-        str,
-        typer.Option(help="Trace CSV, or a shipped trace: gb-2024 (default), de-2023."),
-    ] = "gb-2024",
+        str | None,
+        typer.Option(
+            help="Trace CSV, or a shipped trace: gb-2024 (default), de-2023, pjm-2023, in-we-2023."
+        ),
+    ] = None,
+    regions: Annotated[
+        str | None,
+        typer.Option(
+            help="Choose where as well as when: comma-separated regions read side by side, "
+            "shipped (DE, US-MIDA-PJM, IN-WE, GB) or NAME=FILE.csv; savings are against the "
+            "first region at once. Instead of --trace."
+        ),
+    ] = None,
     time_column: Annotated[str | None, typer.Option(help="Column with slot starts.")] = None,
     actual_column: Annotated[str | None, typer.Option(help="Column with actuals.")] = None,
     forecast_column: Annotated[
@@ -205,12 +215,15 @@ def simulate_command(
     forecast: Annotated[
         str | None,
         typer.Option(
-            help="column, perfect, naive or own. Default: column if the trace has one, else own."
+            help="column, perfect, naive or own. Default: column if the trace has one, else own "
+            "(for each region)."
         ),
     ] = None,
     duration: Annotated[str, typer.Option(help="Job length, e.g. 1h.")] = "1h",
     window: Annotated[str, typer.Option(help="Arrival to latest finish, e.g. 24h.")] = "24h",
-    arrival_every: Annotated[str, typer.Option(help="Time between arrivals.")] = "30m",
+    arrival_every: Annotated[
+        str | None, typer.Option(help="Time between arrivals. Default: one trace step.")
+    ] = None,
     policy: Annotated[str, typer.Option(help="Forecast, Threshold or Immediate.")] = "Forecast",
     max_intensity: Annotated[
         float | None, typer.Option(help="Threshold: release at or below this gCO2e/kWh.")
@@ -225,7 +238,8 @@ def simulate_command(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     decisions_out: Annotated[
-        Path | None, typer.Option(help="Write arrival,latest_start,start per job as CSV.")
+        Path | None,
+        typer.Option(help="Write arrival,latest_start,start (and region) per job as CSV."),
     ] = None,
 ) -> None:
     """Replay a grid-intensity trace and measure what a policy would have saved."""
@@ -240,21 +254,21 @@ def simulate_command(
     from carbonaware.providers.tracefile import load_trace
     from carbonaware.scheduling import (
         ForecastMode,
+        RegionTrace,
         SimulationSettings,
         TraceInput,
         report,
         simulate,
+        simulate_regions,
     )
+    from carbonaware.scheduling.replay import ProgressCallback
 
-    builtin = report.BUILTIN_TRACES.get(trace.lower())
-    path = builtin.path if builtin else Path(trace)
     try:
         settings = SimulationSettings(
             policy=SchedulePolicy(policy.capitalize()),
             forecast=ForecastMode(forecast or "column"),
             duration=parse_duration(duration),
             window=parse_duration(window),
-            arrival_every=parse_duration(arrival_every),
             max_intensity=max_intensity,
             max_index=IntensityIndex.parse(max_index) if max_index else None,
             horizon=parse_duration(horizon),
@@ -263,53 +277,83 @@ def simulate_command(
         )
         if settings.policy is SchedulePolicy.THRESHOLD and max_intensity is None and not max_index:
             raise ValueError("policy Threshold needs --max-intensity or --max-index")
-        loaded = load_trace(
-            path,
-            time_column=time_column or (builtin.time_column if builtin else "Datetime (UTC)"),
-            actual_column=actual_column
-            or (builtin.actual_column if builtin else "Actual Carbon Intensity (gCO2/kWh)"),
-            forecast_column=forecast_column or (builtin.forecast_column if builtin else None),
-            index_column=index_column or (builtin.index_column if builtin else None),
+        if regions is not None and trace is not None:
+            raise ValueError("give --trace or --regions, not both")
+        if regions is not None:
+            sources = report.parse_regions(regions)
+        else:
+            builtin = report.BUILTIN_TRACES.get((trace or "gb-2024").lower())
+            path = builtin.path if builtin else Path(trace or "")
+            sources = [report.RegionSource(name=path.stem, path=path, builtin=builtin)]
+        inputs: list[RegionTrace] = []
+        for source in sources:
+            shipped = source.builtin
+            named = (time_column, actual_column, forecast_column, index_column)
+            if regions is not None and shipped is not None:
+                named = (None, None, None, None)  # a shipped region keeps its own columns
+            loaded = load_trace(
+                source.path,
+                time_column=named[0] or (shipped.time_column if shipped else "Datetime (UTC)"),
+                actual_column=named[1]
+                or (shipped.actual_column if shipped else "Actual Carbon Intensity (gCO2/kWh)"),
+                forecast_column=named[2] or (shipped.forecast_column if shipped else None),
+                index_column=named[3] or (shipped.index_column if shipped else None),
+            )
+            mode = None
+            if forecast is None:
+                mode = ForecastMode.COLUMN if loaded.forecast is not None else ForecastMode.OWN
+            inputs.append(
+                RegionTrace(
+                    name=source.name,
+                    trace=TraceInput(
+                        starts=loaded.starts,
+                        step=loaded.step,
+                        actual=loaded.actual,
+                        forecast=loaded.forecast,
+                        index=loaded.index,
+                    ),
+                    forecast=mode,
+                )
+            )
+        settings = dataclasses.replace(
+            settings,
+            forecast=inputs[0].forecast or settings.forecast,
+            arrival_every=parse_duration(arrival_every) if arrival_every else inputs[0].trace.step,
         )
-        if forecast is None and loaded.forecast is None:
-            settings = dataclasses.replace(settings, forecast=ForecastMode.OWN)
-        trace_input = TraceInput(
-            starts=loaded.starts,
-            step=loaded.step,
-            actual=loaded.actual,
-            forecast=loaded.forecast,
-            index=loaded.index,
-        )
+
+        def run(progress: ProgressCallback | None) -> report.AnyResult:
+            if regions is None:
+                return simulate(inputs[0].trace, settings, progress=progress)
+            return simulate_regions(inputs, settings, progress=progress)
+
         began = time.perf_counter()
         if sys.stderr.isatty() and not as_json:
             from rich.progress import Progress
 
             with Progress(transient=True) as bar:
                 task = bar.add_task("simulating", total=None)
-                result = simulate(
-                    trace_input,
-                    settings,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
+                result = run(lambda done, total: bar.update(task, completed=done, total=total))
         else:
-            result = simulate(trace_input, settings)
+            result = run(None)
         wall = time.perf_counter() - began
     except (ValueError, ConfigError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    attribution = report.attribution_for(path)
+    paths = [source.path for source in sources]
+    attribution = report.attribution_for_all(paths)
+    trace_name = ",".join(path.name for path in paths)
     if decisions_out is not None:
         decisions_out.write_text(report.decisions_csv(result), encoding="utf-8")
     if as_json:
         typer.echo(
             report.render_json(
-                result, trace_name=path.name, attribution=attribution, wall_seconds=wall
+                result, trace_name=trace_name, attribution=attribution, wall_seconds=wall
             )
         )
     elif sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
 
-        table = Table("", "", title=f"Simulation of {path.name}", show_header=False)
+        table = Table("", "", title=f"Simulation of {trace_name}", show_header=False)
         for label, value in report.summary_rows(result):
             table.add_row(label, value)
         table.add_row("wall time", f"{wall:.2f} s")
@@ -320,7 +364,7 @@ def simulate_command(
     else:
         typer.echo(
             report.render_plain(
-                result, trace_name=path.name, attribution=attribution, wall_seconds=wall
+                result, trace_name=trace_name, attribution=attribution, wall_seconds=wall
             )
         )
 

@@ -1,5 +1,6 @@
-"""Pure scheduling: (job, forecast, now) -> decision, release ordering, own forecasts, and
-the what-if simulator that runs the same code over a year of real data.
+"""Pure scheduling: (job, forecast, now) -> decision, where as well as when across regions,
+release ordering, own forecasts, and the what-if simulator that runs the same code over a
+year of real data.
 
 No I/O and no clock: ``now`` is always a parameter (see docs/scheduling.md).
 """
@@ -28,7 +29,19 @@ from carbonaware.scheduling.ordering import (
     plan_releases,
     release_order_key,
 )
+from carbonaware.scheduling.placement import (
+    RegionDecision,
+    RegionPlan,
+    best_region_window,
+    decide_region,
+)
 from carbonaware.scheduling.policy import Decision, JobRequest, decide
+from carbonaware.scheduling.regions import (
+    RegionJobOutcome,
+    RegionsResult,
+    RegionTrace,
+    simulate_regions,
+)
 from carbonaware.scheduling.series import SlotSeries
 from carbonaware.scheduling.simulate import (
     ForecastMode,
@@ -38,6 +51,7 @@ from carbonaware.scheduling.simulate import (
     TraceInput,
     simulate,
 )
+from carbonaware.scheduling.tracegrid import align_traces
 from carbonaware.scheduling.view import ForecastView, PlannedWindow, WindowTable
 
 __all__ = [
@@ -53,6 +67,11 @@ __all__ = [
     "JobRequest",
     "PlannedWindow",
     "ProfileSettings",
+    "RegionDecision",
+    "RegionJobOutcome",
+    "RegionPlan",
+    "RegionTrace",
+    "RegionsResult",
     "ReleaseCandidate",
     "ReleasePlan",
     "SimulationResult",
@@ -60,9 +79,12 @@ __all__ = [
     "SlotSeries",
     "TraceInput",
     "WindowTable",
+    "align_traces",
+    "best_region_window",
     "corrected_view",
     "daily_profile",
     "decide",
+    "decide_region",
     "forecast_from_history",
     "order_releases",
     "plan_releases",
@@ -70,4 +92,5 @@ __all__ = [
     "release_order_key",
     "seasonal_naive_values",
     "simulate",
+    "simulate_regions",
 ]

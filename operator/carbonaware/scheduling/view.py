@@ -43,12 +43,15 @@ class PlannedWindow:
 
     ``covered`` is False when no window of the job's length fits in the forecast before the
     latest start, and the mean was completed with the forecast's average (see
-    :meth:`ForecastView.best_window`).
+    :meth:`ForecastView.best_window`). ``score`` is what the window was ranked by: the mean
+    plus the mean risk penalty (the mean itself without one), so windows of different views
+    (regions) can be ranked the same way.
     """
 
     slot: int
     mean: float
     covered: bool
+    score: float
 
 
 class ForecastView:
@@ -213,7 +216,9 @@ class ForecastView:
         if table.best_upto:
             best = table.best_upto[min(last_slot, len(table.best_upto) - 1)]
             if best >= 0:
-                return PlannedWindow(slot=best, mean=table.means[best], covered=True)
+                return PlannedWindow(
+                    slot=best, mean=table.means[best], covered=True, score=table.scores[best]
+                )
         return self._best_partial_window(slots, last_slot)
 
     def _best_partial_window(self, slots: int, last_slot: int) -> PlannedWindow | None:
@@ -243,7 +248,7 @@ class ForecastView:
             score = (total + penalty) / slots
             if score < best_score:
                 best_score = score
-                best = PlannedWindow(slot=start, mean=total / slots, covered=False)
+                best = PlannedWindow(slot=start, mean=total / slots, covered=False, score=score)
         return best
 
     def first_slot_meeting(
