@@ -20,13 +20,14 @@ demo: venv
 demo-down:
 	$(PYTHON) hack/demo.py down
 
-# test runs the whole suite: lint, types, import layers, unit tests, then the integration
-# tests against a real control plane, sshd and Prometheus. It installs what it needs.
-# Integration tests run on INTEGRATION_WORKERS pytest-xdist workers, each with its own
-# control plane; tests of one module stay on one worker (tests/integration/conftest.py).
+# test runs the whole suite: lint, types, import layers, then the unit and integration tests
+# (against a real control plane, sshd and Prometheus) in one session. It installs what it
+# needs. Tests run on INTEGRATION_WORKERS pytest-xdist workers, each with its own control
+# plane; tests of one module stay on one worker, the longest groups start first and the unit
+# tests fill the end (tests/integration/workload.py).
 # deps come first: some unit tests run their shell scripts under busybox too.
-test: deps test-fast plane-binaries
-	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20 tests/integration
+test: deps check plane-binaries
+	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20 tests/unit tests/integration
 
 # test-fast is the inner loop (a few minutes): the static checks and the unit tests.
 test-fast: check unit
@@ -44,13 +45,13 @@ unit: venv
 integration: venv deps plane-binaries
 	$(PY) -m pytest -ra -v -n $(INTEGRATION_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20 tests/integration
 
-# venv creates .venv and installs the package with its test and benchmark extras.
+# venv creates .venv with the package (editable) and its test and benchmark extras. The
+# dependencies are installed once per dependency set under ~/.cache/carbon-aware-operator and
+# hard-linked into each checkout's .venv (hack/venv.py).
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PYTHON) hack/venv.py $(VENV)
 	touch $@
 
 # deps installs the Debian packages the tests run for real (etcd, sshd, Prometheus...).

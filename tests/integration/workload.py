@@ -6,7 +6,7 @@ start once. Each worker takes the next group from one queue as it frees up, so t
 starts with the longest groups (longest-first list scheduling): a long group left for the
 end would otherwise run alone while the other workers sit idle. ``GROUP_SECONDS`` are
 measured wall times per group (setup, call and teardown summed), printed at the end of every
-run under "integration time by group"; a group missing from the table goes last.
+run under "time by group"; a group missing from the table goes last.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pytest
 # tests. test_sci_measurement is here also because it needs spare CPU: it checks that a burner
 # raises the host's CPU time, which it cannot on a host the chaos run keeps saturated.
 CPU_HEAVY_MODULES = frozenset({"test_chaos", "test_chaos_ssh", "test_fuzz", "test_sci_measurement"})
+
+UNIT_PREFIX = "unit-"
 
 GROUP_SECONDS: dict[str, float] = {
     "cpu-heavy": 780,
@@ -44,7 +46,11 @@ GROUP_SECONDS: dict[str, float] = {
 
 
 def xdist_group_of(item: pytest.Item) -> str:
-    """The xdist group a test runs in."""
+    """The xdist group a test runs in. Unit tests (``make test`` runs them in the same session)
+    keep one group per module, after every integration group: they fill the time workers
+    would otherwise sit idle at the end."""
+    if "integration" not in item.path.parts:
+        return f"{UNIT_PREFIX}{item.path.stem}"
     if any("real_node" in name for name in getattr(item, "fixturenames", ())):
         return "real-node"
     module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
@@ -68,11 +74,13 @@ class GroupTimes:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         _, marker, group = report.nodeid.rpartition("@")
+        if group.startswith(UNIT_PREFIX):
+            group = "unit tests (all modules)"
         self.seconds[group if marker else "(no group)"] += report.duration
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.seconds:
             return
-        terminalreporter.write_sep("=", "integration time by group (longest first)")
+        terminalreporter.write_sep("=", "time by group (longest first)")
         for group, seconds in sorted(self.seconds.items(), key=lambda pair: -pair[1]):
             terminalreporter.write_line(f"{seconds:8.1f} s  {group}")
