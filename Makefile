@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 # Integration tests mostly wait on API round trips and scaled clocks, so they run on more
 # workers than there are cores.
 INTEGRATION_WORKERS ?= 3
+# Built binaries, images, the virtualenv's dependencies and mypy's cache live here, shared by
+# every checkout on the machine (hack/testbed/common.py reads the same variables).
+CACHE_DIR ?= $(or $(CARBONAWARE_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/carbon-aware-operator)
 
 .PHONY: demo demo-down test test-fast check unit integration venv deps plane-binaries bench
 
@@ -36,7 +39,7 @@ test-fast: check unit
 check: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --cache-dir $(CACHE_DIR)/mypy
 	$(VENV)/bin/lint-imports
 
 unit: venv
