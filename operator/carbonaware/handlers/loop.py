@@ -129,10 +129,14 @@ async def refresh_once(ctx: OperatorContext) -> None:
     )
     by_key = {"/".join(w.key): w for w in held}
 
-    async def release_one(work: HeldWork) -> None:
-        async with ctx.registry.lock(work.key), contained(ctx, work.key, work.body, "release"):
-            if ctx.registry.get(work.key) is not work:
-                return  # released, deleted or planned again meanwhile
+    async def release_one(planned: HeldWork) -> None:
+        async with (
+            ctx.registry.lock(planned.key),
+            contained(ctx, planned.key, planned.body, "release"),
+        ):
+            work = ctx.registry.as_planned(planned)
+            if work is None:
+                return  # released, deleted, edited or overridden meanwhile
             # False when a job created meanwhile took the slot: the next tick plans again.
             await release_decided(
                 ctx, work, decisions[work.key], snapshot=snapshots.get(work.region), now=now

@@ -156,6 +156,24 @@ class Registry:
     def held(self) -> list[HeldWork]:
         return list(self._held.values())
 
+    def as_planned(self, work: HeldWork) -> HeldWork | None:
+        """The held entry for ``work``'s object if a decision made on ``work`` still holds for
+        it: ``work`` itself, or a newer entry for the same object with the same spec and
+        overrides (a watch event for a status write of ours re-registers the object; that
+        must not cost it its turn). None when it was released, deleted, edited or overridden
+        since."""
+        current = self._held.get(work.key)
+        if current is work:
+            return work
+        if (
+            current is None
+            or current.uid != work.uid
+            or current.generation != work.generation
+            or current.overrides != work.overrides
+        ):
+            return None
+        return current
+
     def __len__(self) -> int:
         return len(self._held)
 

@@ -4,14 +4,15 @@ Statuses are the report's first source, but a run whose object is gone (deleted,
 removed by its ``ttlSecondsAfterFinished``) is no longer in the cluster. The operator counts
 every finished run in Prometheus (``carbonaware_emitted_grams_total`` and friends, by
 namespace), so the report can add those totals: ``increase()`` over the period, which
-survives operator restarts (counter resets) and, like any ``increase()``, is extrapolated a
-little at the period's edges.
+survives operator restarts (counter resets). ``increase()`` extrapolates to the ends of its
+range; evaluated at the operator's last scrape (not "now"), and with counters that start at
+zero (the operator creates them so), it extrapolates nothing: the figure is what was counted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from carbonaware.metricsource.prometheus import PrometheusCpuReader, escape_label_value
 
@@ -46,10 +47,18 @@ class MetricsTotals:
         }
 
 
+def _matcher(namespace: str | None) -> str:
+    return f'{{namespace="{escape_label_value(namespace)}"}}' if namespace else ""
+
+
 def increase_query(metric: str, span: timedelta, namespace: str | None) -> str:
-    matcher = f'{{namespace="{escape_label_value(namespace)}"}}' if namespace else ""
     seconds = max(1, round(span.total_seconds()))
-    return f"sum by (namespace) (increase({metric}{matcher}[{seconds}s]))"
+    return f"sum by (namespace) (increase({metric}{_matcher(namespace)}[{seconds}s]))"
+
+
+def last_scrape_query(namespace: str | None) -> str:
+    """When the operator's counters were last scraped (as of the query's time)."""
+    return f"max(timestamp({RUNS}{_matcher(namespace)}))"
 
 
 async def metrics_totals(
@@ -57,9 +66,12 @@ async def metrics_totals(
 ) -> list[MetricsTotals]:
     """Per namespace, the runs, energy, emitted and counterfactual grams counted by the
     operator between ``since`` and ``until``. Raises ``MetricSourceError``."""
-    span = until - since
     values: dict[str, dict[str, float]] = {}
     async with PrometheusCpuReader(url) as reader:
+        scraped = await reader.scalar_query(last_scrape_query(namespace), until)
+        if scraped is not None and since < (last := datetime.fromtimestamp(scraped, UTC)) < until:
+            until = last
+        span = until - since
         for metric in (RUNS, ENERGY, EMITTED, COUNTERFACTUAL):
             for item in await reader.instant_query(increase_query(metric, span, namespace), until):
                 name = str((item.get("metric") or {}).get("namespace") or "")

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from carbonaware.plugin.metricsreport import EMITTED, MetricsTotals, increase_query
+from carbonaware.plugin.metricsreport import (
+    EMITTED,
+    MetricsTotals,
+    increase_query,
+    last_scrape_query,
+)
 from carbonaware.plugin.plot import plot_report
 from carbonaware.plugin.report import build_report, render_table, to_csv, to_json, to_markdown
 
@@ -117,4 +122,8 @@ def test_the_counters_query_is_an_increase_over_the_period_by_namespace() -> Non
     )
     assert increase_query(EMITTED, timedelta(hours=12), 'a"b') == (
         'sum by (namespace) (increase(carbonaware_emitted_grams_total{namespace="a\\"b"}[43200s]))'
+    )
+    # The period ends at the operator's last scrape, so increase() extrapolates nothing there.
+    assert last_scrape_query("ml") == (
+        'max(timestamp(carbonaware_run_sci_grams_count{namespace="ml"}))'
     )
