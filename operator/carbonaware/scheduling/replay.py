@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from carbonaware.api.carbonawarejob import SchedulePolicy
 from carbonaware.api.conditions import Reason
@@ -66,6 +67,17 @@ class SimulationSettings:
     correction: CorrectionSettings = field(default_factory=CorrectionSettings)
     profile: ProfileSettings = field(default_factory=ProfileSettings)
     refit_every: timedelta = timedelta(days=1)
+
+    def job_fields(self) -> dict[str, Any]:
+        """The job shape and the policy's bounds, as the JSON summaries report them."""
+        max_index = self.max_index.api_name if self.max_index is not None else None
+        return {
+            "duration_hours": self.duration / timedelta(hours=1),
+            "window_hours": self.window / timedelta(hours=1),
+            "arrival_every_minutes": self.arrival_every / timedelta(minutes=1),
+            "max_intensity": self.max_intensity,
+            "max_index": max_index,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,11 +106,7 @@ class SimulationResult:
         return {
             "policy": settings.policy.value,
             "forecast": settings.forecast.value,
-            "duration_hours": settings.duration / timedelta(hours=1),
-            "window_hours": settings.window / timedelta(hours=1),
-            "arrival_every_minutes": settings.arrival_every / timedelta(minutes=1),
-            "max_intensity": settings.max_intensity,
-            "max_index": settings.max_index.api_name if settings.max_index is not None else None,
+            **settings.job_fields(),
             "jobs": self.jobs,
             "skipped": self.skipped,
             "deadline_misses": self.deadline_misses,
