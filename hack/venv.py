@@ -14,8 +14,6 @@ A cold cache installs everything, as ``pip install -e '.[dev,bench]'`` would.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -23,14 +21,13 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EXTRAS = ("dev", "bench")
 sys.path.insert(0, str(REPO / "hack"))
 
-from testbed.common import cache_dir  # noqa: E402
+from testbed.common import cache_dir, file_lock  # noqa: E402
 
 
 def requirements() -> list[str]:
@@ -51,13 +48,6 @@ def cache_key(wanted: list[str]) -> str:
 
 def run(*command: str | Path) -> None:
     subprocess.run([str(part) for part in command], check=True)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def cached_dependencies(wanted: list[str]) -> Path:
@@ -95,7 +85,7 @@ def rewrite_paths(venv: Path, source: Path) -> None:
 
 
 def create(venv: Path) -> None:
-    venv = venv.resolve() if venv.is_absolute() else (Path.cwd() / venv)
+    venv = venv.absolute()
     source = cached_dependencies(requirements())
     shutil.rmtree(venv, ignore_errors=True)
     try:  # hard links when the cache is on the same filesystem, else a copy

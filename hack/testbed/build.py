@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import debian
 
-from .common import REPO_ROOT, LocalPlaneError, cache_dir, log
+from .common import REPO_ROOT, LocalPlaneError, cache_dir, file_lock, log
 
 KUBERNETES_TOOLS_MODULE = REPO_ROOT / "hack" / "k8s"
 
@@ -149,14 +148,8 @@ def go_build_environment() -> tuple[str, dict[str, str]]:
 @contextlib.contextmanager
 def build_lock() -> Iterator[None]:
     """One build at a time per cache directory, across processes."""
-    lock_path = cache_dir() / "bin" / ".build.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(cache_dir() / "bin" / ".build.lock"):
+        yield
 
 
 def _install_built(staging: Path, target_dir: Path, names: Sequence[str]) -> None:

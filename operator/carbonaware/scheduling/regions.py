@@ -163,12 +163,9 @@ def simulate_regions(
     grids = align_traces([(region.name, region.trace) for region in regions])
     names = tuple(region.name for region in regions)
     modes = tuple(region.forecast or settings.forecast for region in regions)
-    for name, grid, mode in zip(names, grids, modes, strict=True):
-        if mode is ForecastMode.COLUMN and grid.forecast is None:
-            raise ValueError(f"forecast mode 'column' needs a forecast column; {name} has none")
     if settings.policy is SchedulePolicy.THRESHOLD and len(grids) > 1:
         raise ValueError("choosing a region needs policy Forecast or Immediate, not Threshold")
-    plan = ReplayPlan.make(grids, modes, settings)
+    plan = ReplayPlan.make(grids, modes, settings, names)
     phases = 2 if len(grids) > 1 else 1
     placements = replay(plan, settings, progress=_phase(progress, 0, phases))
     alone = placements

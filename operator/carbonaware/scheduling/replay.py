@@ -108,9 +108,11 @@ class ReplayPlan:
         grids: Sequence[TraceGrid],
         modes: Sequence[ForecastMode],
         settings: SimulationSettings,
+        names: Sequence[str] = (),
     ) -> ReplayPlan:
-        """Check the settings against the grids (ValueError saying what does not fit) and
-        list the arrivals from the end of the warm-up whose whole window every grid knows."""
+        """Check the settings against the grids (ValueError saying what does not fit, naming
+        the region when ``names`` are given) and list the arrivals from the end of the
+        warm-up whose whole window every grid knows."""
         if not grids or len(modes) != len(grids):
             raise ValueError("one forecast mode per trace is needed")
         first = grids[0]
@@ -127,9 +129,12 @@ class ReplayPlan:
         if duration_slots > window_slots:
             raise ValueError("the window must be at least as long as the duration")
         day_slots = slots_per_day(step)
-        for grid, mode in zip(grids, modes, strict=True):
+        for index, (grid, mode) in enumerate(zip(grids, modes, strict=True)):
             if mode is ForecastMode.COLUMN and grid.forecast is None:
-                raise ValueError("forecast mode 'column' needs a trace with a forecast column")
+                which = f"; {names[index]} has none" if names else ""
+                raise ValueError(
+                    f"forecast mode 'column' needs a trace with a forecast column{which}"
+                )
             if mode in (ForecastMode.NAIVE, ForecastMode.OWN) and day_slots is None:
                 raise ValueError(
                     "forecast modes 'naive' and 'own' need a trace step that divides a day"
