@@ -121,6 +121,12 @@ class Metrics:
             "Unix time the refresh loop last completed a tick; alert when it falls behind.",
             registry=r,
         )
+        self.decision_horizon = Gauge(
+            "carbonaware_decision_horizon_seconds",
+            "How long before its latest start (operator time) a job is released at the latest:"
+            " twice the tick, or 1.5 times the longest recent gap between ticks.",
+            registry=r,
+        )
         self.refresh_duration = Histogram(
             "carbonaware_refresh_duration_seconds",
             "Wall time of one refresh tick (fetch, re-plan, release).",

@@ -2,7 +2,9 @@
 
 Timing bounds in the fault tests come from this measurement rather than from the nominal
 tick: on a loaded machine a tick takes its interval plus however long the refresh itself took,
-and the operator plans with the gaps it sees (``scheduling.policy.decision_horizon``).
+and the operator plans with the gaps it sees (``scheduling.policy.decision_horizon``). The
+gaps it measures between its decisions can differ from the gaps between completed ticks seen
+here, so the largest horizon it reported (``carbonaware_decision_horizon_seconds``) is kept too.
 """
 
 from __future__ import annotations
@@ -14,18 +16,23 @@ from .operatorproc import scrape_metrics
 
 LAST_SUCCESS = ("carbonaware_loop_last_success_timestamp_seconds", ())
 STARTED = ("process_start_time_seconds", ())
+HORIZON = ("carbonaware_decision_horizon_seconds", ())
 
 
 class LoopGaps:
     """Samples ``carbonaware_loop_last_success_timestamp_seconds`` on each metrics port in a
     background thread and keeps the longest gap (wall seconds) between two successive
-    successes of the same operator process (by its start time). A restart starts over, so
-    downtime is never counted as a gap: the tests account for it separately."""
+    successes of the same operator process (by its start time), and the largest decision
+    horizon (operator seconds) any of them reported. A scrape that fails (the process is
+    down, or too busy to answer in time) changes nothing: a gap spanning it is still
+    measured. A restart starts over, so downtime is never counted as a gap: the tests account
+    for it separately."""
 
     def __init__(self, *ports: int, interval: float = 0.2) -> None:
         self.ports = ports
         self.interval = interval
         self.longest = 0.0
+        self.horizon = 0.0
         self._last: dict[int, tuple[float, float] | None] = dict.fromkeys(ports)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loop-gaps", daemon=True)
@@ -52,8 +59,8 @@ class LoopGaps:
         try:
             samples = scrape_metrics(port, timeout=2)
         except OSError:
-            self._last[port] = None
             return
+        self.horizon = max(self.horizon, samples.get(HORIZON, 0.0))
         if LAST_SUCCESS not in samples or STARTED not in samples:
             return
         current = (samples[STARTED], samples[LAST_SUCCESS])

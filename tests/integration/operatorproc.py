@@ -178,6 +178,15 @@ def scrape_metrics(port: int, timeout: float) -> Samples:
     return samples
 
 
+def ticked(port: int) -> bool:
+    """Whether the operator serving /metrics on ``port`` has completed a refresh tick."""
+    try:
+        samples = scrape_metrics(port, timeout=5)
+    except OSError:
+        return False
+    return samples.get(("carbonaware_loop_last_success_timestamp_seconds", ()), 0.0) > 0
+
+
 def wait_for(
     check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.25
 ) -> T:

@@ -20,9 +20,11 @@ from .operatorproc import (
     OperatorProcess,
     caj,
     condition,
+    free_port,
     get,
     operator_env,
     suspended_job,
+    ticked,
     wait_for,
     when,
 )
@@ -176,15 +178,19 @@ def test_spec_edit_while_held_replans(
 
 
 def test_provider_down_releases_at_latest_start(crds: Any, namespace: str, tmp_path: Path) -> None:
+    port = free_port()
     env = operator_env(crds.kubeconfig, providers="ukci", ukci_base_url="http://127.0.0.1:9",
-                       provider_cache_ttl_seconds=1, tick_seconds=2)  # fmt: skip
+                       provider_cache_ttl_seconds=1, tick_seconds=2, metrics_port=port,
+                       metrics_address="127.0.0.1")  # fmt: skip
     process = OperatorProcess(env, tmp_path / "operator.log")
     process.start()
     try:
+        # Created once the operator ticks, so that it sees the job before its latest start.
+        wait_for(lambda: ticked(port), timeout=60, what="the operator's first tick")
         crds.apply(caj("blind", {"policy": "Forecast", "maxDelaySeconds": 20}), namespace=namespace)
         held = wait_for(lambda: condition(get(crds, "caj", namespace, "blind"), "Held"),
                         timeout=30, what="Held")  # fmt: skip
-        assert held["reason"] == "ForecastUnavailable"
+        assert (held["status"], held["reason"]) == ("True", "ForecastUnavailable"), held
         obj = wait_for(
             lambda: (o := get(crds, "caj", namespace, "blind")).get("status", {}).get("releaseTime")
             and o,

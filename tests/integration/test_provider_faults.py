@@ -269,7 +269,9 @@ def run_and_check(crds: Any, server: UkApiServer, clock: ScaledClock, fleets: li
                 interval=2,
             )
     gap = timedelta(seconds=gaps.longest * SCALE)
+    horizon = timedelta(seconds=gaps.horizon)
     print(f"longest gap between two ticks: {gaps.longest:.2f} s of wall time")
+    print(f"longest decision horizon: {horizon / MINUTE:.1f} min of operator time")
 
     for fleet in fleets:
         log = fleet.process.log()
@@ -278,8 +280,8 @@ def run_and_check(crds: Any, server: UkApiServer, clock: ScaledClock, fleets: li
         assert "Traceback" not in log, f"{fleet.name} logged a traceback:\n{log[-8000:]}"
     print(f"UK API answers by mode: {dict(server.served)}")
     summaries = [
-        check_releases(fleets[0], results["fallback"], clock, gap, fallback=True),
-        check_releases(fleets[1], results["ukci-only"], clock, gap, fallback=False),
+        check_releases(fleets[0], results["fallback"], clock, gap, horizon, fallback=True),
+        check_releases(fleets[1], results["ukci-only"], clock, gap, horizon, fallback=False),
     ]
     for fleet in fleets:
         outcomes = provider_outcomes(fleet.metrics_port, "ukci")
@@ -298,6 +300,7 @@ def check_releases(
     items: list[dict[str, Any]],
     clock: ScaledClock,
     gap: timedelta,
+    horizon: timedelta,
     *,
     fallback: bool,
 ) -> str:
@@ -305,10 +308,11 @@ def check_releases(
 
     ``gap`` is the longest measured gap between two ticks (operator time): a tick is the
     configured interval or that, whichever is longer. Decisions look ahead by the decision
-    horizon, twice the tick or 1.5 times the longest recent gap, so a deadline release comes
-    at most that (and half a tick of polling) early, and at most a tick late."""
+    horizon, twice the tick or 1.5 times the longest recent gap between decisions (the
+    largest the operators reported is ``horizon``), so a deadline release comes at most that
+    (and half a tick of polling) early, and at most a tick late."""
     tick = max(TICK, gap)
-    earliest = max(2 * TICK, 1.5 * gap) + TICK / 2
+    earliest = max(2 * TICK, 1.5 * gap, horizon) + TICK / 2
     by_reason: Counter[str] = Counter()
     sources: dict[str, Counter[str]] = {"ok": Counter(), "fault": Counter()}
     lateness: list[timedelta] = []

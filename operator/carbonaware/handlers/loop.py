@@ -266,6 +266,7 @@ def tick_done(ctx: OperatorContext, decided_at: datetime, previous: datetime | N
     ctx.metrics.loop_last_success.set(time.time())
     if previous is not None and decided_at > previous:
         ctx.tick_gaps.append(decided_at - previous)
+    ctx.metrics.decision_horizon.set(ctx.horizon().total_seconds())
 
 
 async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bool]]) -> None:

@@ -13,7 +13,7 @@ from carbonaware.api.intensity import IntensityPoint
 from carbonaware.config import OperatorSettings
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionIntensity
-from carbonaware.handlers.loop import latest_snapshots, resync_held
+from carbonaware.handlers.loop import latest_snapshots, resync_held, tick_done
 from carbonaware.handlers.state import HeldWork, WorkKind
 from carbonaware.metrics import Metrics
 
@@ -82,6 +82,18 @@ async def test_a_hanging_provider_delays_a_tick_by_half_a_tick_at_most() -> None
     assert fourth["GB"].current is not None
     assert fourth["GB"].current.intensity == 300
     assert ctx.refreshing is None
+
+
+def test_a_late_tick_widens_the_horizon_and_the_metric_says_so() -> None:
+    ctx = context(GatedProvider(), tick=1.0)
+    gauge = ctx.metrics.registry.get_sample_value
+    tick_done(ctx, NOW, None)
+    assert gauge("carbonaware_decision_horizon_seconds") == 2.0
+    tick_done(ctx, NOW + timedelta(seconds=1), NOW)
+    assert gauge("carbonaware_decision_horizon_seconds") == 2.0
+    tick_done(ctx, NOW + timedelta(seconds=5), NOW + timedelta(seconds=1))  # 4 s late
+    assert gauge("carbonaware_decision_horizon_seconds") == 6.0
+    assert ctx.horizon() == timedelta(seconds=6)
 
 
 class FakeKube:
