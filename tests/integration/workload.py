@@ -30,6 +30,7 @@ GROUP_SECONDS: dict[str, float] = {
     "test_provider_faults": 223,
     "test_ssh_operator": 154,
     "test_operator_core": 144,
+    "test_placement": 98,
     "test_hardening": 92,
     "test_overrides": 91,
     "test_ha": 90,

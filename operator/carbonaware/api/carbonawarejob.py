@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from carbonaware.api.base import ApiModel
 from carbonaware.api.conditions import Condition
 from carbonaware.api.intensity import IntensityIndex
+from carbonaware.api.selector import LabelSelector, label_problem
 
 KIND = "CarbonAwareJob"
 PLURAL = "carbonawarejobs"
@@ -128,7 +129,8 @@ class EnvVar(ApiModel):
 
 
 class SshRun(ApiModel):
-    target_ref: ObjectRef
+    target_ref: ObjectRef | None = None
+    target_selector: LabelSelector | None = None
     working_dir: str = Field(".", min_length=1, max_length=4096)
     command: str | None = Field(None, min_length=1, max_length=65536)
     script: str | None = Field(None, min_length=1, max_length=262144)
@@ -137,6 +139,8 @@ class SshRun(ApiModel):
 
     @model_validator(mode="after")
     def _command_or_script(self) -> Self:
+        if (self.target_ref is None) == (self.target_selector is None):
+            raise ValueError("exactly one of ssh.targetRef or ssh.targetSelector must be set")
         if (self.command is None) == (self.script is None):
             raise ValueError("exactly one of ssh.command or ssh.script must be set")
         names = [item.name for item in self.env]
@@ -145,12 +149,6 @@ class SshRun(ApiModel):
         return self
 
 
-# Label names and values as Kubernetes allows them (apimachinery's validation).
-LABEL_NAME = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # JobSpec counts the CRD checks, with their least allowed value.
 JOB_COUNTS = {
@@ -172,10 +170,9 @@ class TemplateMetadata(ApiModel):
     @classmethod
     def _labels_as_kubernetes_allows(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         for key, text in (value or {}).items():
-            if len(key) > 316 or not LABEL_NAME.match(key):
-                raise ValueError(f"label name {key!r} is not a valid label name")
-            if len(text) > 63 or not LABEL_VALUE.match(text):
-                raise ValueError(f"label value {text!r} is not a valid label value")
+            problem = label_problem(key, text)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
 
@@ -259,6 +256,42 @@ class SciSpec(ApiModel):
     functional_unit: FunctionalUnit = Field(default_factory=FunctionalUnit)
 
 
+REGION_LABEL = "topology.kubernetes.io/region"
+
+
+class PlacementRegion(ApiModel):
+    """A region a Job may run in and the nodes that are in it (by default, the nodes
+    labelled ``topology.kubernetes.io/region: <region>``)."""
+
+    region: str = Field(min_length=1, max_length=64)
+    node_selector: dict[str, str] | None = Field(None, max_length=16)
+
+    @field_validator("node_selector")
+    @classmethod
+    def _labels_as_kubernetes_allows(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, text in (value or {}).items():
+            problem = label_problem(key, text)
+            if problem is not None:
+                raise ValueError(f"nodeSelector: {problem}")
+        return value
+
+    def selector(self) -> dict[str, str]:
+        """The nodeSelector a released Job's pods get for this region."""
+        return dict(self.node_selector) if self.node_selector else {REGION_LABEL: self.region}
+
+
+class Placement(ApiModel):
+    regions: list[PlacementRegion] = Field(min_length=1, max_length=16)
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_unique(cls, value: list[PlacementRegion]) -> list[PlacementRegion]:
+        names = [entry.region for entry in value]
+        if len(set(names)) != len(names):
+            raise ValueError("placement.regions must name each region once (the list-map key)")
+        return value
+
+
 class CarbonAwareJobSpec(ApiModel):
     description: str | None = Field(None, max_length=4096)
     region: str | None = Field(None, min_length=1, max_length=64)
@@ -266,12 +299,20 @@ class CarbonAwareJobSpec(ApiModel):
     priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     job_template: JobTemplate | None = None
     ssh: SshRun | None = None
+    placement: Placement | None = None
     sci: SciSpec = Field(default_factory=SciSpec)
 
     @model_validator(mode="after")
     def _exactly_one_workload(self) -> Self:
         if (self.job_template is None) == (self.ssh is None):
             raise ValueError("exactly one of spec.jobTemplate or spec.ssh must be set")
+        if self.placement is not None and self.job_template is None:
+            raise ValueError(
+                "spec.placement must only be set with spec.jobTemplate (a Job); SSH jobs "
+                "choose among ServerTargets with spec.ssh.targetSelector"
+            )
+        if self.placement is not None and self.region is not None:
+            raise ValueError("spec.region and spec.placement must not both be set")
         return self
 
 
@@ -311,6 +352,27 @@ class SciStatus(ApiModel):
     intensity_source: str | None = None
 
 
+class PlaceStatus(ApiModel):
+    """One place a job may run: a ServerTarget (SSH jobs) or a region (Jobs), with the
+    expected grid intensity over the planned run and the expected grams (E x I + M)."""
+
+    target: str | None = None
+    region: str | None = None
+    expected_intensity: float | None = None
+    expected_grams: float | None = None
+
+
+class PlacementStatus(ApiModel):
+    """Where the job runs (or, while held, is planned to run) and the runner-up."""
+
+    target: str | None = None
+    region: str | None = None
+    expected_intensity: float | None = None
+    expected_grams: float | None = None
+    candidates: int = Field(0, ge=0)
+    runner_up: PlaceStatus | None = None
+
+
 class CarbonAwareJobStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
     state: str | None = None
@@ -328,5 +390,6 @@ class CarbonAwareJobStatus(ApiModel):
     intensity_display: str | None = Field(None, max_length=32)
     job_name: str | None = None
     pod_name: str | None = None
+    placement: PlacementStatus | None = None
     sci: SciStatus | None = None
     sci_display: str | None = Field(None, max_length=128)

@@ -32,6 +32,9 @@ class Reason(enum.StrEnum):
     FORECAST_UNAVAILABLE = "ForecastUnavailable"
     CREATE_REJECTED = "CreateRejected"  # the API server refused the Job or runner pod
     HELD_ON_REQUEST = "HeldOnRequest"  # the carbonaware.io/hold annotation
+    # Held while no ServerTarget its targetSelector selects is reachable; Failed at the latest
+    # start if none is by then
+    NO_TARGET_AVAILABLE = "NoTargetAvailable"
     # Released
     LOW_CARBON_WINDOW = "LowCarbonWindow"
     THRESHOLD_MET = "ThresholdMet"

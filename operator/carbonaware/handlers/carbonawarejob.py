@@ -20,8 +20,9 @@ from carbonaware.handlers import events
 from carbonaware.handlers.cancel import cancel_carbonawarejob, is_cancelled
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.hold import decide_for, plan_changed, write_held
+from carbonaware.handlers.hold import plan_changed, write_held
 from carbonaware.handlers.inprocess import stop_run
+from carbonaware.handlers.placement import decide_placed, regions_wanted
 from carbonaware.handlers.release import child_exists, release_decided
 from carbonaware.handlers.state import ChildKind, Key, WorkKind
 from carbonaware.handlers.tracking import released_work_of
@@ -29,10 +30,11 @@ from carbonaware.handlers.work import parse_spec, work_from_carbonawarejob
 
 
 def region_of(ctx: OperatorContext, spec: Any, namespace: str) -> str:
-    """spec.region, else the ServerTarget's region for SSH jobs, else the default."""
+    """spec.region, else the ServerTarget's region for SSH jobs, else the default (jobs with
+    places start there; each decision then says where they go, ``handlers.placement``)."""
     if spec.region:
         return str(spec.region)
-    if spec.ssh is not None:
+    if spec.ssh is not None and spec.ssh.target_ref is not None:
         region = ctx.registry.target((namespace, spec.ssh.target_ref.name)).region
         if region:
             return region
@@ -79,9 +81,13 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
         if known is not None and known.uid == work.uid:
             work.retry_at, work.rejections = known.retry_at, known.rejections
         now = ctx.clock()
-        snapshot = await ctx.intensity.snapshot(region, now, max_age=ctx.tick)
+        snapshots = {
+            wanted: await ctx.intensity.snapshot(wanted, now, max_age=ctx.tick)
+            for wanted in sorted(regions_wanted(ctx, work))
+        }
         now = ctx.clock()  # the first fetch of a region may have taken a while
-        decision = decide_for(ctx, work, snapshot, now)
+        decision = decide_placed(ctx, work, snapshots, now)
+        snapshot = snapshots.get(work.region)
         # With a release cap, every release goes through the loop's ordering (priority first).
         capped = ctx.settings.release_cap_per_tick is not None
         ctx.registry.hold(work)
@@ -102,7 +108,7 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         if known is None:
             events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
-            if snapshot.warning:
+            if snapshot is not None and snapshot.warning:
                 events.warn(ctx.kube, body, reason="UnknownRegion", message=snapshot.warning)
 
 

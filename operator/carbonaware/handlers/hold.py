@@ -71,11 +71,20 @@ async def write_display(ctx: OperatorContext, work: HeldWork, doc: dict[str, Any
     work.body["status"] = written.get("status") or work.body.get("status")
 
 
+def place_of(placement: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """The (target, region) a ``status.placement`` names."""
+    return (placement or {}).get("target"), (placement or {}).get("region")
+
+
 def plan_changed(work: HeldWork, decision: Decision, reason: Reason, now: datetime) -> bool:
     """Whether the plan differs from the one recorded. A job already due (waiting for a slot
     or the release cap) keeps its recorded planned start: rewriting it to "now" at every look
     would be a write, and for a plain Job a new event, each time."""
     if work.held_reason != reason.value:
+        return True
+    if work.placed and place_of(work.placement) != place_of(
+        (work.body.get("status") or {}).get("placement")
+    ):
         return True
     if work.planned_start is not None and work.planned_start <= now >= decision.planned_start:
         return False
@@ -98,6 +107,8 @@ async def write_held(
     current = snapshot.current.intensity if snapshot and snapshot.current else None
     reason = reason or decision.reason
     message = message or decision.message
+    if work.placed:
+        message += status_docs.placement_message(work.placement, "Planned")
     if snapshot is not None and snapshot.warning:
         message = f"{message} Warning: {snapshot.warning}."
     doc = status_docs.held(
@@ -115,6 +126,8 @@ async def write_held(
         source=snapshot.source if snapshot else None,
         at_creation=intensity.get("atCreation", current),
     )
+    if work.placed:
+        doc["placement"] = work.placement  # None clears a place that is gone
     if work.kind is WorkKind.CARBON_AWARE_JOB:
         written = await ctx.kube.patch_status(PLURAL, work.namespace, work.name, doc)
         work.body["status"] = written.get("status", doc)

@@ -27,7 +27,7 @@ from carbonaware.handlers.sshoutcome import (
     record_started,
 )
 from carbonaware.handlers.state import Key, ReleasedWork, TargetKey
-from carbonaware.handlers.work import parse_spec
+from carbonaware.handlers.work import job_target, parse_spec
 from carbonaware.runners.ssh import run_ssh_job, stop_ssh_run
 from carbonaware.runners.summary import RunSummary
 
@@ -141,10 +141,9 @@ async def stop_run(ctx: OperatorContext, key: Key, uid: str, body: dict[str, Any
     for task in list(ctx.background):
         if task.get_name() == name:
             task.cancel()
-    target_name = (((body.get("spec") or {}).get("ssh") or {}).get("targetRef") or {}).get("name")
-    if not target_name:
+    target_key = job_target(body)
+    if target_key is None:
         return
-    target_key = (key[1], str(target_name))
     try:
         target, private_key = await ssh_inputs(ctx, target_key)
         await stop_ssh_run(ssh_target(target, private_key), uid)

@@ -25,13 +25,13 @@ from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.hold import (
-    decide_for,
     display_update,
     plan_changed,
     write_display,
     write_held,
 )
 from carbonaware.handlers.intensity import RegionSnapshot
+from carbonaware.handlers.placement import decide_placed, regions_wanted
 from carbonaware.handlers.reconcile import initial_sync, reconcile_released
 from carbonaware.handlers.refusal import backing_off
 from carbonaware.handlers.release import release_decided
@@ -97,7 +97,7 @@ def decide_all(
     broken = []
     for work in held:
         try:
-            decisions[work.key] = decide_for(ctx, work, snapshots.get(work.region), now)
+            decisions[work.key] = decide_placed(ctx, work, snapshots, now)
         except Exception:
             logger.exception("deciding for %s %s/%s failed", *work.key)
             broken.append(work)
@@ -107,7 +107,8 @@ def decide_all(
 async def refresh_once(ctx: OperatorContext) -> None:
     started = time.perf_counter()
     held = ctx.registry.held()
-    snapshots = await latest_snapshots(ctx, {w.region for w in held}, ctx.clock())
+    regions: set[str] = set().union(*(regions_wanted(ctx, w) for w in held))
+    snapshots = await latest_snapshots(ctx, regions, ctx.clock())
     now = ctx.clock()  # after the provider: decisions and release times say when they happen
     decisions, broken = decide_all(ctx, held, snapshots, now)
     due = [w for w in held if w.key in decisions and decisions[w.key].release]
@@ -176,7 +177,7 @@ async def refresh_once(ctx: OperatorContext) -> None:
 
     async def fail_one(work: HeldWork) -> None:
         async with ctx.registry.lock(work.key), contained(ctx, work.key, work.body, "decide"):
-            decide_for(ctx, work, snapshots.get(work.region), now)  # raises again: contained
+            decide_placed(ctx, work, snapshots, now)  # raises again: contained
 
     jobs: list[Callable[[], Awaitable[None]]] = [
         functools.partial(release_one, by_key[key]) for key in plan.released

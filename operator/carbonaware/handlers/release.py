@@ -103,6 +103,16 @@ async def release(
     if fresh is None:
         return
     spec = parse_spec(fresh.get("spec") or {})
+    if work.selector is not None and work.target is None:
+        await fail_object(
+            ctx, work.key, fresh, reason=Reason.NO_TARGET_AVAILABLE, now=ctx.clock(),
+            message=(
+                f"No ServerTarget selected by spec.ssh.targetSelector ({work.selector.text()}) "
+                "was known and reachable by the latest start; label a reachable ServerTarget "
+                "to match, or create the job again."
+            ),
+        )  # fmt: skip
+        return
     try:
         inputs = await ssh_inputs(ctx, work.target) if work.target is not None else None
     except (TargetMissingError, TargetError) as exc:
@@ -206,6 +216,7 @@ def release_facts(
         labels.RELEASE_TIME: format_time(released_at),
         labels.LATEST_START_TIME: format_time(work.latest_start),
         labels.PARENT_GENERATION: str(fresh["metadata"].get("generation")),
+        labels.REGION: work.region,
     }
     if snapshot and snapshot.current:
         facts[labels.INTENSITY_AT_RELEASE] = f"{snapshot.current.intensity:g}"
@@ -230,6 +241,9 @@ async def create_child(
                 template=fresh["spec"]["jobTemplate"],
                 annotations=facts,
             )
+            if work.node_selector:  # the region chosen among spec.placement.regions
+                pod = manifest["spec"]["template"].setdefault("spec", {})
+                pod["nodeSelector"] = {**(pod.get("nodeSelector") or {}), **work.node_selector}
         except (TypeError, AttributeError, KeyError, ValueError) as exc:
             raise SpecError(f"spec.jobTemplate cannot be made into a Job: {describe(exc)}") from exc
         return await create_if_absent(ctx, work, fresh, manifest, ChildKind.JOB)
@@ -299,10 +313,10 @@ def released_status(
     body_status = fresh.get("status") or {}
     current = snapshot.current.intensity if snapshot and snapshot.current else None
     at_creation = (body_status.get("intensity") or {}).get("atCreation", current)
-    return status_docs.released(
+    doc = status_docs.released(
         body_status.get("conditions") or [],
         reason=decision.reason,
-        message=decision.message,
+        message=release_message(work, decision),
         now=released_at,
         generation=fresh["metadata"].get("generation"),
         region=work.region,
@@ -314,6 +328,16 @@ def released_status(
         job_name=child.name if child and child.kind is ChildKind.JOB else None,
         pod_name=child.name if child and child.kind is ChildKind.RUNNER_POD else None,
     )
+    if work.placed:
+        doc["placement"] = work.placement
+    return doc
+
+
+def release_message(work: HeldWork, decision: Decision) -> str:
+    """The policy's sentence, and for a job with places, why this one."""
+    if not work.placed:
+        return decision.message
+    return decision.message + status_docs.placement_message(work.placement)
 
 
 def record_release(
@@ -346,7 +370,7 @@ def record_release(
     ctx.metrics.hold_duration.labels(work.namespace, work.policy.value).observe(
         max((released_at - work.created).total_seconds(), 0.0)
     )
-    message = f"{decision.reason.value}: {decision.message}"
+    message = f"{decision.reason.value}: {release_message(work, decision)}"
     events.info(ctx.kube, work.body, reason="Released", message=message)
     logger.info("released %s %s/%s: %s", work.kind.value, work.namespace, work.name,
                 decision.reason.value)  # fmt: skip

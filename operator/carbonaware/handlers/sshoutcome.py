@@ -31,6 +31,7 @@ from carbonaware.handlers.measure import (
     server_machine,
 )
 from carbonaware.handlers.state import Key, WorkKind
+from carbonaware.handlers.work import job_target
 from carbonaware.runners.summary import DETACHED, RunSummary, parse_failure, parse_summary
 from carbonaware.sci.estimate import FunctionalUnit, RunUsage, estimate_run
 
@@ -194,9 +195,9 @@ async def attach_ssh_sci(
 ) -> None:
     """SCI of the run: the runner's CPU time on the ServerTarget's machine profile."""
     spec = CarbonAwareJobSpec.model_validate(parent["spec"])
-    assert spec.ssh is not None
     namespace = parent["metadata"]["namespace"]
-    known = ctx.registry.targets().get((namespace, spec.ssh.target_ref.name))
+    key = job_target(parent)
+    known = ctx.registry.targets().get(key) if key is not None else None
     target = known.spec if known is not None else None
     region = (parent.get("status") or {}).get("region") or ctx.settings.default_region
     machine = await server_machine(

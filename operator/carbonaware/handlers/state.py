@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from carbonaware.api.carbonawarejob import SchedulePolicy
+from carbonaware.api.carbonawarejob import PlacementRegion, SchedulePolicy
 from carbonaware.api.intensity import IntensityIndex
 from carbonaware.api.overrides import Overrides
+from carbonaware.api.selector import LabelSelector
 from carbonaware.api.servertarget import ServerTargetSpec
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
@@ -57,6 +58,19 @@ class HeldWork:
     overrides: Overrides = field(default_factory=Overrides)
     """release-now / hold set by a person (read with ``managedFields``, before they are
     dropped from ``body``)."""
+    selector: LabelSelector | None = None
+    """``spec.ssh.targetSelector``: ``target`` is then the place chosen at the last decision."""
+    regions: tuple[PlacementRegion, ...] = ()
+    """``spec.placement.regions``: ``region`` is then the one chosen at the last decision."""
+    placement: dict[str, Any] | None = None
+    """``status.placement`` as of the last decision (jobs with more than one place)."""
+    node_selector: dict[str, str] | None = None
+    """The chosen region's nodeSelector (``spec.placement``), added to the Job at release."""
+
+    @property
+    def placed(self) -> bool:
+        """Whether the operator chooses where this job runs, not only when."""
+        return self.selector is not None or bool(self.regions)
 
     @property
     def key(self) -> Key:
@@ -111,6 +125,16 @@ class TargetState:
     @property
     def busy(self) -> int:
         return len(self.running | self.starting)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(((self.body or {}).get("metadata") or {}).get("labels") or {})
+
+    @property
+    def unreachable(self) -> bool:
+        """The last probe failed (a target never probed yet is not known to be down)."""
+        conditions = ((self.body or {}).get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Reachable" and c.get("status") == "False" for c in conditions)
 
     @property
     def free(self) -> int:
@@ -172,6 +196,9 @@ class Registry:
             or current.overrides != work.overrides
         ):
             return None
+        if current.placed:  # the place was chosen with the decision
+            current.target, current.region = work.target, work.region
+            current.placement, current.node_selector = work.placement, work.node_selector
         return current
 
     def __len__(self) -> int:

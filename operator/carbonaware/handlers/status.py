@@ -256,19 +256,24 @@ def released_from_child(parent: dict[str, Any], child: dict[str, Any]) -> Status
     except ValueError:
         return None  # not our facts: the child is followed without them
     intensity = status.get("intensity") or {}
-    return released(
+    region = str(facts.get(labels.REGION) or status.get("region") or "")
+    doc = released(
         status.get("conditions") or [],
         reason=reason,
         message=f"Released ({reason.value}); recorded from the child after the operator restarted.",
         now=released_at,
         generation=generation,
-        region=str(status.get("region") or ""),
+        region=region,
         latest_start=latest_start,
         current=current,
         source=intensity.get("source") if current is not None else None,
         at_creation=intensity.get("atCreation"),
         latest_start_bound=status.get("latestStartBound"),
     )
+    target = ((child.get("metadata") or {}).get("labels") or {}).get(labels.TARGET_NAME)
+    if target and ((parent.get("spec") or {}).get("ssh") or {}).get("targetSelector") is not None:
+        doc["placement"] = {"target": target, "region": region}
+    return doc
 
 
 def plain_job_cancelled_annotations() -> dict[str, str | None]:
@@ -278,3 +283,34 @@ def plain_job_cancelled_annotations() -> dict[str, str | None]:
         labels.REASON: Reason.CANCELLED.value,
         labels.PLANNED_START_TIME: None,
     }
+
+
+def placement_message(placement: dict[str, Any] | None, verb: str = "Placed") -> str:
+    """Why this place (``status.placement``), for the condition message and the Event."""
+    if not placement:
+        return ""
+    basis = "emissions" if placement.get("expectedGrams") is not None else "grid intensity"
+    count = placement.get("candidates", 1)
+    text = (
+        f" {verb} {_where(placement)}, the lowest expected {basis} of {count} "
+        f"place{'s' if count != 1 else ''}{_expected(placement)}"
+    )
+    runner_up = placement.get("runnerUp")
+    if runner_up:
+        text += f"; runner-up {_where(runner_up)}{_expected(runner_up)}"
+    return text + "."
+
+
+def _where(doc: dict[str, Any]) -> str:
+    if doc.get("target"):
+        return f"on ServerTarget {doc['target']} (region {doc.get('region')})"
+    return f"in region {doc.get('region')}"
+
+
+def _expected(doc: dict[str, Any]) -> str:
+    parts = []
+    if doc.get("expectedGrams") is not None:
+        parts.append(f"{doc['expectedGrams']:g} gCO2e for the run")
+    if doc.get("expectedIntensity") is not None:
+        parts.append(f"{doc['expectedIntensity']:g} gCO2e/kWh")
+    return f": {', '.join(parts)}" if parts else ""

@@ -35,7 +35,7 @@ from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.measure import measure_pods, record_metrics, sci_annotations
 from carbonaware.handlers.sshoutcome import job_key, parent_of
 from carbonaware.handlers.state import ChildKind, ReleasedWork, WorkKind
-from carbonaware.handlers.work import optional_time
+from carbonaware.handlers.work import job_target, optional_time
 
 logger = logging.getLogger(__name__)
 
@@ -340,10 +340,8 @@ def released_work_of(body: dict[str, Any]) -> ReleasedWork | None:
     status = body.get("status") or {}
     if not status.get("releaseTime") or status.get("completionTime"):
         return None
-    spec = body.get("spec") or {}
-    target_name = ((spec.get("ssh") or {}).get("targetRef") or {}).get("name")
     namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-    target = (namespace, str(target_name)) if target_name else None
+    target = job_target(body)
     if status.get("jobName"):
         child_kind, child_name = ChildKind.JOB, str(status["jobName"])
     elif status.get("podName"):

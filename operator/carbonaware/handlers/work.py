@@ -109,20 +109,35 @@ def work_from_carbonawarejob(
     body: Any, spec: CarbonAwareJobSpec, *, region: str, created: datetime | None = None
 ) -> HeldWork:
     """``created``: the creation time in operator time (default: ``creationTimestamp``)."""
-    meta = body["metadata"]
     planned_start, held_reason = recorded_plan(body.get("status") or {})
-    target: TargetKey | None = (meta["namespace"], spec.ssh.target_ref.name) if spec.ssh else None
-    return _held_work(
+    work = _held_work(
         body,
         WorkKind.CARBON_AWARE_JOB,
         spec.schedule,
         region=region,
         priority=spec.priority,
-        target=target,
+        target=job_target(body),
         created=created,
         planned_start=planned_start,
         held_reason=held_reason,
     )
+    if spec.ssh is not None and spec.ssh.target_selector is not None:
+        work.selector = spec.ssh.target_selector
+    if spec.placement is not None:
+        work.regions = tuple(spec.placement.regions)
+    return work
+
+
+def job_target(body: Any) -> TargetKey | None:
+    """The ServerTarget of an SSH job: ``spec.ssh.targetRef``, or for a ``targetSelector``
+    the one recorded in ``status.placement`` (chosen at release, or planned while held)."""
+    ssh = (body.get("spec") or {}).get("ssh")
+    if not isinstance(ssh, Mapping):
+        return None
+    name = (ssh.get("targetRef") or {}).get("name") or (
+        (body.get("status") or {}).get("placement") or {}
+    ).get("target")
+    return (str((body.get("metadata") or {}).get("namespace")), str(name)) if name else None
 
 
 def _held_work(

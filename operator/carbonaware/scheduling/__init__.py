@@ -30,10 +30,13 @@ from carbonaware.scheduling.ordering import (
     release_order_key,
 )
 from carbonaware.scheduling.placement import (
+    Place,
+    PlaceEstimate,
     RegionDecision,
     RegionPlan,
     best_region_window,
     decide_region,
+    rank_places,
 )
 from carbonaware.scheduling.policy import Decision, JobRequest, decide
 from carbonaware.scheduling.regions import (
@@ -65,6 +68,8 @@ __all__ = [
     "ForecastView",
     "JobOutcome",
     "JobRequest",
+    "Place",
+    "PlaceEstimate",
     "PlannedWindow",
     "ProfileSettings",
     "RegionDecision",
@@ -89,6 +94,7 @@ __all__ = [
     "order_releases",
     "plan_releases",
     "profile_values",
+    "rank_places",
     "release_order_key",
     "seasonal_naive_values",
     "simulate",

@@ -12,6 +12,10 @@ region; it is released where the best (region, start) pair starts now.
 Immediate jobs go at once to the region where a run starting now is expected to be cleanest.
 Threshold compares one region's current value with a bound and ranks nothing across regions,
 so it takes a single region.
+
+The operator ranks places with :func:`rank_places`, where a place is a region plus the
+machine a run there would use: the expected grams of the run (E x I + M with that machine's
+energy and embodied share) decide, not the intensity alone.
 """
 
 from __future__ import annotations
@@ -33,6 +37,66 @@ class RegionPlan:
 
     region: int
     window: PlannedWindow
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Somewhere a job may run: ``region`` indexes the views; ``energy_kwh`` (E) and
+    ``embodied_grams`` (M) are the run's there, or None when the machine is not described."""
+
+    name: str
+    region: int
+    energy_kwh: float | None = None
+    embodied_grams: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceEstimate:
+    """The policy's decision for a job at one place and what a run there is expected to emit:
+    ``intensity`` is the mean over the planned run (None when nothing is known there)."""
+
+    place: Place
+    decision: Decision
+    intensity: float | None
+    grams: float | None
+
+
+def rank_places(
+    job: JobRequest,
+    places: Sequence[Place],
+    views: Sequence[ForecastView | None],
+    currents: Sequence[IntensityPoint | None],
+    now: datetime,
+    tick: timedelta,
+) -> list[PlaceEstimate]:
+    """Every place, the one expected to emit least first.
+
+    Each place is decided as if it were the only one (:func:`decide`, so each keeps every
+    guarantee of the single-region policy); the run's expected intensity is the planned
+    window's mean, else the mean of a run started now. Places compare by expected grams
+    when every place's machine is described, else by intensity alone. A Threshold job
+    ranks the places where its threshold is met now first. Places with no data come last;
+    ties keep the listed order.
+    """
+    by_grams = all(place.energy_kwh is not None for place in places)
+    estimates = []
+    for place in places:
+        decision = decide(job, views[place.region], currents[place.region], now, tick)
+        intensity = decision.planned_window_mean
+        if intensity is None:
+            intensity = decision.mean_now
+        grams = None
+        if intensity is not None and place.energy_kwh is not None:
+            grams = place.energy_kwh * intensity + place.embodied_grams
+        estimates.append(PlaceEstimate(place, decision, intensity, grams))
+
+    def key(item: tuple[int, PlaceEstimate]) -> tuple[bool, bool, float, int]:
+        order, estimate = item
+        threshold_waits = job.policy is SchedulePolicy.THRESHOLD and not estimate.decision.release
+        value = estimate.grams if by_grams else estimate.intensity
+        return (threshold_waits, value is None, value if value is not None else 0.0, order)
+
+    return [estimate for _, estimate in sorted(enumerate(estimates), key=key)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -398,6 +398,11 @@ def _message(decision: Decision) -> str:
             f"Held until the grid intensity is {decision.threshold} (now "
             f"{_grams(decision.intensity_now)}){expected}; it starts by {latest} at the latest."
         )
+    if reason is Reason.NO_TARGET_AVAILABLE:
+        return (
+            "Held: no ServerTarget that spec.ssh.targetSelector selects in this namespace is "
+            f"known and reachable; the job fails at its latest start {latest} if none is by then."
+        )
     if reason is Reason.FORECAST_UNAVAILABLE:
         missing = "current intensity" if decision.threshold else "forecast before the latest start"
         return (

@@ -61,6 +61,8 @@ def bounds_from_schema(schema: dict[str, Any]) -> dict[str, int]:
             found[key] = schema[key]
     if kind == "array" and "maxItems" in schema:
         found["maxLength"] = schema["maxItems"]
+    if kind == "array" and "minItems" in schema:
+        found["minLength"] = schema["minItems"]
     if kind == "object" and "maxProperties" in schema:
         found["maxLength"] = schema["maxProperties"]
     for rule in schema.get("x-kubernetes-validations", []):

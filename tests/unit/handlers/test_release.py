@@ -9,11 +9,13 @@ nobody foresaw in one object.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from carbonaware.api.carbonawarejob import SchedulePolicy
+from carbonaware.api.carbonawarejob import PlacementRegion, SchedulePolicy
 from carbonaware.api.conditions import Reason
+from carbonaware.api.selector import LabelSelector
 from carbonaware.config import OperatorSettings
 from carbonaware.errors import KubernetesError
 from carbonaware.handlers.containment import contained
@@ -240,3 +242,52 @@ async def test_an_unforeseen_exception_fails_that_object_only() -> None:
     assert "release" in failed["message"]
     assert ctx.registry.get(work.key) is None
     assert ctx.registry.was_released("u1"), "never picked up again"
+
+
+async def test_a_job_placed_in_a_region_gets_that_regions_node_selector() -> None:
+    kube = FakeKube()
+    kube.obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "ssd"}
+    ctx, work = setup(kube)
+    work.body = copy.deepcopy(kube.obj)
+    work.regions = (PlacementRegion(region="DE"), PlacementRegion(region="PJM"))
+    work.region, work.node_selector = "PJM", {"topology.kubernetes.io/region": "PJM"}
+    work.placement = {"target": None, "region": "PJM", "expectedIntensity": 90.0,
+                      "expectedGrams": None, "candidates": 2,
+                      "runnerUp": {"target": None, "region": "DE", "expectedIntensity": 300.0,
+                                   "expectedGrams": None}}  # fmt: skip
+    await release(ctx, work, DECISION, snapshot=None, now=NOW)
+    (job,) = kube.jobs.values()
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {
+        "disk": "ssd",
+        "topology.kubernetes.io/region": "PJM",
+    }
+    assert job["metadata"]["annotations"]["carbonaware.io/region"] == "PJM"
+    status = kube.obj["status"]
+    assert status["region"] == "PJM"
+    runner_up = {k: v for k, v in status["placement"]["runnerUp"].items() if v is not None}
+    assert runner_up == {"region": "DE", "expectedIntensity": 300.0}  # nulls: merge-patch removals
+    released = next(c for c in status["conditions"] if c["type"] == "Released")
+    assert (
+        "Placed in region PJM, the lowest expected grid intensity of 2 places"
+        in (released["message"])
+    )
+    assert "runner-up in region DE: 300 gCO2e/kWh." in released["message"]
+
+
+async def test_an_ssh_job_whose_selector_found_no_target_fails_at_its_latest_start() -> None:
+    kube = FakeKube()
+    kube.obj["spec"] = {
+        "schedule": {"policy": "Forecast"},
+        "ssh": {"targetSelector": {"matchLabels": {"pool": "gpu"}}, "command": "true"},
+    }
+    ctx, work = setup(kube)
+    work.body = copy.deepcopy(kube.obj)
+    work.selector = LabelSelector.model_validate({"matchLabels": {"pool": "gpu"}})
+    due = dataclasses.replace(DECISION, reason=Reason.NO_TARGET_AVAILABLE)
+    await release(ctx, work, due, snapshot=None, now=NOW)
+    assert "create" not in kube.calls
+    status = kube.obj["status"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "NoTargetAvailable")
+    assert "pool=gpu" in failed["message"]
+    assert ctx.registry.get(work.key) is None

@@ -15,9 +15,11 @@ from carbonaware.api.intensity import IntensityPoint
 from carbonaware.scheduling import (
     ForecastView,
     JobRequest,
+    Place,
     best_region_window,
     decide,
     decide_region,
+    rank_places,
 )
 
 from .helpers import HALF_HOUR, T0, view
@@ -138,3 +140,82 @@ def test_never_held_past_the_latest_start_in_any_region(
         assert choice.decision.release
     if not choice.decision.release:
         assert choice.decision.planned_start <= request.latest_start
+
+
+# --------------------------------------------------------------------------- rank_places
+
+
+def test_places_rank_by_expected_grams_so_an_efficient_machine_can_beat_a_cleaner_grid() -> None:
+    dirty, clean = view([300] * 6), view([200] * 6)
+    efficient = Place("efficient", 0, energy_kwh=0.1, embodied_grams=1.0)  # 31 g
+    hungry = Place("hungry", 1, energy_kwh=0.2, embodied_grams=5.0)  # 45 g
+    ranked = rank_places(job(), [hungry, efficient], [dirty, clean], [None, None], T0, TICK)
+    assert [e.place.name for e in ranked] == ["efficient", "hungry"]
+    assert ranked[0].intensity == 300.0
+    assert ranked[0].grams == pytest.approx(31.0)
+    assert ranked[1].grams == pytest.approx(45.0)
+
+
+def test_without_every_machine_described_places_compare_by_intensity() -> None:
+    dirty, clean = view([300] * 6), view([200] * 6)
+    described = Place("described", 0, energy_kwh=0.001)
+    unknown = Place("unknown", 1)
+    ranked = rank_places(job(), [described, unknown], [dirty, clean], [None, None], T0, TICK)
+    assert [e.place.name for e in ranked] == ["unknown", "described"]
+    assert ranked[1].grams == pytest.approx(0.3)
+    assert ranked[0].grams is None
+
+
+def test_each_place_is_planned_on_its_own_window() -> None:
+    home = view([300, 300, 200, 200, 300, 300])
+    away = view([250, 250, 250, 90, 80, 250])
+    ranked = rank_places(job(), [Place("home", 0), Place("away", 1)], [home, away], [None] * 2,
+                         T0, TICK)  # fmt: skip
+    best = ranked[0]
+    assert best.place.name == "away"
+    assert best.intensity == 85.0
+    assert not best.decision.release
+    assert best.decision.planned_start == T0 + 3 * HALF_HOUR
+
+
+def test_a_threshold_job_goes_where_the_threshold_is_met_now() -> None:
+    threshold = JobRequest(
+        policy=SchedulePolicy.THRESHOLD, created=T0, latest_start=T0 + 8 * HALF_HOUR,
+        expected_duration=HOUR, max_intensity=150.0,
+    )  # fmt: skip
+    waits = view([200, 40, 40, 40, 40, 40, 40, 40, 40, 40])  # cleanest later, not now
+    meets = view([140] * 10)
+    ranked = rank_places(threshold, [Place("waits", 0), Place("meets", 1)], [waits, meets],
+                         [measured(200), measured(140)], T0, TICK)  # fmt: skip
+    assert ranked[0].place.name == "meets"
+    assert ranked[0].decision.release
+    assert ranked[0].decision.reason is Reason.THRESHOLD_MET
+
+
+def test_places_without_data_come_last_in_their_listed_order() -> None:
+    places = [Place("a", 0), Place("b", 1), Place("c", 2)]
+    ranked = rank_places(job(), places, [None, view([100] * 6), None], [None] * 3, T0, TICK)
+    assert [e.place.name for e in ranked] == ["b", "a", "c"]
+    assert ranked[1].intensity is None
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.lists(st.floats(0, 1000, allow_nan=False), min_size=1, max_size=12),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(0, 10),
+)
+def test_the_best_place_never_holds_past_the_latest_start(
+    grids: list[list[float]], slots: int
+) -> None:
+    request = job(slots=slots)
+    places = [Place(str(i), i, energy_kwh=1.0 + i) for i in range(len(grids))]
+    views: list[ForecastView | None] = [view(values) for values in grids]
+    best = rank_places(request, places, views, [None] * len(grids), T0, TICK)[0]
+    if request.latest_start < T0 + TICK:
+        assert best.decision.release
+    if not best.decision.release:
+        assert best.decision.planned_start <= request.latest_start
