@@ -503,7 +503,13 @@ def test_max_concurrent_one_runs_jobs_one_after_the_other_by_priority(
         what="cleanup held with TargetBusy",
     )
     assert "gpu-box" in seen_busy["message"]
-    assert status_of(crds, "caj", namespace, "training")["state"] in ("Released", "Running")
+    # The release of training and the TargetBusy of cleanup are written in the same tick,
+    # concurrently: either may land first.
+    wait_for(
+        lambda: status_of(crds, "caj", namespace, "training")["state"] in ("Released", "Running"),
+        timeout=30,
+        what="training released",
+    )
     counts = wait_for(
         lambda: (s := status_of(crds, "srv", namespace, "gpu-box")).get("running") == 1
         and s.get("queued") == 1
