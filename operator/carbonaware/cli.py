@@ -236,10 +236,40 @@ def simulate_command(
     correction: Annotated[
         bool, typer.Option(help="Correct the column forecast with its recent errors.")
     ] = True,
+    interruptible: Annotated[
+        bool,
+        typer.Option(
+            "--interruptible",
+            help="Let each job pause in dirty hours and resume in clean ones, finishing by "
+            "the end of its window; savings are against running at once, beside the best "
+            "single start and the best set of segments (both with perfect foresight).",
+        ),
+    ] = False,
+    min_run: Annotated[
+        str | None,
+        typer.Option(
+            help="Interruptible: shortest run before a pause (the last run of a job may be "
+            "shorter). Default: 1h."
+        ),
+    ] = None,
+    resume_overhead: Annotated[
+        str | None,
+        typer.Option(
+            help="Interruptible: extra run time each resume costs (e.g. 5m to reload a "
+            "checkpoint), charged like work. Default: 0s."
+        ),
+    ] = None,
+    max_interruptions: Annotated[
+        int | None,
+        typer.Option(help="Interruptible: most pauses per job. Default: no limit."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     decisions_out: Annotated[
         Path | None,
-        typer.Option(help="Write arrival,latest_start,start (and region) per job as CSV."),
+        typer.Option(
+            help="Write arrival,latest_start,start (and region) per job as CSV; with "
+            "--interruptible, arrival,latest_finish,segment_start,segment_end per run segment."
+        ),
     ] = None,
 ) -> None:
     """Replay a grid-intensity trace and measure what a policy would have saved."""
@@ -261,9 +291,23 @@ def simulate_command(
         simulate,
         simulate_regions,
     )
+    from carbonaware.scheduling.interruptsim import InterruptibleSettings, simulate_interruptible
     from carbonaware.scheduling.replay import ProgressCallback
 
     try:
+        rules = None
+        if interruptible:
+            if regions is not None:
+                raise ValueError("--interruptible replays one --trace, not --regions")
+            rules = InterruptibleSettings(
+                min_run=parse_duration(min_run or "1h"),
+                max_interruptions=max_interruptions,
+                resume_overhead=parse_duration(resume_overhead or "0s"),
+            )
+        elif (min_run, resume_overhead, max_interruptions) != (None, None, None):
+            raise ValueError(
+                "--min-run, --resume-overhead and --max-interruptions need --interruptible"
+            )
         settings = SimulationSettings(
             policy=SchedulePolicy(policy.capitalize()),
             forecast=ForecastMode(forecast or "column"),
@@ -322,6 +366,8 @@ def simulate_command(
         )
 
         def run(progress: ProgressCallback | None) -> report.AnyResult:
+            if rules is not None:
+                return simulate_interruptible(inputs[0].trace, settings, rules, progress=progress)
             if regions is None:
                 return simulate(inputs[0].trace, settings, progress=progress)
             return simulate_regions(inputs, settings, progress=progress)

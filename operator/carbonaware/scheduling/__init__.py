@@ -1,6 +1,6 @@
 """Pure scheduling: (job, forecast, now) -> decision, where as well as when across regions,
-release ordering, own forecasts, and the what-if simulator that runs the same code over a
-year of real data.
+interruptible work (run or pause at every tick), release ordering, own forecasts, and the
+what-if simulator that runs the same code over a year of real data.
 
 No I/O and no clock: ``now`` is always a parameter (see docs/scheduling.md).
 """
@@ -20,6 +20,20 @@ from carbonaware.scheduling.forecaster import (
     forecast_from_history,
     profile_values,
     seasonal_naive_values,
+)
+from carbonaware.scheduling.interruptible import (
+    InterruptibleDecision,
+    InterruptibleJob,
+    RunReason,
+    RunState,
+    Segment,
+    decide_interruptible,
+    decide_interruptible_jobs,
+)
+from carbonaware.scheduling.interruptsim import (
+    InterruptibleResult,
+    InterruptibleSettings,
+    simulate_interruptible,
 )
 from carbonaware.scheduling.ordering import (
     Deferred,
@@ -66,6 +80,10 @@ __all__ = [
     "ForecastMethod",
     "ForecastMode",
     "ForecastView",
+    "InterruptibleDecision",
+    "InterruptibleJob",
+    "InterruptibleResult",
+    "InterruptibleSettings",
     "JobOutcome",
     "JobRequest",
     "Place",
@@ -79,6 +97,9 @@ __all__ = [
     "RegionsResult",
     "ReleaseCandidate",
     "ReleasePlan",
+    "RunReason",
+    "RunState",
+    "Segment",
     "SimulationResult",
     "SimulationSettings",
     "SlotSeries",
@@ -89,6 +110,8 @@ __all__ = [
     "corrected_view",
     "daily_profile",
     "decide",
+    "decide_interruptible",
+    "decide_interruptible_jobs",
     "decide_region",
     "forecast_from_history",
     "order_releases",
@@ -98,5 +121,6 @@ __all__ = [
     "release_order_key",
     "seasonal_naive_values",
     "simulate",
+    "simulate_interruptible",
     "simulate_regions",
 ]

@@ -1,8 +1,9 @@
 """Text forms of a simulation result: summary rows, plain text, JSON, the decisions CSV.
 
 Pure formatting shared by ``carbonaware simulate`` and ``bench/scheduling.py``; the callers do
-the writing. Every form takes the result of one region (:class:`SimulationResult`) or of
-several (:class:`RegionsResult`). Data attribution follows the licences of the shipped traces
+the writing. Every form takes the result of one region (:class:`SimulationResult`), of
+several (:class:`RegionsResult`) or of interruptible work (:class:`InterruptibleResult`).
+Data attribution follows the licences of the shipped traces
 (``carbonaware/data/traces/README.md``); the shipped traces and the names ``--trace`` and
 ``--regions`` know them by are in :data:`BUILTIN_TRACES`.
 """
@@ -15,13 +16,15 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from carbonaware import data
+from carbonaware.scheduling.interruptsim import InterruptibleResult
 from carbonaware.scheduling.regions import RegionsResult
 from carbonaware.scheduling.simulate import SimulationResult, iso_utc
 
-AnyResult = SimulationResult | RegionsResult
+AnyResult = SimulationResult | RegionsResult | InterruptibleResult
 
 UNIT = "gCO2e/kWh"
 
@@ -157,6 +160,8 @@ def summary_rows(result: AnyResult) -> list[tuple[str, str]]:
     """(label, value) rows in the order the CLI prints them."""
     if isinstance(result, RegionsResult):
         return _region_rows(result)
+    if isinstance(result, InterruptibleResult):
+        return _interruptible_rows(result)
     settings = result.settings
     hours = result.mean_delay.total_seconds() / 3600
     threshold = ""
@@ -227,6 +232,53 @@ def _region_rows(result: RegionsResult) -> list[tuple[str, str]]:
     ]
 
 
+def _interruptible_rows(result: InterruptibleResult) -> list[tuple[str, str]]:
+    settings = result.settings
+    rules = result.rules
+    limit = "no limit" if rules.max_interruptions is None else str(rules.max_interruptions)
+    interruptions = result.interruptions
+    shortest = result.shortest_inner_segment
+    means = result.means
+    return [
+        (
+            "policy",
+            f"{settings.policy.value}, interruptible: min run {_hours(rules.min_run)}, "
+            f"max interruptions {limit}, resume overhead {_hours(rules.resume_overhead)} "
+            f"(forecast: {_forecast_text(settings.forecast.value, settings.correct_forecast)})",
+        ),
+        (
+            "jobs",
+            f"{result.jobs} ({result.skipped} skipped: window crosses a gap in the trace)"
+            if result.skipped
+            else str(result.jobs),
+        ),
+        ("deadline misses", str(result.deadline_misses)),
+        (
+            "interruptions per job",
+            f"mean {sum(interruptions) / len(interruptions):.2f}, max {max(interruptions)}"
+            if interruptions
+            else "n/a",
+        ),
+        ("shortest segment before a pause", _hours(shortest) if shortest is not None else "n/a"),
+        ("mean finish delay", _hours(result.mean_finish_delay)),
+        ("mean intensity immediate", f"{_grams(means['immediate'])} {UNIT}"),
+        ("mean intensity policy", f"{_grams(means['policy'])} {UNIT} per hour of work"),
+        ("mean intensity single-start oracle", f"{_grams(means['oracle_single'])} {UNIT}"),
+        (
+            "mean intensity interruptible oracle",
+            f"{_grams(means['oracle_interruptible'])} {UNIT} per hour of work",
+        ),
+        ("savings vs immediate", _percent(result.savings)),
+        ("single-start oracle savings", _percent(result.saving_of("oracle_single"))),
+        ("interruptible oracle savings", _percent(result.saving_of("oracle_interruptible"))),
+        ("captured share (interruptible oracle)", _percent(result.captured_share)),
+    ]
+
+
+def _hours(duration: timedelta) -> str:
+    return f"{duration / timedelta(hours=1):.2f} h"
+
+
 def render_plain(
     result: AnyResult, *, trace_name: str, attribution: str | None, wall_seconds: float
 ) -> str:
@@ -263,9 +315,17 @@ def json_safe(value: object) -> object:
 
 def decisions_csv(result: AnyResult) -> str:
     """``arrival,latest_start,start`` per job (ISO 8601 UTC), and ``region`` when several
-    were simulated: enough to recompute every figure from the traces alone."""
+    were simulated; for interruptible work ``arrival,latest_finish,segment_start,
+    segment_end`` per run segment: enough to recompute every figure from the traces alone."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    if isinstance(result, InterruptibleResult):
+        writer.writerow(["arrival", "latest_finish", "segment_start", "segment_end"])
+        for job in result.decisions:
+            bounds = (iso_utc(job.arrival), iso_utc(job.latest_finish))
+            for segment in job.segments:
+                writer.writerow([*bounds, iso_utc(segment.start), iso_utc(segment.end)])
+        return buffer.getvalue()
     if isinstance(result, RegionsResult):
         writer.writerow(["arrival", "latest_start", "start", "region"])
         for placed in result.decisions:
