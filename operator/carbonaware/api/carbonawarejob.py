@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from carbonaware.api.base import ApiModel
 from carbonaware.api.conditions import Condition
 from carbonaware.api.intensity import IntensityIndex
-from carbonaware.api.selector import LabelSelector, label_problem
+from carbonaware.api.selector import LabelSelector, valid_labels
 
 KIND = "CarbonAwareJob"
 PLURAL = "carbonawarejobs"
@@ -169,11 +169,7 @@ class TemplateMetadata(ApiModel):
     @field_validator("labels")
     @classmethod
     def _labels_as_kubernetes_allows(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for key, text in (value or {}).items():
-            problem = label_problem(key, text)
-            if problem is not None:
-                raise ValueError(problem)
-        return value
+        return valid_labels(value)
 
 
 def _containers_problem(pod: dict[str, Any], field: str, *, required: bool) -> str | None:
@@ -269,11 +265,7 @@ class PlacementRegion(ApiModel):
     @field_validator("node_selector")
     @classmethod
     def _labels_as_kubernetes_allows(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for key, text in (value or {}).items():
-            problem = label_problem(key, text)
-            if problem is not None:
-                raise ValueError(f"nodeSelector: {problem}")
-        return value
+        return valid_labels(value, "nodeSelector: ")
 
     def selector(self) -> dict[str, str]:
         """The nodeSelector a released Job's pods get for this region."""

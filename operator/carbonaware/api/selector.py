@@ -24,13 +24,15 @@ LABEL_NAME = re.compile(
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
 
-def label_problem(key: str, text: str) -> str | None:
-    """Why ``key: text`` is not a label Kubernetes allows, or None."""
-    if len(key) > 316 or not LABEL_NAME.match(key):
-        return f"label name {key!r} is not a valid label name"
-    if len(text) > 63 or not LABEL_VALUE.match(text):
-        return f"label value {text!r} is not a valid label value"
-    return None
+def valid_labels(value: dict[str, str] | None, prefix: str = "") -> dict[str, str] | None:
+    """``value`` if every pair is a label Kubernetes allows; else ValueError naming the first
+    that is not (``prefix`` names the field)."""
+    for key, text in (value or {}).items():
+        if len(key) > 316 or not LABEL_NAME.match(key):
+            raise ValueError(f"{prefix}label name {key!r} is not a valid label name")
+        if len(text) > 63 or not LABEL_VALUE.match(text):
+            raise ValueError(f"{prefix}label value {text!r} is not a valid label value")
+    return value
 
 
 class SelectorOperator(enum.StrEnum):
@@ -71,11 +73,7 @@ class LabelSelector(ApiModel):
     @field_validator("match_labels")
     @classmethod
     def _labels_as_kubernetes_allows(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for key, text in (value or {}).items():
-            problem = label_problem(key, text)
-            if problem is not None:
-                raise ValueError(problem)
-        return value
+        return valid_labels(value)
 
     def matches(self, labels: Mapping[str, str] | None) -> bool:
         """Whether an object with ``labels`` is selected (an empty selector selects all)."""
