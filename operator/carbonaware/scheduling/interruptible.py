@@ -73,18 +73,20 @@ def decide_interruptible_jobs(
     needs only the decisions)."""
     if tick <= timedelta(0):
         raise ValueError("tick must be positive")
+    # A forecast without one known value is no forecast.
+    usable = view if view is not None and any(v == v for v in view.values) else None
     decisions: list[InterruptibleDecision | None] = [None] * len(jobs)
     groups: dict[tuple[timedelta, timedelta, bool], list[int]] = {}
     for index, job in enumerate(jobs):
-        early = _decided_without_plan(job, view, now, tick)
-        if early is not None and (not with_segments or early.segments or not early.run):
+        early = _decided_without_plan(job, usable, now, tick, with_segments)
+        if early is not None and not (with_segments and early.reason is RunReason.MINIMUM_RUN):
             decisions[index] = early
             continue
         key = (job.min_run, job.resume_overhead, job.max_interruptions is not None)
         groups.setdefault(key, []).append(index)
     for indexes in groups.values():
-        assert view is not None  # jobs without a forecast were decided above
-        planner = Planner(view, now, jobs[indexes[0]])
+        assert usable is not None  # jobs without a forecast were decided above
+        planner = Planner(usable, now, jobs[indexes[0]])
         for index, decision in zip(
             indexes, planner.decide([jobs[i] for i in indexes], with_segments), strict=True
         ):
@@ -93,35 +95,37 @@ def decide_interruptible_jobs(
 
 
 def _decided_without_plan(
-    job: InterruptibleJob, view: ForecastView | None, now: datetime, tick: timedelta
+    job: InterruptibleJob,
+    view: ForecastView | None,
+    now: datetime,
+    tick: timedelta,
+    with_segments: bool,
 ) -> InterruptibleDecision | None:
-    """Decisions that no forecast can change: done, the deadline guard, no forecast, and a
-    running job that may not pause (its plan, when asked for, is made by the planner)."""
+    """Decisions that no forecast can change: done, the deadline guard, no forecast
+    (``view`` None), and a running job that may not pause (whose plan, when asked for, the
+    planner makes). Their one segment and its mean only when asked for."""
     latest = job.latest_resume
+
+    def decided(
+        run: bool, reason: RunReason, start: datetime, end: datetime
+    ) -> InterruptibleDecision:
+        if not with_segments:
+            return InterruptibleDecision(run, reason, (), None, latest)
+        return InterruptibleDecision(
+            run, reason, (Segment(start, end),), _window_mean(view, start, end), latest
+        )
+
     if job.remaining <= timedelta(0):
         return InterruptibleDecision(False, RunReason.COMPLETE, (), None, latest)
     if now + tick > latest:
-        end = now + (job.remaining if job.state is RunState.RUNNING else job.need_if_idle)
-        mean = _window_mean(view, now, end)
-        return InterruptibleDecision(
-            True, RunReason.DEADLINE_REACHED, (Segment(now, end),), mean, latest
-        )
-    if view is None or not any(not math.isnan(v) for v in view.values):
+        needed = job.remaining if job.state is RunState.RUNNING else job.need_if_idle
+        return decided(True, RunReason.DEADLINE_REACHED, now, now + needed)
+    if view is None:
         if job.state is RunState.RUNNING:
-            end = now + job.remaining
-            return InterruptibleDecision(
-                True, RunReason.FORECAST_UNAVAILABLE, (Segment(now, end),), None, latest
-            )
-        segment = Segment(latest, job.deadline)
-        return InterruptibleDecision(
-            False, RunReason.FORECAST_UNAVAILABLE, (segment,), None, latest
-        )
+            return decided(True, RunReason.FORECAST_UNAVAILABLE, now, now + job.remaining)
+        return decided(False, RunReason.FORECAST_UNAVAILABLE, latest, job.deadline)
     if job.state is RunState.RUNNING and job.pauses_left == 0:
-        end = now + job.remaining
-        mean = _window_mean(view, now, end)
-        return InterruptibleDecision(
-            True, RunReason.NO_INTERRUPTIONS_LEFT, (Segment(now, end),), mean, latest
-        )
+        return decided(True, RunReason.NO_INTERRUPTIONS_LEFT, now, now + job.remaining)
     if job.state is RunState.RUNNING and job.running_for < job.min_run:
         return InterruptibleDecision(True, RunReason.MINIMUM_RUN, (), None, latest)
     return None

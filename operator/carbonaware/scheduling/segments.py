@@ -198,8 +198,8 @@ def sweep(
         origin[overhead] = 0.0
     done: list[list[Vector]] = []
     kept: list[States] | None = [] if keep else None
-    if overhead == 0 and units == 1 and not rules.limited:
-        final = _plain_sweep(costs, first, end, start, rules.min_cells, done, kept)
+    if overhead == 0 and units == 1:
+        final = _plain_sweep(costs, first, end, start, rules, done, kept)
         return Sweep(rules, first, end, width, layers, start, final, done, kept)
     states = start
     done_now: list[Vector] = [[INF] * (width + 1) for _ in range(layers)]
@@ -231,54 +231,69 @@ def _plain_sweep(
     first: int,
     end: int,
     start: States,
-    min_cells: int,
+    rules: Rules,
     done: list[list[Vector]],
     kept: list[States] | None,
 ) -> States:
-    """:func:`sweep` without overhead or a pause limit (one unit per cell, one layer), the
-    common case, fused into fewer list passes. After ``k`` cells no state has done more than
-    ``k`` units, so the vectors grow by one entry per cell up to their full size and the
-    passes only touch what can be reached."""
+    """:func:`sweep` without overhead (one unit per cell), the common case, fused into fewer
+    list passes. After ``k`` cells no state has done more than ``k`` units, so the vectors
+    grow by one entry per cell up to their full size and the passes only touch what can be
+    reached."""
     size = len(start.off[0])
-    off = start.off[0][:1]
-    on = [vector[0][:1] for vector in start.on]
+    layers = len(start.off)
+    off = [vector[:1] for vector in start.off]
+    on = [[vector[:1] for vector in phase] for phase in start.on]
     phases = len(on)
-    start_phase = min_cells - 1
-    done_now = [INF] * (size + 1)
+    start_phase = rules.min_cells - 1
+    done_now = [[INF] * (size + 1) for _ in range(layers)]
     for cell in range(first, end):
         cost = costs[cell]
-        reach = len(off)
-        # Every way into each running phase moves one unit up and pays the cell.
-        new_on = [
-            _shift_least(
-                [
-                    *([on[j + 1]] if j + 1 < phases else []),
-                    *([on[0]] if j == 0 else []),
-                    *([off] if j == start_phase else []),
-                ],
-                cost,
-                reach,
-            )
-            for j in range(phases)
-        ]
-        # A completion in this cell comes from any state: every one of them is in new_on.
-        running = new_on[0]
-        for vector in new_on[1:]:
-            running = _least(running, vector)
-        done_now = (
-            [done_now[0]]
-            + [
-                a if a <= b else b
-                for a, b in zip(done_now[1 : reach + 1], running[1:], strict=True)
-            ]
-            + done_now[reach + 1 :]
-        )
+        reach = len(off[0])
         grown = min(reach + 1, size)
-        off = _least(off, on[0])
-        if grown > reach:
-            off.append(INF)
-        on = [vector[:grown] for vector in new_on]
-        done.append([done_now])
+        new_on: list[list[Vector]] = [[] for _ in range(phases)]
+        new_off: list[Vector] = []
+        new_done: list[Vector] = []
+        for layer in range(layers):
+            # Every way into each running phase moves one unit up and pays the cell.
+            running_now = [
+                _shift_least(
+                    [
+                        *([on[j + 1][layer]] if j + 1 < phases else []),
+                        *([on[0][layer]] if j == 0 else []),
+                        *([off[layer]] if j == start_phase else []),
+                    ],
+                    cost,
+                    reach,
+                )
+                for j in range(phases)
+            ]
+            # A completion in this cell comes from any state: each is in one running phase.
+            least = running_now[0]
+            for vector in running_now[1:]:
+                least = _least(least, vector)
+            previous = done_now[layer]
+            new_done.append(
+                [previous[0]]
+                + [
+                    a if a <= b else b
+                    for a, b in zip(previous[1 : reach + 1], least[1:], strict=True)
+                ]
+                + previous[reach + 1 :]
+            )
+            # Not running: stay paused, or pause a run that may (one layer up when counted).
+            if not rules.limited:
+                paused = _least(off[layer], on[0][layer])
+            elif layer > 0:
+                paused = _least(off[layer], on[0][layer - 1])
+            else:
+                paused = list(off[layer])
+            if grown > reach:
+                paused.append(INF)
+            new_off.append(paused)
+            for j, vector in enumerate(running_now):
+                new_on[j].append(vector[:grown])
+        off, on, done_now = new_off, new_on, new_done
+        done.append(done_now)
         if kept is not None:
             kept.append(_padded(off, on, size))
     return _padded(off, on, size)
@@ -300,13 +315,17 @@ def _shift_least(vectors: Sequence[Vector], cost: float, reach: int) -> Vector:
     return [INF] + [value + cost for value in least]
 
 
-def _padded(off: Vector, on: Sequence[Vector], size: int) -> States:
+def _padded(off: Sequence[Vector], on: Sequence[Sequence[Vector]], size: int) -> States:
     """States with their vectors grown to full size (the unreachable tail is INF)."""
 
     def full(vector: Vector) -> Vector:
         return vector + [INF] * (size - len(vector))
 
-    return States(wait=None, off=[full(off)], on=[[full(vector)] for vector in on])
+    return States(
+        wait=None,
+        off=[full(vector) for vector in off],
+        on=[[full(vector) for vector in phase] for phase in on],
+    )
 
 
 def _shift(vector: Vector, by: int, add: float) -> Vector:
