@@ -25,53 +25,24 @@ a sweep over two days of half-hours for a two-day job near a millisecond per pha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-INF = math.inf
-WAIT = -2
-"""Phase of a job that has never run: its first start costs no overhead."""
-OFF = -1
-"""Phase of a paused job: resuming costs the overhead."""
+from carbonaware.scheduling.segmentstep import (
+    INF,
+    OFF,
+    WAIT,
+    Rules,
+    States,
+    Vector,
+    complete,
+    general_step,
+    least,
+    plain_sweep,
+    runnable,
+)
 
-Vector = list[float]
-
-
-@dataclass(frozen=True, slots=True)
-class Rules:
-    """The constraints every plan keeps, in cells and work units.
-
-    ``limited``: pauses are counted in layers (``max_interruptions`` was given); without it a
-    plan may pause as often as the minimum run allows.
-    """
-
-    units_per_cell: int = 1
-    min_cells: int = 1
-    overhead: int = 0
-    limited: bool = False
-
-    def __post_init__(self) -> None:
-        if self.units_per_cell < 1 or self.min_cells < 1 or self.overhead < 0:
-            raise ValueError("a cell has at least one unit, a segment at least one cell")
-
-
-@dataclass(slots=True)
-class States:
-    """The least cost of each state after some cell: ``wait[p]``, ``off[p]`` and
-    ``on[j][p]`` are vectors over work (index ``work + overhead``); ``wait`` is None where
-    it cannot differ from ``off`` (no overhead) or cannot occur."""
-
-    wait: list[Vector] | None
-    off: list[Vector]
-    on: list[list[Vector]]
-
-    def vector(self, phase: int, layer: int) -> Vector | None:
-        if phase == WAIT:
-            return self.wait[layer] if self.wait is not None else None
-        if phase == OFF:
-            return self.off[layer]
-        return self.on[phase][layer]
+__all__ = ["INF", "OFF", "WAIT", "Rules", "States", "Sweep", "optimal_cost", "sweep"]
 
 
 @dataclass(slots=True)
@@ -134,9 +105,9 @@ class Sweep:
 
     def _tail_starts(self, layers: int) -> Vector:
         """The runnable states after the last cell, least over the first ``layers``."""
-        pre = _runnable(self.final, 0, self.rules.overhead)
+        pre = runnable(self.final, 0, self.rules.overhead)
         for layer in range(1, layers):
-            pre = _least(pre, _runnable(self.final, layer, self.rules.overhead))
+            pre = least(pre, runnable(self.final, layer, self.rules.overhead))
         return pre
 
     def layers_for(self, allowance: int | None) -> int:
@@ -148,12 +119,12 @@ class Sweep:
 def _tail_prefix(pre: Vector, overhead: int, cost: float) -> Vector:
     """``out[i] = min(pre[j] - (j - overhead) x cost for j <= i)``."""
     out: Vector = []
-    least = INF
+    lowest = INF
     for index, value in enumerate(pre):
         candidate = value - (index - overhead) * cost
-        if candidate < least:
-            least = candidate
-        out.append(least)
+        if candidate < lowest:
+            lowest = candidate
+        out.append(lowest)
     return out
 
 
@@ -199,17 +170,17 @@ def sweep(
     done: list[list[Vector]] = []
     kept: list[States] | None = [] if keep else None
     if overhead == 0 and units == 1:
-        final = _plain_sweep(costs, first, end, start, rules, done, kept)
+        final = plain_sweep(costs, first, end, start, rules, done, kept)
         return Sweep(rules, first, end, width, layers, start, final, done, kept)
     states = start
     done_now: list[Vector] = [[INF] * (width + 1) for _ in range(layers)]
     for cell in range(first, end):
         cost = costs[cell]
         done_now = [
-            _complete(done_now[layer], _runnable(states, layer, overhead), cost, units, overhead)
+            complete(done_now[layer], runnable(states, layer, overhead), cost, units, overhead)
             for layer in range(layers)
         ]
-        states = _step(states, cost, rules, phases, size)
+        states = general_step(states, cost, rules, phases, size)
         done.append(done_now)
         if kept is not None:
             kept.append(states)
@@ -224,206 +195,6 @@ def sweep(
         done=done,
         kept=kept,
     )
-
-
-def _plain_sweep(
-    costs: Sequence[float],
-    first: int,
-    end: int,
-    start: States,
-    rules: Rules,
-    done: list[list[Vector]],
-    kept: list[States] | None,
-) -> States:
-    """:func:`sweep` without overhead (one unit per cell), the common case, fused into fewer
-    list passes. After ``k`` cells no state has done more than ``k`` units, so the vectors
-    grow by one entry per cell up to their full size and the passes only touch what can be
-    reached."""
-    size = len(start.off[0])
-    layers = len(start.off)
-    off = [vector[:1] for vector in start.off]
-    on = [[vector[:1] for vector in phase] for phase in start.on]
-    phases = len(on)
-    start_phase = rules.min_cells - 1
-    done_now = [[INF] * (size + 1) for _ in range(layers)]
-    for cell in range(first, end):
-        cost = costs[cell]
-        reach = len(off[0])
-        grown = min(reach + 1, size)
-        new_on: list[list[Vector]] = [[] for _ in range(phases)]
-        new_off: list[Vector] = []
-        new_done: list[Vector] = []
-        for layer in range(layers):
-            # Every way into each running phase moves one unit up and pays the cell.
-            running_now = [
-                _shift_least(
-                    [
-                        *([on[j + 1][layer]] if j + 1 < phases else []),
-                        *([on[0][layer]] if j == 0 else []),
-                        *([off[layer]] if j == start_phase else []),
-                    ],
-                    cost,
-                    reach,
-                )
-                for j in range(phases)
-            ]
-            # A completion in this cell comes from any state: each is in one running phase.
-            least = running_now[0]
-            for vector in running_now[1:]:
-                least = _least(least, vector)
-            previous = done_now[layer]
-            new_done.append(
-                [previous[0]]
-                + [
-                    a if a <= b else b
-                    for a, b in zip(previous[1 : reach + 1], least[1:], strict=True)
-                ]
-                + previous[reach + 1 :]
-            )
-            # Not running: stay paused, or pause a run that may (one layer up when counted).
-            if not rules.limited:
-                paused = _least(off[layer], on[0][layer])
-            elif layer > 0:
-                paused = _least(off[layer], on[0][layer - 1])
-            else:
-                paused = list(off[layer])
-            if grown > reach:
-                paused.append(INF)
-            new_off.append(paused)
-            for j, vector in enumerate(running_now):
-                new_on[j].append(vector[:grown])
-        off, on, done_now = new_off, new_on, new_done
-        done.append(done_now)
-        if kept is not None:
-            kept.append(_padded(off, on, size))
-    return _padded(off, on, size)
-
-
-def _shift_least(vectors: Sequence[Vector], cost: float, reach: int) -> Vector:
-    """``min(vectors)`` one unit up, plus ``cost`` (length ``reach + 1``)."""
-    if not vectors:
-        return [INF] * (reach + 1)
-    if len(vectors) == 1:
-        return [INF] + [value + cost for value in vectors[0]]
-    if len(vectors) == 2:
-        return [INF] + [
-            (a if a <= b else b) + cost for a, b in zip(vectors[0], vectors[1], strict=True)
-        ]
-    least = vectors[0]
-    for vector in vectors[1:]:
-        least = _least(least, vector)
-    return [INF] + [value + cost for value in least]
-
-
-def _padded(off: Sequence[Vector], on: Sequence[Sequence[Vector]], size: int) -> States:
-    """States with their vectors grown to full size (the unreachable tail is INF)."""
-
-    def full(vector: Vector) -> Vector:
-        return vector + [INF] * (size - len(vector))
-
-    return States(
-        wait=None,
-        off=[full(vector) for vector in off],
-        on=[[full(vector) for vector in phase] for phase in on],
-    )
-
-
-def _shift(vector: Vector, by: int, add: float) -> Vector:
-    """``out[i] = vector[i - by] + add`` (INF where ``i - by`` falls outside)."""
-    size = len(vector)
-    if by >= size or -by >= size:
-        return [INF] * size
-    if by > 0:
-        return [INF] * by + [value + add for value in vector[: size - by]]
-    if by < 0:
-        return [value + add for value in vector[-by:]] + [INF] * (-by)
-    return [value + add for value in vector]
-
-
-def _least(first: Vector, second: Vector) -> Vector:
-    return [a if a <= b else b for a, b in zip(first, second, strict=True)]
-
-
-def _runnable(states: States, layer: int, overhead: int) -> Vector:
-    """The least cost of each state that may run the next cell, indexed by the work the
-    job would have once a resume's overhead is spent (``work - overhead`` for a paused
-    job): the states a completion in the next cell starts from."""
-    pre = states.on[0][layer]
-    for running in states.on[1:]:
-        pre = _least(pre, running[layer])
-    paused = states.off[layer]
-    pre = _least(pre, _shift(paused, -overhead, 0.0) if overhead else paused)
-    if states.wait is not None:
-        pre = _least(pre, states.wait[layer])
-    return pre
-
-
-def _complete(done: Vector, pre: Vector, cost: float, units: int, overhead: int) -> Vector:
-    """Completions within one cell: a job needing ``x`` units finishes in it from a state
-    with ``x - d`` units (1 <= d <= units), paying ``d`` units of the cell's cost."""
-    if units == 1 and overhead == 0:
-        head = done[0]
-        return [head] + [
-            a if a <= (b := value + cost) else b for a, value in zip(done[1:], pre, strict=True)
-        ]
-    # For x: the least over j in [x + overhead - units, x + overhead - 1] of
-    # pre[j] + cost * (x + overhead - j), i.e. a sliding minimum of pre[j] - cost * j over
-    # `units` entries, plus cost * (x + overhead): windows doubled up to the largest power of
-    # two within `units`, then two overlapping ones.
-    width = len(done) - 1
-    least = [value - cost * index for index, value in enumerate(pre)]
-    span = 1
-    while span * 2 <= units:
-        least = least[:span] + [
-            a if a <= b else b for a, b in zip(least[span:], least[:-span], strict=True)
-        ]
-        span *= 2
-    if span < units:
-        back = units - span
-        least = least[:back] + [
-            a if a <= b else b for a, b in zip(least[back:], least[:-back], strict=True)
-        ]
-    ends = least[overhead : overhead + width]
-    return [done[0]] + [
-        a if a <= (b := end + cost * target) else b
-        for a, end, target in zip(
-            done[1:], ends, range(overhead + 1, overhead + width + 1), strict=True
-        )
-    ]
-
-
-def _step(states: States, cost: float, rules: Rules, phases: int, size: int) -> States:
-    """The states after running or not running one more cell."""
-    units = rules.units_per_cell
-    overhead = rules.overhead
-    add = cost * units
-    start_phase = rules.min_cells - 1
-    limited = rules.limited
-    layers = len(states.off)
-    on = states.on
-    new_on: list[list[Vector]] = [[] for _ in range(phases)]
-    new_off: list[Vector] = []
-    for layer in range(layers):
-        # Starting (or resuming) a segment in this cell.
-        starts = _shift(states.off[layer], units - overhead, add)
-        if states.wait is not None:
-            starts = _least(starts, _shift(states.wait[layer], units, add))
-        for j in range(phases):
-            inflow: Vector | None = on[j + 1][layer] if j + 1 < phases else None
-            if j == 0:
-                inflow = on[0][layer] if inflow is None else _least(inflow, on[0][layer])
-            shifted = _shift(inflow, units, add) if inflow is not None else None
-            if j == start_phase:
-                shifted = starts if shifted is None else _least(shifted, starts)
-            new_on[j].append(shifted if shifted is not None else [INF] * size)
-        # Not running this cell: stay paused, or pause a segment that has run long enough.
-        if not limited:
-            new_off.append(_least(states.off[layer], on[0][layer]))
-        elif layer == 0:
-            new_off.append(states.off[0])
-        else:
-            new_off.append(_least(states.off[layer], on[0][layer - 1]))
-    return States(wait=states.wait, off=new_off, on=new_on)
 
 
 def optimal_cost(
