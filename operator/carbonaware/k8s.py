@@ -148,6 +148,8 @@ class Kube:
             response = await loop.run_in_executor(self._pool, call)
         except (ApiException, HTTPError) as exc:
             raise _error(exc, action) from exc
+        except RuntimeError as exc:  # the pool is shut down: the operator is stopping
+            raise KubernetesError(f"{action}: the operator is stopping") from exc
         return _decode(response)
 
     async def _optional(

@@ -283,35 +283,41 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
     paused = False
     last_reconcile = time.monotonic()
     previous: datetime | None = None
-    while True:
-        started = time.monotonic()
-        try:
-            active = await is_active()
-            if active and paused:
-                await resync_held(ctx)
-            paused = not active
-            if active:
-                if not ctx.synced:  # start-up could not do it: try again, but go on anyway
-                    try:
-                        await initial_sync(ctx)
-                    except CarbonAwareError as exc:
-                        logger.warning("counting the runs already going failed: %s", exc)
-                if probes is None or probes.done():
-                    probes = asyncio.create_task(probe_due_targets(ctx), name="probes")
-                decided_at = ctx.clock()
-                await refresh_once(ctx)
-                if not ctx.settings.prometheus_url:
-                    await ctx.usage.sample(ctx.kube)
-                if time.monotonic() - last_reconcile >= ctx.settings.reconcile_seconds:
-                    last_reconcile = time.monotonic()
-                    await reconcile_released(ctx)
-                tick_done(ctx, decided_at, previous)
-                previous = decided_at
-            else:
-                ctx.last_tick_completed = time.monotonic()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("refresh tick failed; the next tick starts on time")
-        elapsed = time.monotonic() - started
-        await asyncio.sleep(max(ctx.settings.tick_seconds - elapsed, 0.0))
+    try:
+        while True:
+            started = time.monotonic()
+            try:
+                active = await is_active()
+                if active and paused:
+                    await resync_held(ctx)
+                paused = not active
+                if active:
+                    if not ctx.synced:  # start-up could not do it: try again, but go on anyway
+                        try:
+                            await initial_sync(ctx)
+                        except CarbonAwareError as exc:
+                            logger.warning("counting the runs already going failed: %s", exc)
+                    if probes is None or probes.done():
+                        probes = asyncio.create_task(probe_due_targets(ctx), name="probes")
+                    decided_at = ctx.clock()
+                    await refresh_once(ctx)
+                    if not ctx.settings.prometheus_url:
+                        await ctx.usage.sample(ctx.kube)
+                    if time.monotonic() - last_reconcile >= ctx.settings.reconcile_seconds:
+                        last_reconcile = time.monotonic()
+                        await reconcile_released(ctx)
+                    tick_done(ctx, decided_at, previous)
+                    previous = decided_at
+                else:
+                    ctx.last_tick_completed = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("refresh tick failed; the next tick starts on time")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(ctx.settings.tick_seconds - elapsed, 0.0))
+    finally:
+        # A probe round outlives the loop otherwise, and its writes would meet a client
+        # that is being closed.
+        if probes is not None and not probes.done():
+            probes.cancel()
