@@ -25,7 +25,7 @@ from .ukapi import UkApiServer, serve_uk_api
 pytestmark = pytest.mark.integration
 
 EXAMPLES = 200
-CLEAR_STATES = {"Held", "Released", "Running", "Succeeded", "Failed"}
+CLEAR_STATES = {"Held", "Released", "Running", "Paused", "Succeeded", "Failed"}
 TARGET = {
     "apiVersion": "carbonaware.io/v1alpha1",
     "kind": "ServerTarget",

@@ -54,6 +54,19 @@ class LatestStartBound(enum.StrEnum):
     MAX_HOLD = "MaxHold"  # creation + one year: no hold is longer, whatever the deadline
 
 
+MAX_INTERRUPTIONS = 1000
+
+
+class Interruptible(ApiModel):
+    """``spec.schedule.interruptible``: the run may pause in dirty hours and resume in clean
+    ones, still finishing by its deadline (Forecast policy only). ``expectedDurationSeconds``
+    is then the work: run time, pauses not counted."""
+
+    min_run_seconds: int = Field(ge=60, le=MAX_SECONDS)
+    max_interruptions: int | None = Field(None, ge=0, le=MAX_INTERRUPTIONS)
+    resume_overhead_seconds: int = Field(0, ge=0, le=MAX_SECONDS)
+
+
 class Schedule(ApiModel):
     policy: SchedulePolicy = SchedulePolicy.FORECAST
     max_delay_seconds: int | None = Field(None, ge=0, le=MAX_SECONDS)
@@ -61,6 +74,7 @@ class Schedule(ApiModel):
     expected_duration_seconds: int = Field(DEFAULT_EXPECTED_DURATION_SECONDS, ge=1, le=MAX_SECONDS)
     max_intensity: int | None = Field(None, ge=0, le=MAX_INTENSITY)
     max_index: IndexLevel | None = None
+    interruptible: Interruptible | None = None
 
     @field_validator("deadline_time")
     @classmethod
@@ -79,7 +93,13 @@ class Schedule(ApiModel):
             raise ValueError("maxIntensity and maxIndex may only be set with policy Threshold")
         if self.policy is SchedulePolicy.THRESHOLD and not has_threshold:
             raise ValueError("policy Threshold needs maxIntensity or maxIndex")
+        if self.interruptible is not None and self.policy is not SchedulePolicy.FORECAST:
+            raise ValueError("interruptible may only be set with policy Forecast")
         return self
+
+    def latest_finish(self, created: datetime) -> datetime:
+        """When the run must be finished: its latest start plus its expected duration."""
+        return self.latest_start(created) + timedelta(seconds=self.expected_duration_seconds)
 
     def latest_start(self, created: datetime) -> datetime:
         """The latest moment the run may start (see :meth:`latest_start_bound`)."""
@@ -365,6 +385,26 @@ class PlacementStatus(ApiModel):
     runner_up: PlaceStatus | None = None
 
 
+class SegmentStatus(ApiModel):
+    """One run of an interruptible job, from its start (or resume) to its pause or end.
+
+    ``workSeconds`` is the time its pods (or its script) ran; the figures after it are the
+    segment's share of the SCI, measured when it paused."""
+
+    start: datetime
+    end: datetime | None = None
+    work_seconds: float | None = Field(None, ge=0)
+    mean_intensity: float | None = None
+    cpu_core_seconds: float | None = Field(None, ge=0)
+    energy_k_wh: float | None = Field(None, alias="energyKWh")
+    cpu_k_wh: float | None = Field(None, alias="cpuKWh")
+    memory_k_wh: float | None = Field(None, alias="memoryKWh")
+    gpu_k_wh: float | None = Field(None, alias="gpuKWh")
+    operational_grams: float | None = None
+    embodied_grams: float | None = None
+    avoided_grams: float | None = None
+
+
 class CarbonAwareJobStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
     state: str | None = None
@@ -385,3 +425,6 @@ class CarbonAwareJobStatus(ApiModel):
     placement: PlacementStatus | None = None
     sci: SciStatus | None = None
     sci_display: str | None = Field(None, max_length=128)
+    segments: list[SegmentStatus] = Field(default_factory=list)
+    work_done_seconds: float | None = Field(None, ge=0)
+    interruptions: int | None = Field(None, ge=0)

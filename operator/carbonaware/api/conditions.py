@@ -19,6 +19,9 @@ class ConditionType(enum.StrEnum):
     RELEASED = "Released"
     COMPLETE = "Complete"
     FAILED = "Failed"
+    # Interruptible jobs once released: exactly one of the two is True until the run ends
+    RUNNING = "Running"
+    PAUSED = "Paused"
     REACHABLE = "Reachable"
     HOST_KEY_CHECKED = "HostKeyChecked"
 
@@ -42,6 +45,12 @@ class Reason(enum.StrEnum):
     IMMEDIATE = "Immediate"
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     MANUAL_RELEASE = "ManualRelease"  # the carbonaware.io/release-now annotation
+    # Interruptible jobs: why a run goes on (Running) or waits (Paused); also
+    # WaitingForLowerIntensity, DeadlineReached, ForecastUnavailable
+    LOW_CARBON_SEGMENT = "LowCarbonSegment"  # now is in the plan's cleanest segments
+    MINIMUM_RUN = "MinimumRun"  # the run has not lasted minRunSeconds yet
+    NO_INTERRUPTIONS_LEFT = "NoInterruptionsLeft"  # maxInterruptions pauses were used
+    LONGER_THAN_EXPECTED = "LongerThanExpected"  # ran expectedDurationSeconds, not done yet
     # Complete / Failed
     SUCCEEDED = "Succeeded"
     JOB_FAILED = "JobFailed"
@@ -76,6 +85,7 @@ class JobState(enum.StrEnum):
     HELD = "Held"
     RELEASED = "Released"
     RUNNING = "Running"
+    PAUSED = "Paused"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -166,6 +176,8 @@ def derive_state(conditions: list[dict[str, object]] | None, *, running: bool) -
     if is_true(conditions, ConditionType.COMPLETE):
         return JobState.SUCCEEDED
     if is_true(conditions, ConditionType.RELEASED):
+        if is_true(conditions, ConditionType.PAUSED):
+            return JobState.PAUSED
         return JobState.RUNNING if running else JobState.RELEASED
     return JobState.HELD
 

@@ -21,6 +21,8 @@ MAX_INTENSITY = f"{DOMAIN}/max-intensity"
 MAX_INDEX = f"{DOMAIN}/max-index"
 REGION = f"{DOMAIN}/region"
 PRIORITY = f"{DOMAIN}/priority"
+# JSON of spec.schedule.interruptible: {"minRunSeconds": 3600, "maxInterruptions": 4, ...}
+INTERRUPTIBLE = f"{DOMAIN}/interruptible"
 
 # Status annotations on plain Jobs (they have no status of ours)
 STATE = f"{DOMAIN}/state"
@@ -32,6 +34,9 @@ PARENT_GENERATION = f"{DOMAIN}/parent-generation"  # on children: the spec they 
 RELEASE_TIME = f"{DOMAIN}/release-time"
 INTENSITY_AT_CREATION = f"{DOMAIN}/intensity-at-creation"
 INTENSITY_AT_RELEASE = f"{DOMAIN}/intensity-at-release"
+SEGMENTS = f"{DOMAIN}/segments"  # interruptible: JSON of status.segments
+WORK_DONE_SECONDS = f"{DOMAIN}/work-done-seconds"
+INTERRUPTIONS = f"{DOMAIN}/interruptions"
 
 # SCI annotations on Jobs and pods
 SCI_GRAMS = f"{DOMAIN}/sci-grams"

@@ -24,6 +24,7 @@ from carbonaware.handlers.hold import plan_changed, write_held
 from carbonaware.handlers.inprocess import stop_run
 from carbonaware.handlers.placement import decide_placed, regions_wanted
 from carbonaware.handlers.release import child_exists, release_decided
+from carbonaware.handlers.segmented import adopt
 from carbonaware.handlers.state import ChildKind, Key, WorkKind
 from carbonaware.handlers.tracking import released_work_of
 from carbonaware.handlers.work import parse_spec, work_from_carbonawarejob
@@ -148,6 +149,7 @@ async def carbonawarejob_event(
     running = released_work_of(dict(body))
     if running is not None:
         ctx.registry.track(running)
+        adopt(ctx, dict(body))
         if running.target is not None and running.child_kind is not ChildKind.JOB:
             ctx.registry.mark_running(running.target, key)
     elif (known := ctx.registry.tracked_work(key)) is not None and known.uid == meta.get("uid"):

@@ -13,6 +13,7 @@ from carbonaware.handlers import status as status_docs
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.state import HeldWork, WorkKind
+from carbonaware.scheduling.firstsegment import decide_first_segment
 from carbonaware.scheduling.policy import Decision, JobRequest, decide, with_overrides
 
 
@@ -33,6 +34,19 @@ def decide_for(
 ) -> Decision:
     """The policy's decision as a person's overrides change it (``api.overrides``); the
     horizon is the longest a next tick may take to come."""
+    if work.interruptible is not None:
+        duration = timedelta(seconds=work.expected_duration_seconds)
+        decision = decide_first_segment(
+            work.interruptible,
+            work=duration,
+            deadline=work.latest_start + duration,
+            view=snapshot.view if snapshot else None,
+            current=snapshot.current if snapshot else None,
+            now=now,
+            tick=ctx.horizon(),
+            provider_problem=snapshot.error if snapshot else None,
+        )
+        return with_overrides(decision, work.overrides, now)
     decision = decide(
         request_of(work),
         snapshot.view if snapshot else None,

@@ -35,6 +35,7 @@ from carbonaware.handlers.placement import decide_placed, regions_wanted
 from carbonaware.handlers.reconcile import initial_sync, reconcile_released
 from carbonaware.handlers.refusal import backing_off
 from carbonaware.handlers.release import release_decided
+from carbonaware.handlers.segmented import segment_jobs
 from carbonaware.handlers.servertarget import probe_due_targets
 from carbonaware.handlers.state import HeldWork, WorkKind
 from carbonaware.handlers.work import held_body
@@ -108,6 +109,7 @@ async def refresh_once(ctx: OperatorContext) -> None:
     started = time.perf_counter()
     held = ctx.registry.held()
     regions: set[str] = set().union(*(regions_wanted(ctx, w) for w in held))
+    regions |= {run.region for run in ctx.registry.segmented()}
     snapshots = await latest_snapshots(ctx, regions, ctx.clock())
     now = ctx.clock()  # after the provider: decisions and release times say when they happen
     decisions, broken = decide_all(ctx, held, snapshots, now)
@@ -183,6 +185,7 @@ async def refresh_once(ctx: OperatorContext) -> None:
         functools.partial(release_one, by_key[key]) for key in plan.released
     ]
     jobs.extend(functools.partial(fail_one, work) for work in broken)
+    jobs.extend(segment_jobs(ctx, snapshots, now))  # interruptible runs: pause or resume
     changed: list[tuple[HeldWork, Reason, str]] = []
     for deferred in plan.deferred:
         work = by_key[deferred.key]

@@ -21,6 +21,7 @@ from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.inprocess import following, reattach
 from carbonaware.handlers.runnerpods import follow_runner_pod, owner_of, runner_pod_gone
+from carbonaware.handlers.segmented import adopt
 from carbonaware.handlers.sshjobs import IN_PROCESS
 from carbonaware.handlers.sshoutcome import job_key, parent_of
 from carbonaware.handlers.state import ChildKind, ReleasedWork
@@ -62,6 +63,7 @@ async def initial_sync(ctx: OperatorContext) -> None:
         if released is None:
             continue
         ctx.registry.track(released)
+        adopt(ctx, body)
         if released.target is not None and released.child_kind is not ChildKind.JOB:
             ctx.registry.mark_running(released.target, released.key)
     ctx.synced = True

@@ -37,6 +37,7 @@ from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.inprocess import start_in_process
 from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.refusal import backing_off, is_refusal, refused
+from carbonaware.handlers.segmentdocs import opened, segment_annotations
 from carbonaware.handlers.sshjobs import (
     IN_PROCESS,
     TargetMissingError,
@@ -330,6 +331,8 @@ def released_status(
     )
     if work.placed:
         doc["placement"] = work.placement
+    if work.interruptible is not None:
+        doc.update(opened(doc, released_at, decision.reason, release_message(work, decision)))
     return doc
 
 
@@ -403,9 +406,9 @@ async def release_plain_job(
         source=snapshot.source if snapshot else None,
         at_creation=float(at_creation) if at_creation else None,
     )
-    patch = {
-        "metadata": {"annotations": status_docs.plain_job_annotations(doc, reason=decision.reason)},
-        "spec": {"suspend": False},
-    }
+    annotations = status_docs.plain_job_annotations(doc, reason=decision.reason)
+    if work.interruptible is not None:
+        annotations.update(segment_annotations(opened(doc, released_at, decision.reason, "")))
+    patch = {"metadata": {"annotations": annotations}, "spec": {"suspend": False}}
     await ctx.kube.patch_job(work.namespace, work.name, patch)
     record_release(ctx, work, decision, released_at, None)

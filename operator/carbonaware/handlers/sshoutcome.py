@@ -7,7 +7,7 @@ touches a new object that took its name.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from carbonaware.api.carbonawarejob import PLURAL, CarbonAwareJobSpec
@@ -30,10 +30,11 @@ from carbonaware.handlers.measure import (
     run_intensity_over,
     server_machine,
 )
+from carbonaware.handlers.segmentdocs import closed_at_end
 from carbonaware.handlers.state import Key, WorkKind
-from carbonaware.handlers.work import job_target
+from carbonaware.handlers.work import job_target, parse_time
 from carbonaware.runners.summary import DETACHED, RunSummary, parse_failure, parse_summary
-from carbonaware.sci.estimate import FunctionalUnit, RunUsage, estimate_run
+from carbonaware.sci.estimate import FunctionalUnit, RunIntensity, RunUsage, estimate_run
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +170,11 @@ async def finish_ssh_run(
             "state": state.value,
             "completionTime": format_time(summary.end_time if summary else now),
         }
+        if status.get("segments"):  # interruptible: the last run ends with the job
+            end = ctx.observed(summary.end_time) if summary else now
+            doc.update(closed_at_end(status, end, None))
         if summary is not None:
-            doc["startTime"] = format_time(summary.start_time)
+            doc["startTime"] = status.get("startTime") or format_time(summary.start_time)
             _, problem = await measured(
                 ctx, f"{namespace}/{name}", lambda: attach_ssh_sci(ctx, parent, summary, doc)
             )
@@ -206,16 +210,23 @@ async def attach_ssh_sci(
         summary.vcpus or 1,
         target.host if target is not None else "server",
     )
-    intensity = await run_intensity_over(ctx, region, summary.start_time, summary.end_time)
+    # An interruptible run ran in its segments only: I over them, the machine busy for them
+    # (a stopped process uses no CPU), the counterfactual the same run time from creation.
+    windows = [(summary.start_time, summary.end_time)]
+    seconds = summary.duration_seconds
+    if doc.get("segments"):
+        windows = [(parse_time(s["start"]), parse_time(s["end"])) for s in doc["segments"]]
+        seconds = sum(float(s.get("workSeconds") or 0.0) for s in doc["segments"]) or seconds
+    intensity = await segments_intensity(ctx, region, windows)
     if intensity is None or summary.cpu_core_seconds is None:
         return
-    duration = timedelta(seconds=summary.duration_seconds)
+    duration = timedelta(seconds=seconds)
     created = ctx.created(parent)
     avoided, _ = await intensity_over(ctx, region, created, created + duration)
     # No memory term: the runner samples the whole host's memory, not the job's, and
     # hardware minWatts/maxWatts already describe the whole machine.
     estimate = estimate_run(
-        RunUsage(summary.duration_seconds, summary.cpu_core_seconds, 0.0, 0.0),
+        RunUsage(seconds, summary.cpu_core_seconds, 0.0, 0.0),
         machine,
         intensity,
         FunctionalUnit(spec.sci.functional_unit.name, float(spec.sci.functional_unit.quantity)),
@@ -227,6 +238,29 @@ async def attach_ssh_sci(
     doc["sciDisplay"] = status_docs.sci_display(doc["sci"])
     doc["intensity"] = {"runMean": round(intensity.mean, 2)}
     record_metrics(ctx, namespace, estimate)
+
+
+async def segments_intensity(
+    ctx: OperatorContext, region: str, windows: list[tuple[datetime, datetime]]
+) -> RunIntensity | None:
+    """I over the windows a run ran in, weighted by their lengths (one window: the run)."""
+    found = [
+        (intensity, max((end - start).total_seconds(), 1e-9))
+        for start, end in windows
+        if (intensity := await run_intensity_over(ctx, region, start, end)) is not None
+    ]
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0][0]
+    total = sum(weight for _, weight in found)
+    kinds = {intensity.kind for intensity, _ in found}
+    return RunIntensity(
+        mean=sum(intensity.mean * weight for intensity, weight in found) / total,
+        sources=tuple(dict.fromkeys(src for intensity, _ in found for src in intensity.sources)),
+        kind=kinds.pop() if len(kinds) == 1 else "mixed",
+        forecast_seconds=sum(intensity.forecast_seconds for intensity, _ in found),
+    )
 
 
 def termination_message(pod: dict[str, Any]) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from carbonaware.api.carbonawarejob import PlacementRegion, SchedulePolicy
+from carbonaware.api.carbonawarejob import Interruptible, PlacementRegion, SchedulePolicy
 from carbonaware.api.intensity import IntensityIndex
 from carbonaware.api.overrides import Overrides
 from carbonaware.api.selector import LabelSelector
@@ -66,6 +66,8 @@ class HeldWork:
     """``status.placement`` as of the last decision (jobs with more than one place)."""
     node_selector: dict[str, str] | None = None
     """The chosen region's nodeSelector (``spec.placement``), added to the Job at release."""
+    interruptible: Interruptible | None = None
+    """``spec.schedule.interruptible``: the first start is the plan's first segment."""
 
     @property
     def placed(self) -> bool:
@@ -106,6 +108,54 @@ class ReleasedWork:
     @property
     def key(self) -> Key:
         return (self.kind.value, self.namespace, self.name)
+
+
+@dataclass
+class SegmentedRun:
+    """A released interruptible job not finished yet: what the loop pauses and resumes.
+
+    ``segments`` is ``status.segments`` as last written (the open one, without ``end``, is the
+    current run). ``confirmed`` is False until the child was last set to this state by this
+    process: after a restart the first decision is applied to the child whatever the status
+    says, so a stop between the status write and the child's change leaves nothing behind.
+    """
+
+    kind: WorkKind
+    namespace: str
+    name: str
+    uid: str
+    region: str
+    created: datetime
+    deadline: datetime
+    work_seconds: float
+    rules: Interruptible
+    child_name: str | None
+    """The child Job; None for an SSH run (paused by signals)."""
+    segments: list[dict[str, Any]]
+    body: dict[str, Any]
+    confirmed: bool = False
+    intensity_grams_seconds: float = 0.0
+    """Intensity x seconds seen by the ticks of the current segment (its mean so far)."""
+    intensity_seconds: float = 0.0
+    last_tick: datetime | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.kind.value, self.namespace, self.name)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.segments) and self.segments[-1].get("end") is None
+
+    @property
+    def interruptions(self) -> int:
+        """Pauses so far: every closed segment was closed by one."""
+        return sum(1 for segment in self.segments if segment.get("end") is not None)
+
+    @property
+    def done_seconds(self) -> float:
+        """Run time of the closed segments."""
+        return sum(float(s.get("workSeconds") or 0.0) for s in self.segments if s.get("end"))
 
 
 @dataclass
@@ -155,6 +205,7 @@ class Registry:
         self._released: set[str] = set()
         self._states: dict[Key, str] = {}
         self._running: dict[Key, ReleasedWork] = {}
+        self._segmented: dict[Key, SegmentedRun] = {}
 
     # ------------------------------------------------------------------ held work
 
@@ -219,10 +270,27 @@ class Registry:
     def untrack(self, key: Key, uid: str | None = None) -> ReleasedWork | None:
         """Stop following ``key``; with ``uid``, only if it is still that object (a new one
         may have taken the name)."""
+        self.unsegment(key, uid)
         work = self._running.get(key)
         if work is None or (uid is not None and work.uid != uid):
             return None
         return self._running.pop(key)
+
+    def segment(self, run: SegmentedRun) -> SegmentedRun:
+        """Pause and resume ``run`` until it ends; a run already known (same UID) is kept."""
+        known = self._segmented.get(run.key)
+        if known is not None and known.uid == run.uid:
+            return known
+        self._segmented[run.key] = run
+        return run
+
+    def segmented(self) -> list[SegmentedRun]:
+        return list(self._segmented.values())
+
+    def unsegment(self, key: Key, uid: str | None = None) -> None:
+        known = self._segmented.get(key)
+        if known is not None and (uid is None or known.uid == uid):
+            del self._segmented[key]
 
     def tracked(self) -> list[ReleasedWork]:
         return list(self._running.values())

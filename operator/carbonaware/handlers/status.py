@@ -18,6 +18,7 @@ from carbonaware.api.conditions import (
     format_time,
     set_condition,
 )
+from carbonaware.handlers.segmentdocs import opened
 from carbonaware.handlers.work import parse_time
 
 Status = dict[str, Any]
@@ -26,6 +27,7 @@ Conditions = list[dict[str, object]]
 RELEASE_REASONS = frozenset(
     {
         Reason.LOW_CARBON_WINDOW,
+        Reason.LOW_CARBON_SEGMENT,
         Reason.THRESHOLD_MET,
         Reason.DEADLINE_REACHED,
         Reason.IMMEDIATE,
@@ -270,6 +272,8 @@ def released_from_child(parent: dict[str, Any], child: dict[str, Any]) -> Status
         at_creation=intensity.get("atCreation"),
         latest_start_bound=status.get("latestStartBound"),
     )
+    if ((parent.get("spec") or {}).get("schedule") or {}).get("interruptible"):
+        doc.update(opened(doc, released_at, reason, doc["conditions"][-1]["message"]))
     target = ((child.get("metadata") or {}).get("labels") or {}).get(labels.TARGET_NAME)
     if target and ((parent.get("spec") or {}).get("ssh") or {}).get("targetSelector") is not None:
         doc["placement"] = {"target": target, "region": region}

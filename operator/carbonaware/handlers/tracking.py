@@ -11,8 +11,9 @@ status has none yet.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
@@ -30,9 +31,20 @@ from carbonaware.api.conditions import (
 )
 from carbonaware.handlers import events
 from carbonaware.handlers import status as status_docs
+from carbonaware.handlers.childjob import job_outcome, job_pods
 from carbonaware.handlers.containment import contained, measured
 from carbonaware.handlers.context import OperatorContext, context_of
 from carbonaware.handlers.measure import measure_pods, record_metrics, sci_annotations
+from carbonaware.handlers.segmentdocs import (
+    closed_at_end,
+    closed_done_seconds,
+    container_start,
+    segment_annotations,
+    segment_share,
+    segments_of,
+    summed_estimate,
+)
+from carbonaware.handlers.segmented import adopt
 from carbonaware.handlers.sshoutcome import job_key, parent_of
 from carbonaware.handlers.state import ChildKind, ReleasedWork, WorkKind
 from carbonaware.handlers.work import job_target, optional_time
@@ -41,19 +53,6 @@ logger = logging.getLogger(__name__)
 
 CHILD: dict[str, Any] = {labels.JOB_UID: kopf.PRESENT}
 MANAGED = {labels.MANAGED: "true"}
-
-
-def job_outcome(job: dict[str, Any]) -> tuple[str | None, str]:
-    """("Complete" | "Failed" | None, message) from the Job's own conditions."""
-    for condition in job.get("status", {}).get("conditions") or []:
-        if condition.get("status") != "True":
-            continue
-        if condition.get("type") == "Complete":
-            return "Complete", condition.get("message") or "The Job completed."
-        if condition.get("type") == "Failed":
-            reason = condition.get("reason") or "Failed"
-            return "Failed", f"{reason}: {condition.get('message') or 'the Job failed.'}"
-    return None, ""
 
 
 def owner_of(job: dict[str, Any]) -> tuple[str, str] | None:
@@ -73,8 +72,8 @@ def tracked_status(parent: dict[str, Any], job: dict[str, Any], now: datetime) -
     conditions = status.get("conditions") or []
     doc: dict[str, Any] = {"jobName": job.get("metadata", {}).get("name")}
     job_status = job.get("status", {})
-    if job_status.get("startTime"):
-        doc["startTime"] = job_status["startTime"]
+    if job_status.get("startTime"):  # a resumed Job restarts its own: the first one stays
+        doc["startTime"] = status.get("startTime") or job_status["startTime"]
     outcome, message = job_outcome(job)
     if outcome is not None:
         complete = outcome == "Complete"
@@ -128,13 +127,6 @@ async def annotate_run(
         )
 
 
-async def job_pods(ctx: OperatorContext, job: dict[str, Any]) -> list[dict[str, Any]]:
-    meta = job["metadata"]
-    return await ctx.kube.list_pods(
-        meta["namespace"], f"batch.kubernetes.io/controller-uid={meta['uid']}"
-    )
-
-
 async def follow_child(ctx: OperatorContext, job: dict[str, Any], *, deleted: bool = False) -> None:
     owner = owner_of(job)
     if owner is None:
@@ -166,6 +158,9 @@ async def follow_child(ctx: OperatorContext, job: dict[str, Any], *, deleted: bo
                         message=f"{reason}: recorded from the Job after a restart")  # fmt: skip
         doc = {**(recovered or {}), **tracked_status(parent, job, now)}
         finished = doc["state"] in (JobState.SUCCEEDED.value, JobState.FAILED.value)
+        if finished and old.get("segments"):  # an interruptible run: its last segment ends
+            end = optional_time(doc.get("completionTime")) or now
+            doc.update(closed_at_end(old, ctx.observed(end), None))
         if doc["state"] == JobState.RUNNING.value:
             ctx.usage.watch_namespace(namespace)
         if finished and not old.get("sci") and not deleted:
@@ -225,24 +220,38 @@ async def attach_sci(
         optional_time(job_status.get("startTime")),
         optional_time(doc.get("completionTime")),
     )
+    # An interruptible run: these pods ran its last segment; the counterfactual of its work
+    # starts where the segments before it left off.
+    earlier = [s for s in (parent.get("status") or {}).get("segments") or [] if s.get("end")]
     measurement = await measure_pods(
         ctx,
         pods,
         region=region,
-        created=ctx.created(parent),
+        created=ctx.created(parent) + timedelta(seconds=closed_done_seconds(parent["status"]))
+        if earlier
+        else ctx.created(parent),
         functional_unit=unit,
         fallback_window=(start, end) if start and end else None,
     )
     if measurement is None:
         return
-    doc["sci"] = {k: v for k, v in measurement.estimate.to_status().items() if v is not None}
+    estimate = measurement.estimate
+    if doc.get("segments") and end is not None:
+        began = [ctx.observed(t) for pod in pods if (t := container_start(pod)) is not None]
+        share = segment_share(estimate, measurement.run_mean)
+        doc.update(
+            closed_at_end(parent["status"], ctx.observed(end), share, max(began, default=None))
+        )
+        estimate = summed_estimate(estimate, earlier, float(unit.quantity))
+    doc["sci"] = {k: v for k, v in estimate.to_status().items() if v is not None}
     doc["sciDisplay"] = status_docs.sci_display(doc["sci"])
     intensity = dict(doc.get("intensity") or {})
     if measurement.run_mean is not None:
         intensity["runMean"] = round(measurement.run_mean, 2)
     doc["intensity"] = intensity
+    measurement = dataclasses.replace(measurement, estimate=estimate)
     await annotate_run(ctx, job, pods, sci_annotations(measurement))
-    record_metrics(ctx, parent["metadata"]["namespace"], measurement.estimate)
+    record_metrics(ctx, parent["metadata"]["namespace"], estimate)
 
 
 async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
@@ -267,6 +276,7 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
                 meta["name"],
             )
         )
+        adopt(ctx, job, WorkKind.JOB)
         return
     ctx.registry.untrack(key, str(meta["uid"]))
     if labels.SCI_GRAMS in annotations or annotations.get(labels.STATE) in (
@@ -280,9 +290,22 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
     measurement, problem = await measured(
         ctx, f"{meta['namespace']}/{meta['name']}", lambda: measure_plain_job(ctx, job, pods)
     )
+    segments = segments_of(job, plain_job=True)
+    end = ctx.observed(optional_time(job.get("status", {}).get("completionTime")) or ctx.clock())
+    if segments:  # interruptible: the last segment ends with the Job
+        extra.update(segment_annotations(closed_at_end({"segments": segments}, end, None)))
     if measurement is not None:
+        estimate = measurement.estimate
+        if segments:
+            earlier = [s for s in segments if s.get("end")]
+            began = [ctx.observed(t) for pod in pods if (t := container_start(pod)) is not None]
+            share = segment_share(estimate, measurement.run_mean)
+            closed = closed_at_end({"segments": segments}, end, share, max(began, default=None))
+            extra.update(segment_annotations(closed))
+            estimate = summed_estimate(estimate, earlier, 1.0)
+            measurement = dataclasses.replace(measurement, estimate=estimate)
         extra.update(sci_annotations(measurement))
-        record_metrics(ctx, meta["namespace"], measurement.estimate)
+        record_metrics(ctx, meta["namespace"], estimate)
     await annotate_run(ctx, job, pods if measurement else [], extra)
     sci = f", SCI {measurement.estimate.total_grams:.3g} g" if measurement else ""
     if problem:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ SCHEDULE_ANNOTATIONS = {
     labels.EXPECTED_DURATION_SECONDS: "expectedDurationSeconds",
     labels.MAX_INTENSITY: "maxIntensity",
     labels.MAX_INDEX: "maxIndex",
+    labels.INTERRUPTIBLE: "interruptible",
 }
 
 # What each annotation must hold: the second half of every message about a bad value.
@@ -43,6 +46,11 @@ ANNOTATION_RULES = {
     labels.MAX_INDEX: f"must be one of {', '.join(IndexLevel)}",
     labels.PRIORITY: f"must be a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY}",
     labels.REGION: "must be a region key of at most 64 characters (GB, GB-13, DE...)",
+    labels.INTERRUPTIBLE: (
+        'must be a JSON object such as {"minRunSeconds": 3600, "maxInterruptions": 4, '
+        '"resumeOverheadSeconds": 300}: minRunSeconds 60 to 31536000 (required), '
+        "maxInterruptions 0 to 1000, resumeOverheadSeconds 0 to 31536000"
+    ),
 }
 THRESHOLD_ANNOTATIONS = (labels.MAX_INTENSITY, labels.MAX_INDEX)
 # Plain ASCII digits only: int() would also take "1_000" or other scripts' digits.
@@ -174,6 +182,7 @@ def _held_work(
         held_reason=held_reason,
         body=held_body(body),
         overrides=overrides_of(meta),
+        interruptible=schedule.interruptible,
     )
 
 
@@ -206,9 +215,12 @@ def schedule_from_annotations(annotations: dict[str, str]) -> Schedule:
     Raises :class:`SpecError` naming every annotation that must change, and nothing else
     whatever the annotations hold (they are free text written by users).
     """
-    raw = {
+    raw: dict[str, Any] = {
         field: annotations[key] for key, field in SCHEDULE_ANNOTATIONS.items() if key in annotations
     }
+    if "interruptible" in raw:
+        with contextlib.suppress(ValueError):  # not JSON: the model refuses the text
+            raw["interruptible"] = json.loads(raw["interruptible"])
     try:
         return Schedule.model_validate(raw)
     except ValidationError as exc:
@@ -216,9 +228,15 @@ def schedule_from_annotations(annotations: dict[str, str]) -> Schedule:
         parts: list[str] = []
         for problem in exc.errors():
             key = inverse.get(str(problem["loc"][0])) if problem["loc"] else None
-            message = (
-                bad_annotation(key, annotations[key]) if key else threshold_problem(annotations)
-            )
+            if key:
+                message = bad_annotation(key, annotations[key])
+            elif "interruptible" in str(problem["msg"]):
+                message = (
+                    f"annotation {labels.INTERRUPTIBLE} must only be set with {labels.POLICY} "
+                    f"Forecast; remove it or set {labels.POLICY} to Forecast"
+                )
+            else:
+                message = threshold_problem(annotations)
             if message not in parts:
                 parts.append(message)
         raise SpecError("; ".join(parts)) from exc

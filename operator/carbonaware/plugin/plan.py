@@ -17,7 +17,12 @@ from rich.table import Table
 from carbonaware.api import display, labels
 from carbonaware.api.conditions import JobState
 
-ACTIVE = (JobState.HELD.value, JobState.RELEASED.value, JobState.RUNNING.value)
+ACTIVE = (
+    JobState.HELD.value,
+    JobState.RELEASED.value,
+    JobState.RUNNING.value,
+    JobState.PAUSED.value,
+)
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -97,7 +102,9 @@ def row_of_carbonawarejob(body: dict[str, Any]) -> PlanRow | None:
         namespace=str(meta.get("namespace")),
         name=str(meta.get("name")),
         state=state,
-        reason=condition_reason(status, "Held" if held else "Released"),
+        reason=condition_reason(status, "Held" if held else "Released")
+        if state != JobState.PAUSED.value
+        else condition_reason(status, "Paused"),
         region=status.get("region") or (body.get("spec") or {}).get("region"),
         planned_start=parse_time(status.get("plannedStartTime")),
         release_time=parse_time(status.get("releaseTime")),
@@ -120,7 +127,8 @@ def row_of_plain_job(body: dict[str, Any]) -> PlanRow | None:
     if finished:
         return None
     released = parse_time(annotations.get(labels.RELEASE_TIME))
-    if released is not None and (body.get("status") or {}).get("active"):
+    active = (body.get("status") or {}).get("active")
+    if released is not None and active and state != JobState.PAUSED.value:
         state = JobState.RUNNING.value
     return PlanRow(
         kind="Job",

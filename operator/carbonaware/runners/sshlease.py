@@ -39,7 +39,9 @@ The supervisor starts the job in its own session and process group, and a watchd
 SIGTERM to that group at ``timeoutSeconds`` and SIGKILL after the kill grace, also when no
 client is connected. A stop request (:func:`build_stop_script`) goes to the same watchdog. When
 the job's leader exits the supervisor sends SIGTERM to whatever it left in its group, reads
-the job's own CPU time with ``times`` and writes the exit record.
+the job's own CPU time with ``times`` and writes the exit record. :func:`build_locate_script`
+reports the job's process group from ``started`` while the run goes on, so that it can be
+paused and resumed (:mod:`carbonaware.runners.sshsignal`).
 
 Finished runs (with an ``exit`` or ``lost`` record) are removed by later starts on the same
 account once that record is :data:`PRUNE_AFTER_SECONDS` (7 days) old; until then a call with
@@ -92,6 +94,13 @@ run_dir="$runs_dir/{run_id}"
 boot_id=-
 [ -r /proc/sys/kernel/random/boot_id ] && read -r boot_id < /proc/sys/kernel/random/boot_id
 mkdir -p "$runs_dir" 2>/dev/null
+supervisor_alive() {{
+  [ -f "$run_dir/supervisor" ] || return 1
+  read -r supervisor_pid supervisor_boot < "$run_dir/supervisor"
+  [ "$supervisor_boot" = - ] || [ "$boot_id" = - ] || [ "$supervisor_boot" = "$boot_id" ] ||
+    return 1
+  kill -0 "$supervisor_pid" 2>/dev/null
+}}
 """
 
 _PRUNE = r"""
@@ -160,10 +169,39 @@ if [ ! -f "$run_dir/exit" ] && [ ! -f "$run_dir/lost" ]; then
   done
   if [ -f "$run_dir/armed" ] && [ -f "$run_dir/started" ] && [ ! -f "$run_dir/exit" ]; then
     read -r stop_pgid _ stop_watchdog < "$run_dir/started"
-    kill -USR1 "$stop_watchdog" 2>/dev/null ||
+    if ! kill -USR1 "$stop_watchdog" 2>/dev/null; then
+      # No watchdog: SIGTERM, then SIGCONT so a paused job acts on it.
       kill -TERM "-$stop_pgid" 2>/dev/null || kill -TERM "$stop_pgid" 2>/dev/null
+      kill -CONT "-$stop_pgid" 2>/dev/null || kill -CONT "$stop_pgid" 2>/dev/null
+    fi
   fi
 fi
+"""
+
+_LOCATE = r"""
+if [ ! -d "$run_dir" ]; then
+  say error there is no such run on the server
+  exit 0
+fi
+waited=0
+while [ ! -f "$run_dir/started" ]; do
+  [ -f "$run_dir/exit" ] || [ -f "$run_dir/lost" ] || [ "$waited" -ge 100 ] && break
+  nap 0.1
+  waited=$((waited + 1))
+done
+if [ -f "$run_dir/exit" ] || [ -f "$run_dir/lost" ] || [ -f "$run_dir/stop" ] ||
+  [ -f "$run_dir/stopping" ]; then
+  say none
+elif [ ! -f "$run_dir/started" ]; then
+  say error the run has not started its job yet
+elif supervisor_alive; then
+  read -r job_pgid job_start _ < "$run_dir/started"
+  say start "$job_pgid" "$job_start"
+else
+  # The supervisor is gone (the next attach records the run lost): its group is not trusted.
+  say none
+fi
+exit 0
 """
 
 _ATTACH = r"""
@@ -185,10 +223,7 @@ pass_output() {{
 }}
 owner_alive() {{
   if [ -f "$run_dir/supervisor" ]; then
-    read -r supervisor_pid supervisor_boot < "$run_dir/supervisor"
-    [ "$supervisor_boot" = - ] || [ "$boot_id" = - ] || [ "$supervisor_boot" = "$boot_id" ] ||
-      return 1
-    kill -0 "$supervisor_pid" 2>/dev/null
+    supervisor_alive
     return
   fi
   if [ -n "$claimer_pid" ]; then
@@ -216,7 +251,7 @@ stop_orphan() {{
   if owned_by_run "$orphan_watchdog" supervise; then
     kill -USR1 "$orphan_watchdog" 2>/dev/null
   elif owned_by_run "$orphan_pgid" job; then
-    kill -TERM "-$orphan_pgid" 2>/dev/null
+    kill -TERM "-$orphan_pgid" 2>/dev/null && kill -CONT "-$orphan_pgid" 2>/dev/null
   fi
 }}
 declare_lost() {{
@@ -394,3 +429,12 @@ def build_stop_script(
         grace_seconds=grace_seconds,
     )
     return _prelude(run_id, marker) + stop + attach
+
+
+def build_locate_script(*, run_id: str, marker: str) -> str:
+    """Report where the run ``run_id`` is, changing nothing: ``start <pgid> <start epoch>``
+    while its job runs under a live supervisor (of this boot), ``none`` once it is over or
+    ending (exit record, lost, stop requested or under way, supervisor gone), ``error`` when
+    there is no such run or its job has not started within about 10 s.
+    """
+    return _prelude(run_id, marker) + _LOCATE

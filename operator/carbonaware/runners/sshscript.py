@@ -7,14 +7,14 @@ The exec request of every run is a fixed one-liner, :data:`BOOTSTRAP_COMMAND`, t
 user data: it makes a private temporary directory, copies stdin into ``run.sh`` there and
 executes it with ``/bin/sh`` (a non-login shell: no profile is read). Whatever login shell the
 account has only sees ``exec /bin/sh -c '...'``. What ``run.sh`` holds (start or attach to a run,
-stop a run) is built by :mod:`carbonaware.runners.sshlease`.
+stop or locate a run) is built by :mod:`carbonaware.runners.sshlease`.
 
 The script reports to the runner on stderr with control lines tagged by a per-connection random
 marker (:func:`new_marker`), which :func:`split_control_line` separates from the job's own
 stderr. :func:`build_kill_command` signals a process group directly (the runner's last resort
-when the server's watchdog did not act); :func:`build_sampler_command` and
-:func:`build_sample_once_command` sample ``/proc/stat`` and ``/proc/meminfo`` while a run goes
-on.
+when the server's watchdog did not act, and the pause and resume of a run);
+:func:`build_sampler_command` and :func:`build_sample_once_command` sample ``/proc/stat`` and
+``/proc/meminfo`` while a run goes on.
 """
 
 from __future__ import annotations
@@ -78,16 +78,19 @@ def build_kill_command(pgid: int, signal_name: str) -> str:
     """Signal the job's whole process group (falls back to the process when no group exists).
 
     ``kill -TERM -<pgid>`` is the form dash, bash and busybox all read as a process group:
-    busybox's kill takes no ``--``, and dash needs one after ``-s TERM``.
+    busybox's kill takes no ``--``, and dash needs one after ``-s TERM``. STOP and CONT pause
+    and resume the job. SIGTERM is followed by SIGCONT: a paused job that handles SIGTERM
+    only sees it once it runs again (SIGKILL ends a stopped process by itself).
     """
     if pgid <= 1:
         raise RunnerError(f"refusing to signal process group {pgid}")
-    if signal_name not in {"TERM", "KILL"}:
+    if signal_name not in {"TERM", "KILL", "STOP", "CONT"}:
         raise RunnerError(f"unsupported signal {signal_name}")
-    return (
-        f"exec /bin/sh -c 'kill -{signal_name} -{pgid} 2>/dev/null "
-        f"|| kill -{signal_name} {pgid} 2>/dev/null; exit 0'"
+    signals = [signal_name, "CONT"] if signal_name == "TERM" else [signal_name]
+    kills = " ".join(
+        f"kill -{name} -{pgid} 2>/dev/null || kill -{name} {pgid} 2>/dev/null;" for name in signals
     )
+    return f"exec /bin/sh -c '{kills} exit 0'"
 
 
 def build_sampler_command(interval_seconds: float) -> str:
@@ -118,7 +121,8 @@ class ControlLine:
     claimed the run, ``start`` the job's process group and start epoch, ``end`` the exit
     record (exit status or None when the job never ran, whether it timed out, start and end
     epochs, the job's CPU seconds), ``lost``/``error`` a reason in ``text``; ``none`` says a stop
-    found no run and made sure none will start; ``alive`` is a heartbeat.
+    found no run and made sure none will start, or a locate found the run over or ending;
+    ``alive`` is a heartbeat.
     """
 
     kind: str

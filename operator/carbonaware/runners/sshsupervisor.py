@@ -11,6 +11,13 @@ group, reads the job's own CPU time with ``times`` and writes the exit record (w
 ``mv``). Portable ``sleep`` takes whole seconds, so the timeout and the grace are rounded up.
 Process groups are signalled as ``kill -TERM -<pgid>``, the one form dash, bash and busybox
 all accept (busybox's kill takes no ``--``; dash needs one after ``-s TERM``).
+
+A job may be paused with SIGSTOP of its process group and resumed with SIGCONT
+(:mod:`carbonaware.runners.sshsignal`). The supervisor's ``wait`` is not ended by a stopped
+child (a shell without job control waits for it to exit, not to stop), and the watchdog is
+in the supervisor's own session, so the timeout counts on while the job is paused (it is wall
+time) and still ends it: every SIGTERM is followed by SIGCONT, so a job that handles SIGTERM
+gets its grace to act on it.
 """
 
 from __future__ import annotations
@@ -81,6 +88,8 @@ job_pid=$!
   : > "$run_dir/stopping"
   trap '' USR1
   kill -TERM "-$job_pid" 2>/dev/null || kill -TERM "$job_pid" 2>/dev/null
+  # A paused (SIGSTOPped) job acts on a SIGTERM it handles only once it runs again.
+  kill -CONT "-$job_pid" 2>/dev/null || kill -CONT "$job_pid" 2>/dev/null
   nap_pid=
   sleep "$grace" &
   nap_pid=$!
@@ -98,8 +107,8 @@ if [ -f "$run_dir/stopping" ] && kill -0 "-$job_pid" 2>/dev/null; then
   # A stopped job's stragglers get the rest of the grace, then SIGKILL, from the watchdog.
   wait "$watchdog_pid"
 else
-  # Whatever the job left running in its process group ends with it.
-  kill -TERM "-$job_pid" 2>/dev/null
+  # Whatever the job left running (or paused) in its process group ends with it.
+  kill -TERM "-$job_pid" 2>/dev/null && kill -CONT "-$job_pid" 2>/dev/null
   kill -TERM "$watchdog_pid" 2>/dev/null
   wait "$watchdog_pid"
 fi

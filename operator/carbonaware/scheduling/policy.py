@@ -366,6 +366,12 @@ def _message(decision: Decision) -> str:
             f"{latest} (expected {run} window mean {_grams(decision.planned_window_mean)}; "
             f"intensity now {_grams(decision.intensity_now)})."
         )
+    if reason is Reason.LOW_CARBON_SEGMENT:
+        return (
+            f"Released: now is in the lowest-carbon segments that give the {run} of run time "
+            f"before the deadline (expected mean {_grams(decision.planned_window_mean)}; "
+            f"intensity now {_grams(decision.intensity_now)}); it may pause in dirtier hours."
+        )
     if reason is Reason.THRESHOLD_MET:
         return (
             f"Released: the grid intensity now is {_grams(decision.intensity_now)}, within the "

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from carbonaware.api.carbonawarejob import CarbonAwareJobSpec, CarbonAwareJobStatus
+from carbonaware.api.conditions import JobState
 from carbonaware.api.servertarget import ServerTargetSpec, ServerTargetStatus
 
 CRDS = Path(__file__).parents[3] / "crds"
@@ -190,3 +191,9 @@ def test_comparison_notices_a_map_value_type_change() -> None:
     }
     problems = compare(CarbonAwareJobSpec, schema["properties"]["spec"], "spec")
     assert any("jobTemplate.metadata.labels" in p for p in problems)
+
+
+def test_the_state_column_allows_every_state_the_operator_writes() -> None:
+    schema = load_schema("carbonawarejob.yaml")
+    allowed = schema["properties"]["status"]["properties"]["state"]["enum"]
+    assert sorted(allowed) == sorted(state.value for state in JobState)

@@ -85,3 +85,17 @@ def test_the_plain_job_is_suspended_managed_and_its_annotations_parse(path: Path
     schedule = schedule_from_annotations(document["metadata"]["annotations"])
     assert schedule.policy is SchedulePolicy.FORECAST
     assert schedule.max_delay_seconds == 43200
+
+
+def test_the_interruptible_example_checkpoints_on_sigterm_to_a_claim_it_declares() -> None:
+    claim, job = yaml.safe_load_all(
+        (EXAMPLES / "interruptible" / "checkpointing-job.yaml").read_text()
+    )
+    spec = CarbonAwareJobSpec.model_validate(job["spec"])
+    assert spec.schedule.interruptible is not None
+    assert spec.schedule.interruptible.min_run_seconds == 3600
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert "trap" in container["command"][-1]
+    assert "TERM" in container["command"][-1]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]

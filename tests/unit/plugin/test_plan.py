@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -11,7 +12,16 @@ from rich.console import Console
 
 from carbonaware.plugin.plan import plan_rows, render_plan
 
-from .inputs import DONE, HELD, HELD_ON_REQUEST, NOW, PLAIN_DONE, PLAIN_HELD, RUNNING
+from .inputs import (
+    DONE,
+    HELD,
+    HELD_ON_REQUEST,
+    NOW,
+    PLAIN_DONE,
+    PLAIN_HELD,
+    RUNNING,
+    condition,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -54,3 +64,13 @@ def test_plan_table_golden(update: bool) -> None:
 
 def test_an_empty_plan_says_so() -> None:
     assert rendered(render_plan, [], NOW) == "No held or running work.\n"
+
+
+def test_a_paused_interruptible_job_is_planned_work_with_the_reason_it_waits() -> None:
+    paused = copy.deepcopy(RUNNING)
+    paused["status"]["state"] = "Paused"
+    paused["status"]["conditions"].append(
+        condition("Paused", "WaitingForLowerIntensity", "1.00 h of 3.00 h done")
+    )
+    [row] = plan_rows([paused], [])
+    assert (row.name, row.state, row.reason) == ("eval", "Paused", "WaitingForLowerIntensity")
