@@ -174,7 +174,7 @@ async def finish_ssh_run(
             end = ctx.observed(summary.end_time) if summary else now
             doc.update(closed_at_end(status, end, None))
         if summary is not None:
-            doc["startTime"] = status.get("startTime") or format_time(summary.start_time)
+            doc["startTime"] = format_time(summary.start_time)  # the job started once
             _, problem = await measured(
                 ctx, f"{namespace}/{name}", lambda: attach_ssh_sci(ctx, parent, summary, doc)
             )
