@@ -15,7 +15,9 @@ watchdog sends SIGTERM and then SIGCONT, so the job acts on SIGTERM within its g
 
 Locating and signalling are two requests: a run that ends in between is signalled in vain
 (its group is gone) and reported as paused or resumed; the next observation of the run
-gives its outcome.
+gives its outcome. A job signalled in the instant between the supervisor's fork and its own
+``setsid`` has no group yet; the signal then goes to that one process, which has no children
+yet either.
 """
 
 from __future__ import annotations
