@@ -16,7 +16,8 @@ Invariants that hold whatever the forecast says (property tests in
 - the deadline guard: once the run time still needed if the job stayed idle for one more
   tick (remaining work, plus a resume's overhead unless it has never run) no longer fits
   before the deadline, the job runs, and from then on it runs to the end;
-- a running segment is never paused before it has run ``min_run``;
+- a running segment is never paused before it has run ``min_run``, nor before a resume's
+  overhead is spent (:attr:`InterruptibleJob.min_segment`);
 - a job never pauses more than ``max_interruptions`` times.
 
 Beyond the forecast's horizon the plan assumes the mean of the known forecast (plus the
@@ -126,7 +127,7 @@ def _decided_without_plan(
         return decided(False, RunReason.FORECAST_UNAVAILABLE, latest, job.deadline)
     if job.state is RunState.RUNNING and job.pauses_left == 0:
         return decided(True, RunReason.NO_INTERRUPTIONS_LEFT, now, now + job.remaining)
-    if job.state is RunState.RUNNING and job.running_for < job.min_run:
+    if job.state is RunState.RUNNING and job.running_for < job.min_segment:
         return InterruptibleDecision(True, RunReason.MINIMUM_RUN, (), None, latest)
     return None
 

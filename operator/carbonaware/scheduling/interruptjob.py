@@ -74,9 +74,16 @@ class InterruptibleJob:
         return self.deadline - self.need_if_idle
 
     @property
+    def min_segment(self) -> timedelta:
+        """How long a run lasts at least: ``min_run``, and never less than a resume's
+        overhead (a run paused before its overhead is spent would waste all of it)."""
+        return max(self.min_run, self.resume_overhead)
+
+    @property
     def may_pause(self) -> bool:
-        """A running job may pause once its segment has run ``min_run``, with a pause left."""
-        return self.running_for >= self.min_run and self.pauses_left != 0
+        """A running job may pause once its segment has run :attr:`min_segment`, with a
+        pause left."""
+        return self.running_for >= self.min_segment and self.pauses_left != 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,8 @@ def planning_rules(
     unit = step / units
     rules = Rules(
         units_per_cell=units,
-        min_cells=max(1, _ceil_div(min_run, step)),
+        # A run shorter than the overhead would waste it: runs last at least that long too.
+        min_cells=max(1, _ceil_div(max(min_run, resume_overhead), step)),
         overhead=_ceil_div(resume_overhead, unit),
         limited=limited,
     )
@@ -135,7 +136,7 @@ class Planner:
             run_cost = self._answer(run, cells, sweeps) if run is not None else INF
             idle_cost = self._answer(idle, cells, sweeps) if idle is not None else INF
             runs = idle is None or run_cost <= idle_cost + _TIE * max(1.0, abs(idle_cost))
-            if runs and job.state is RunState.RUNNING and job.running_for < job.min_run:
+            if runs and job.state is RunState.RUNNING and job.running_for < job.min_segment:
                 reason = RunReason.MINIMUM_RUN
             elif runs and run_cost == INF:
                 reason = RunReason.DEADLINE_REACHED  # nothing fits on the grid: run now
@@ -170,7 +171,7 @@ class Planner:
         if work + debit <= self.first_units:
             return _Question(OFF, 0, first_cost * (work + debit), allowance), idle, cells
         ran = job.running_for if job.state is RunState.RUNNING else timedelta(0)
-        still = max(0, _ceil_div(job.min_run - ran - self.first_length, self.view.step))
+        still = max(0, _ceil_div(job.min_segment - ran - self.first_length, self.view.step))
         run = _Question(
             still, work + debit - self.first_units, first_cost * self.first_units, allowance
         )
