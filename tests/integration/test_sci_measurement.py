@@ -39,7 +39,10 @@ from .operatorproc import apt_get_install, free_port
 pytestmark = pytest.mark.integration
 
 WINDOW_SECONDS = 20.0
-MAX_ATTEMPTS = 4
+# Attempts in which the burner could not raise the host's CPU time (every core already busy)
+# prove nothing and are measured again; the suite's busiest minutes (planes starting, the
+# replayed-clock operators) can saturate both cores for a few of them in a row.
+MAX_ATTEMPTS = 8
 TOLERANCE = 0.15
 STARTUP_TIMEOUT = 60.0
 PACKAGES = ("prometheus", "prometheus-node-exporter")

@@ -93,10 +93,16 @@ def decide_all(
     snapshots: dict[str, RegionSnapshot],
     now: datetime,
 ) -> tuple[dict[tuple[str, str, str], Decision], list[HeldWork]]:
-    """Each job's decision; jobs whose decision raised are returned apart, to be failed."""
+    """Each job's decision; jobs whose decision raised are returned apart, to be failed.
+
+    A job whose lock is held is being planned or released right now (by a watch handler):
+    deciding it would change the place its release is using (``decide_placed`` sets
+    ``work.target`` and ``work.placement``), so it waits for the next tick."""
     decisions = {}
     broken = []
     for work in held:
+        if ctx.registry.in_flight(work.key):
+            continue
         try:
             decisions[work.key] = decide_placed(ctx, work, snapshots, now)
         except Exception:

@@ -377,6 +377,11 @@ class Registry:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
+    def in_flight(self, key: Key) -> bool:
+        """Whether a step holds ``key``'s lock now (a release or a plan in flight)."""
+        lock = self._locks.get(key)
+        return lock is not None and lock.locked()
+
     def drop_lock(self, key: Key) -> None:
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():

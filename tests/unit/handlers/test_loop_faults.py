@@ -13,7 +13,7 @@ from carbonaware.api.intensity import IntensityPoint
 from carbonaware.config import OperatorSettings
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionIntensity
-from carbonaware.handlers.loop import latest_snapshots, resync_held, tick_done
+from carbonaware.handlers.loop import decide_all, latest_snapshots, resync_held, tick_done
 from carbonaware.handlers.state import HeldWork, WorkKind
 from carbonaware.metrics import Metrics
 
@@ -150,3 +150,16 @@ async def test_resync_drops_what_was_released_or_deleted_meanwhile() -> None:
     assert ctx.registry.held()[0].body["status"]["plannedStartTime"] == "x"
     assert ctx.registry.was_released("u1")
     assert not ctx.registry.was_released("u3")
+
+
+async def test_a_job_being_planned_or_released_is_not_decided_by_the_loop_meanwhile() -> None:
+    """decide_placed sets the place on the job itself: deciding a job whose release is in
+    flight (a watch handler holds its lock) could change the place that release records."""
+    ctx = context(provider=None)
+    busy, free = held("busy", "u1"), held("free", "u2")
+    async with ctx.registry.lock(busy.key):
+        decisions, broken = decide_all(ctx, [busy, free], {}, NOW)
+    assert set(decisions) == {free.key}
+    assert broken == []
+    decisions, _ = decide_all(ctx, [busy, free], {}, NOW)
+    assert set(decisions) == {busy.key, free.key}
