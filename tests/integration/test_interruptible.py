@@ -1,7 +1,7 @@
 """Interruptible work: a Job on the real node paused in dirty hours and resumed in clean ones,
 and an SSH script stopped and continued on a real sshd.
 
-The operator replays a trace on a scaled clock (one operator hour is 30 s): three clean
+The operator replays a trace on a scaled clock (one operator hour is 45 s): three clean
 half-hours, each followed by an hour and a half of dirty grid, before the deadline. A
 CarbonAwareJob with ``spec.schedule.interruptible`` whose work is 90 operator minutes runs
 a busybox workload on the real node that checkpoints: it counts seconds of work into a file
@@ -45,14 +45,16 @@ __all__ = ["sshd_server"]
 
 pytestmark = pytest.mark.integration
 
-SCALE = 120.0  # operator seconds per wall second
+# Operator seconds per wall second: a clean half-hour is 22.5 s, room for a pod to start on a
+# loaded node (at 120x, 15 s, a pod started under the whole suite's load could miss it).
+SCALE = 80.0
 SLOT = timedelta(minutes=30)
 CLEAN, DIRTY = 40, 400
 WORK = timedelta(minutes=90)  # three clean slots
-WORK_WALL_SECONDS = int(WORK.total_seconds() / SCALE)  # what the workload counts: 45 s
+WORK_WALL_SECONDS = int(WORK.total_seconds() / SCALE)  # what the workload counts: 67 s
 MIN_RUN = timedelta(minutes=20)
 FINISHED = ("Succeeded", "Failed")
-TICKS = timedelta(minutes=5)  # a tick is 1 s of wall time, 2 operator minutes: two and a half
+TICKS = timedelta(minutes=4)  # a tick is 1 s of wall time, 80 operator s: three ticks
 
 # Counts wall seconds of work into /data/progress; resumes from it; records each start and
 # each SIGTERM (with the count) in /data/log.
