@@ -317,8 +317,11 @@ async def _job_segment(
     assert run.child_name is not None
     job = await ctx.kube.get_job(run.namespace, run.child_name)
     pods = await job_pods(ctx, job) if job is not None else []
-    began = [ctx.observed(t) for pod in pods if (t := container_start(pod)) is not None]
-    began = [t for t in began if t >= start - timedelta(seconds=1)]
+    # The API server's times are whole seconds: a container that started in the second of
+    # the resume may read as before it. Later than the resume by then (its time plus that
+    # second), it belongs to this run.
+    stamps = [t for pod in pods if (t := container_start(pod)) is not None]
+    began = [ctx.observed(t) for t in stamps if ctx.observed(t + timedelta(seconds=1)) >= start]
     if not began:
         return {"workSeconds": 0.0}
     first = max(min(began), start)
