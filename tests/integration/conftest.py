@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from .operatorproc import BATCH_JOB_TEMPLATE, CRDS, QUICK_JOB_TEMPLATE, REPO_ROOT
+from .operatorproc import BATCH_JOB_TEMPLATE, CRDS, QUICK_JOB_TEMPLATE, REPO_ROOT, wait_for
 from .sshd import SshdServer, running_sshd
 from .workload import GroupTimes, group_and_order
 
@@ -120,13 +120,28 @@ def namespace(local_plane: Any) -> Iterator[str]:
     local_plane.delete_namespace(name)
 
 
+def established(plane: Any, name: str) -> bool:
+    """Whether the CRD ``name`` is Established (a CRD just created has no conditions yet,
+    which ``kubectl wait`` reports as an error instead of waiting)."""
+    status = plane.kubectl_json("get", "crd", name).get("status") or {}
+    return any(
+        c.get("type") == "Established" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def apply_crds(plane: Any) -> Any:
+    """``plane`` with the operator's CRDs applied and Established."""
+    plane.kubectl("apply", "-f", str(CRDS))
+    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
+        wait_for(lambda n=name: established(plane, n), timeout=60, what=f"CRD {name} Established")  # type: ignore[misc]
+    return plane
+
+
 @pytest.fixture(scope="module")
 def crds(local_plane: Any) -> Any:
     """``local_plane`` with the CarbonAwareJob and ServerTarget CRDs applied and Established."""
-    local_plane.kubectl("apply", "-f", str(CRDS))
-    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
-        local_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    return local_plane
+    return apply_crds(local_plane)
 
 
 @pytest.fixture(scope="session")
@@ -152,12 +167,7 @@ def real_node_namespace(real_node_plane: Any) -> Iterator[str]:
 @pytest.fixture
 def real_node_crds(real_node_plane: Any) -> Any:
     """``real_node_plane`` with the operator's CRDs applied and Established."""
-    real_node_plane.kubectl("apply", "-f", str(CRDS))
-    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
-        real_node_plane.kubectl(
-            "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s"
-        )
-    return real_node_plane
+    return apply_crds(real_node_plane)
 
 
 @pytest.fixture(scope="module")
