@@ -1,7 +1,8 @@
 """Interruptible work: a Job on the real node paused in dirty hours and resumed in clean ones,
 and an SSH script stopped and continued on a real sshd.
 
-The operator replays a trace on a scaled clock (one operator hour is 45 s): three clean
+The operator replays a trace on a scaled clock (one operator hour is 45 s of wall time for
+the real node, 22.5 s for the sshd, where no pod has to start): three clean
 half-hours, each followed by an hour and a half of dirty grid, before the deadline. A
 CarbonAwareJob with ``spec.schedule.interruptible`` whose work is 90 operator minutes runs
 a busybox workload on the real node that checkpoints: it counts seconds of work into a file
@@ -45,13 +46,16 @@ __all__ = ["sshd_server"]
 
 pytestmark = pytest.mark.integration
 
-# Operator seconds per wall second: a clean half-hour is 22.5 s, room for a pod to start on a
-# loaded node (at 120x, 15 s, a pod started under the whole suite's load could miss it).
+# Operator seconds per wall second. On the real node a clean half-hour is 22.5 s, room for a
+# pod to start on a loaded node (at 120x, 15 s, a pod started under the whole suite's load
+# could miss it); the sshd's script is stopped and continued in milliseconds.
 SCALE = 80.0
+SSH_SCALE = 160.0
 SLOT = timedelta(minutes=30)
 CLEAN, DIRTY = 40, 400
 WORK = timedelta(minutes=90)  # three clean slots
 WORK_WALL_SECONDS = int(WORK.total_seconds() / SCALE)  # what the workload counts: 67 s
+SSH_WORK_WALL_SECONDS = int(WORK.total_seconds() / SSH_SCALE)  # what the counter counts: 33 s
 MIN_RUN = timedelta(minutes=20)
 FINISHED = ("Succeeded", "Failed")
 TICKS = timedelta(minutes=4)  # a tick is 1 s of wall time, 80 operator s: three ticks
@@ -91,11 +95,11 @@ def write_trace(path: Path, first: datetime) -> Path:
     return path
 
 
-def replay_clock() -> tuple[ScaledClock, datetime, datetime]:
+def replay_clock(scale: float = SCALE) -> tuple[ScaledClock, datetime, datetime]:
     """The scaled clock from now, the first clean slot (the second half-hour boundary after
     the origin: a job created at once waits for it) and the deadline (an hour after the last
     clean slot)."""
-    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), SCALE)
+    clock = ScaledClock(datetime.now(UTC).replace(microsecond=0), scale)
     first = clock.origin.replace(minute=0, second=0) + SLOT * (clock.origin.minute // 30 + 2)
     return clock, first, clean_slots(first)[-1] + SLOT + timedelta(hours=1)
 
@@ -120,7 +124,7 @@ def replay_env(
         namespace=namespace,
         metrics_port=port,
         metrics_address="127.0.0.1",
-        time_scale=SCALE,
+        time_scale=clock.scale,
         time_origin=clock.origin.isoformat(),
         tick_seconds=1,
         **more,
@@ -181,6 +185,22 @@ def log_lines(data: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def assert_ran_in_segments(
+    final: dict[str, Any], deadline: datetime, operator: OperatorProcess
+) -> list[dict[str, Any]]:
+    """The run Succeeded by its deadline in at least three closed segments, each of them with
+    work, whose sum is the work done; returns the segments."""
+    assert final["state"] == "Succeeded", (final, operator.log()[-3000:])
+    assert when(final["completionTime"]) <= deadline
+    segments: list[dict[str, Any]] = final["segments"]
+    assert len(segments) >= 3, segments
+    assert final["interruptions"] == len(segments) - 1
+    assert all(s.get("end") for s in segments), segments
+    assert all(s["workSeconds"] > 0 for s in segments), segments
+    assert final["workDoneSeconds"] == pytest.approx(sum(s["workSeconds"] for s in segments), abs=1)
+    return segments
+
+
 def test_a_job_is_paused_and_resumed_in_clean_hours_and_survives_an_operator_sigkill(
     real_node_crds: Any, real_node_namespace: str, tmp_path: Path
 ) -> None:
@@ -237,13 +257,7 @@ def test_a_job_is_paused_and_resumed_in_clean_hours_and_survives_an_operator_sig
     log = log_lines(data)
     print("workload log:", *(" ".join(line) for line in log), sep="\n  ")
     print("segments:", *final.get("segments") or [], sep="\n  ")
-    assert final["state"] == "Succeeded", (final, operator.log()[-3000:])
-    assert when(final["completionTime"]) <= deadline
-    segments = final["segments"]
-    assert len(segments) >= 3
-    assert final["interruptions"] == len(segments) - 1
-    assert all(s.get("end") for s in segments)
-    assert all(s["workSeconds"] > 0 for s in segments), segments
+    segments = assert_ran_in_segments(final, deadline, operator)
     # Every pause reached the workload as SIGTERM, and every start after the first resumed
     # from the checkpoint, not from scratch; the work was done once.
     starts = [line for line in log if line[0] == "start"]
@@ -261,7 +275,6 @@ def test_a_job_is_paused_and_resumed_in_clean_hours_and_survives_an_operator_sig
         for seg in segments
     ]
     assert sum(in_clean) >= 3, segments
-    assert final["workDoneSeconds"] == pytest.approx(sum(s["workSeconds"] for s in segments), abs=1)
     assert final["sci"]["totalGrams"] > 0
     events = plane.kubectl_json(
         "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=long"
@@ -274,7 +287,7 @@ def test_a_job_is_paused_and_resumed_in_clean_hours_and_survives_an_operator_sig
 # Counts wall seconds of work, each line "<count> <epoch>": SIGSTOP freezes it between two
 # lines, so its own log shows every pause as a gap.
 COUNTER = f"""n=0
-while [ "$n" -lt {WORK_WALL_SECONDS} ]; do
+while [ "$n" -lt {SSH_WORK_WALL_SECONDS} ]; do
   sleep 1
   n=$((n + 1))
   echo "$n $(date +%s)" >> "$COUNTER_LOG"
@@ -286,7 +299,7 @@ echo done >> "$COUNTER_LOG"
 def test_an_ssh_script_is_stopped_and_continued_in_clean_hours_and_runs_its_work_once(
     crds: Any, namespace: str, sshd_server: SshdServer, tmp_path: Path
 ) -> None:
-    clock, first, deadline = replay_clock()
+    clock, first, deadline = replay_clock(SSH_SCALE)
     log = tmp_path / "counter.log"
     crds.apply(key_secret(KEY_SECRET, sshd_server.client_private_key), namespace=namespace)
     crds.apply(server_target("server", sshd_server), namespace=namespace)
@@ -312,24 +325,17 @@ def test_an_ssh_script_is_stopped_and_continued_in_clean_hours_and_runs_its_work
         operator.stop()
     lines = log.read_text().splitlines() if log.exists() else []
     print("segments:", *final.get("segments") or [], sep="\n  ")
-    assert final["state"] == "Succeeded", (final, operator.log()[-3000:])
-    assert when(final["completionTime"]) <= deadline
-    segments = final["segments"]
-    assert len(segments) >= 3, segments
-    assert final["interruptions"] == len(segments) - 1
-    assert all(s.get("end") for s in segments), segments
-    assert all(s["workSeconds"] > 0 for s in segments), segments
-    assert final["workDoneSeconds"] == pytest.approx(sum(s["workSeconds"] for s in segments), abs=1)
+    assert_ran_in_segments(final, deadline, operator)
     assert final["sci"]["cpuCoreSeconds"] >= 0
     # The work ran once, all of it: one line per second of work, then one "done".
     assert lines[-1] == "done", lines
     assert lines.count("done") == 1, lines
     counts = [int(line.split()[0]) for line in lines[:-1]]
-    assert counts == list(range(1, WORK_WALL_SECONDS + 1))
+    assert counts == list(range(1, SSH_WORK_WALL_SECONDS + 1))
     # Each pause is a gap in the script's own log, and without the gaps it ran for the work.
     epochs = [int(line.split()[1]) for line in lines[:-1]]
     gaps = [b - a for a, b in itertools.pairwise(epochs)]
     pauses = [gap for gap in gaps if gap > 5]
     assert len(pauses) == final["interruptions"], gaps
     ran = epochs[-1] - epochs[0] - sum(pauses) + 1
-    assert ran == pytest.approx(WORK_WALL_SECONDS, abs=3), gaps
+    assert ran == pytest.approx(SSH_WORK_WALL_SECONDS, abs=3), gaps

@@ -28,7 +28,7 @@ GROUP_SECONDS: dict[str, float] = {
     "real-node": 900,
     "test_helm_rbac": 435,
     "test_provider_faults": 223,
-    "test_interruptible": 250,
+    "test_interruptible": 140,
     "test_ssh_operator": 154,
     "test_operator_core": 144,
     "test_placement": 98,
