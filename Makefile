@@ -71,6 +71,7 @@ plane-binaries: deps
 # bench runs the benchmarks whose figures docs/benchmarks.md reports.
 bench: venv plane-binaries
 	$(PY) bench/scheduling.py
+	$(PY) bench/forecasts.py --jobs 2
 	$(PY) bench/interruptible.py --jobs 2
 	$(PY) bench/localplane.py
 	$(PY) bench/scale.py

@@ -594,12 +594,13 @@ def section(
     return "\n".join(out)
 
 
-def write_section(text: str) -> Path:
+def write_section(text: str, begin: str = BEGIN, end: str = END) -> Path:
+    """Replace the text between ``begin`` and ``end`` in docs/benchmarks.md (or append it)."""
     path = DOCS / "benchmarks.md"
     current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        before = current[: current.index(BEGIN)]
-        after = current[current.index(END) + len(END) :]
+    if begin in current and end in current:
+        before = current[: current.index(begin)]
+        after = current[current.index(end) + len(end) :]
         updated = before + text + after
     else:
         updated = current.rstrip("\n") + "\n\n" + text + "\n"

@@ -215,8 +215,16 @@ def simulate_command(
     forecast: Annotated[
         str | None,
         typer.Option(
-            help="column, perfect, naive or own. Default: column if the trace has one, else own "
-            "(for each region)."
+            help="column, vintage, perfect, naive, own or blend (the provider's forecast, own "
+            "and naive weighted by their recent skill). Default: column if the trace has one, "
+            "else own (for each region)."
+        ),
+    ] = None,
+    vintages: Annotated[
+        Path | None,
+        typer.Option(
+            help="Forecasts as published, for --forecast vintage or blend: a CSV of "
+            "issued_at,slot_start,value (bench/forecasts.py --vintages-out writes synthetic ones)."
         ),
     ] = None,
     duration: Annotated[str, typer.Option(help="Job length, e.g. 1h.")] = "1h",
@@ -281,7 +289,7 @@ def simulate_command(
     from carbonaware.api.durations import parse_duration
     from carbonaware.api.intensity import IntensityIndex
     from carbonaware.errors import ConfigError
-    from carbonaware.providers.tracefile import load_trace
+    from carbonaware.providers.tracefile import load_trace, load_vintages
     from carbonaware.scheduling import (
         ForecastMode,
         RegionTrace,
@@ -321,6 +329,8 @@ def simulate_command(
         )
         if settings.policy is SchedulePolicy.THRESHOLD and max_intensity is None and not max_index:
             raise ValueError("policy Threshold needs --max-intensity or --max-index")
+        if regions is not None and vintages is not None:
+            raise ValueError("--vintages go with one --trace, not --regions")
         if regions is not None and trace is not None:
             raise ValueError("give --trace or --regions, not both")
         if regions is not None:
@@ -355,6 +365,7 @@ def simulate_command(
                         actual=loaded.actual,
                         forecast=loaded.forecast,
                         index=loaded.index,
+                        vintages=load_vintages(vintages) if vintages else None,
                     ),
                     forecast=mode,
                 )

@@ -115,3 +115,39 @@ def load_trace(
         index=tuple(rows[s][2] for s in starts) if index_column else None,
         step=step,
     )
+
+
+VINTAGE_COLUMNS = ("issued_at", "slot_start", "value")
+
+
+def load_vintages(path: str | Path) -> list[tuple[datetime, datetime, float]]:
+    """Load forecasts as published: a CSV with one row per issue and slot, columns
+    ``issued_at, slot_start, value`` (each issue's whole horizon; times as in traces).
+    Raises :class:`ConfigError` naming the file, line or column at fault."""
+    file = Path(path)
+    try:
+        handle = file.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read vintages {file}: {exc.strerror}") from exc
+    rows: list[tuple[datetime, datetime, float]] = []
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in VINTAGE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(
+                f"vintages {file} need the columns {', '.join(VINTAGE_COLUMNS)}; "
+                f"missing {', '.join(missing)}"
+            )
+        for line, row in enumerate(reader, start=2):
+            try:
+                issued = parse_time(row["issued_at"])
+                slot = parse_time(row["slot_start"])
+                value = float(row["value"])
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"vintages {file} line {line}: {exc}") from exc
+            if value != value or value < 0:
+                raise ConfigError(f"vintages {file} line {line}: value must be a number >= 0")
+            rows.append((issued, slot, value))
+    if not rows:
+        raise ConfigError(f"vintages {file} have no rows")
+    return rows

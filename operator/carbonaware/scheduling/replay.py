@@ -9,8 +9,11 @@ as when, and with one it is exactly :func:`~carbonaware.scheduling.policy.decide
 
 Forecast modes: ``column`` (the trace's own forecast column, treated as the forecast known
 now for every future slot; corrected with :mod:`~carbonaware.scheduling.correction` unless
-disabled), ``perfect`` (the actuals), ``naive`` (seasonal-naive from actuals) and ``own``
-(the profile forecaster from actuals). Arrivals whose window touches a gap in any trace are
+disabled), ``vintage`` (the forecast issued last before the step, from the trace's vintages,
+corrected the same way), ``perfect`` (the actuals), ``naive`` (seasonal-naive from actuals),
+``own`` (the profile forecaster from actuals) and ``blend`` (the provider's forecast, vintages
+or column, with ``own`` and ``naive``, weighted by their recent skill:
+:mod:`~carbonaware.scheduling.blendsource`). Arrivals whose window touches a gap in any trace are
 skipped and counted.
 
 Scoring the placements against actuals is left to the callers (:mod:`.simulate` for one
@@ -30,6 +33,7 @@ from typing import Any
 from carbonaware.api.carbonawarejob import SchedulePolicy
 from carbonaware.api.conditions import Reason
 from carbonaware.api.intensity import IntensityIndex
+from carbonaware.scheduling.blendsource import BlendedSource, Component
 from carbonaware.scheduling.correction import CorrectionSettings, ForecastCorrection
 from carbonaware.scheduling.forecaster import (
     ProfileSettings,
@@ -39,6 +43,7 @@ from carbonaware.scheduling.forecaster import (
 from carbonaware.scheduling.placement import best_region_window, decide_region
 from carbonaware.scheduling.policy import JobRequest
 from carbonaware.scheduling.series import slot_of_day, slots_per_day
+from carbonaware.scheduling.skill import SkillSettings
 from carbonaware.scheduling.tracegrid import TraceGrid, unknown_prefix, whole_slots
 from carbonaware.scheduling.view import ForecastView
 
@@ -50,6 +55,8 @@ class ForecastMode(enum.StrEnum):
     PERFECT = "perfect"
     NAIVE = "naive"
     OWN = "own"
+    VINTAGE = "vintage"
+    BLEND = "blend"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,7 @@ class SimulationSettings:
     correction: CorrectionSettings = field(default_factory=CorrectionSettings)
     profile: ProfileSettings = field(default_factory=ProfileSettings)
     refit_every: timedelta = timedelta(days=1)
+    skill: SkillSettings = field(default_factory=SkillSettings)
 
     def job_fields(self) -> dict[str, Any]:
         """The job shape and the policy's bounds, as the JSON summaries report them."""
@@ -135,9 +143,13 @@ class ReplayPlan:
                 raise ValueError(
                     f"forecast mode 'column' needs a trace with a forecast column{which}"
                 )
-            if mode in (ForecastMode.NAIVE, ForecastMode.OWN) and day_slots is None:
+            if mode is ForecastMode.VINTAGE and grid.vintages is None:
+                which = f"; {names[index]} has none" if names else ""
+                raise ValueError(f"forecast mode 'vintage' needs a trace with vintages{which}")
+            own = (ForecastMode.NAIVE, ForecastMode.OWN, ForecastMode.BLEND)
+            if mode in own and day_slots is None:
                 raise ValueError(
-                    "forecast modes 'naive' and 'own' need a trace step that divides a day"
+                    "forecast modes 'naive', 'own' and 'blend' need a trace step that divides a day"
                 )
         unknown = [unknown_prefix(grid.actual) for grid in grids]
         arrivals: list[int] = []
@@ -294,6 +306,34 @@ class ForecastSource:
         self.refit_slots = max(1, math.ceil(settings.refit_every / grid.step))
         self.correction: ForecastCorrection | None = None
         self.fitted_at: int | None = None
+        self.blended: BlendedSource | None = None
+        if mode is ForecastMode.BLEND:
+            assert day_slots is not None
+            self.blended = BlendedSource(
+                self._components(),
+                grid.actual,
+                step=grid.step,
+                horizon_slots=horizon_slots,
+                day_slots=day_slots,
+                settings=settings.skill,
+            )
+
+    def _components(self) -> dict[str, Component]:
+        """The blend's sources: the provider's (vintages, else the column), own, naive."""
+        provider = (
+            ForecastMode.VINTAGE
+            if self.grid.vintages is not None
+            else ForecastMode.COLUMN
+            if self.grid.forecast is not None
+            else None
+        )
+        modes = [m for m in (provider, ForecastMode.OWN, ForecastMode.NAIVE) if m is not None]
+        return {
+            ("provider" if m is provider else m.value): ForecastSource(
+                self.grid, self.settings, m, self.horizon, self.day_slots
+            )._values
+            for m in modes
+        }
 
     def view(self, tick: int, now: datetime) -> ForecastView | None:
         values, risk = self._values(tick)
@@ -314,12 +354,17 @@ class ForecastSource:
         end = tick + self.horizon
         if mode is ForecastMode.PERFECT:
             return grid.actual[tick:end], None
+        if self.blended is not None:
+            return self.blended.values(tick)
         base = max(0, tick - self.keep)
         known = grid.actual[base:tick]  # what has been measured by now
         now_slot = tick - base
-        if mode is ForecastMode.COLUMN:
-            assert grid.forecast is not None
-            forecast = grid.forecast[base:end]
+        if mode in (ForecastMode.COLUMN, ForecastMode.VINTAGE):
+            if mode is ForecastMode.VINTAGE:
+                forecast = grid.vintage_forecast(base, tick, end)
+            else:
+                assert grid.forecast is not None
+                forecast = grid.forecast[base:end]
             if not self.settings.correct_forecast or self.day_slots is None:
                 return forecast[now_slot:], None
             day_offset = (self.day_offset + base) % self.day_slots

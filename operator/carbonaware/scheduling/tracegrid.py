@@ -14,6 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from carbonaware.api.intensity import IntensityIndex, IntensityPoint
 from carbonaware.scheduling.series import NAN
+from carbonaware.scheduling.vintages import VintageGrid
+
+VintageRows = Sequence[tuple[datetime, datetime, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +28,23 @@ class TraceInput:
     actual: Sequence[float]
     forecast: Sequence[float] | None = None
     index: Sequence[IntensityIndex | None] | None = None
+    # Forecasts as published: ``(issued_at, slot_start, value)`` rows, or vintages already
+    # laid on this trace's grid (:mod:`carbonaware.scheduling.vintages`).
+    vintages: VintageRows | VintageGrid | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TraceGrid:
-    """The trace on a regular grid; slots missing from the trace are ``nan``."""
+    """The trace on a regular grid; slots missing from the trace are ``nan``. ``published``
+    is the vintages' forecast of each slot as seen at its start (their forecast column)."""
 
     start: datetime
     step: timedelta
     actual: list[float]
     forecast: list[float] | None
     index: list[IntensityIndex | None] | None
+    vintages: VintageGrid | None = None
+    published: list[float] | None = None
 
     @classmethod
     def make(cls, trace: TraceInput) -> TraceGrid:
@@ -61,7 +70,32 @@ class TraceGrid:
                 forecast[slot] = float(trace.forecast[row])
             if index is not None and trace.index is not None:
                 index[slot] = trace.index[row]
-        return cls(start=first, step=step, actual=actual, forecast=forecast, index=index)
+        vintages = trace.vintages
+        if vintages is not None and not isinstance(vintages, VintageGrid):
+            vintages = VintageGrid.from_rows(vintages, start=first, step=step, size=size)
+        if vintages is not None and (vintages.start, vintages.step, vintages.size) != (
+            first,
+            step,
+            size,
+        ):
+            raise ValueError("the vintages are on another grid than the trace")
+        return cls(
+            start=first,
+            step=step,
+            actual=actual,
+            forecast=forecast,
+            index=index,
+            vintages=vintages,
+            published=vintages.as_published() if vintages is not None else None,
+        )
+
+    def vintage_forecast(self, base: int, tick: int, end: int) -> list[float]:
+        """Slots ``base .. end-1`` as a step at ``tick`` sees the vintages: before ``tick`` the
+        forecast each slot had at its start, from ``tick`` on the latest issue's."""
+        assert self.vintages is not None
+        assert self.published is not None
+        end = min(end, len(self.actual))
+        return self.published[base:tick] + self.vintages.values_at(tick, end - tick)
 
     def time_of(self, slot: int) -> datetime:
         return self.start + slot * self.step

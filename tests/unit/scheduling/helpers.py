@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from carbonaware.api.intensity import IntensityIndex, IntensityPoint
 from carbonaware.scheduling import ForecastView, TraceInput
+from carbonaware.scheduling.vintages import synthetic_vintages
 
 T0 = datetime(2024, 3, 4, tzinfo=UTC)
 HALF_HOUR = timedelta(minutes=30)
@@ -52,3 +54,12 @@ def trace(
         actual=list(actual),
         forecast=list(forecast) if forecast is not None else None,
     )
+
+
+def with_vintages(data: TraceInput, horizon: timedelta = timedelta(hours=6)) -> TraceInput:
+    """``data`` with synthetic vintages of its actuals (an issue every slot), so that every
+    forecast mode, ``vintage`` included, can replay it."""
+    vintages = synthetic_vintages(
+        data.actual, start=data.starts[0], step=data.step, horizon=horizon
+    )
+    return dataclasses.replace(data, vintages=vintages)

@@ -127,3 +127,51 @@ def test_threshold_by_index_on_the_shipped_trace_credits_the_data() -> None:
     assert summary["max_index"] == "Low"
     assert summary["deadline_misses"] == 0
     assert summary["reasons"]["ThresholdMet"] > 0
+
+
+def write_vintages(path: Path, *, shift: float) -> Path:
+    """An issue every hour for the next 12 h: the actuals of trace_csv plus ``shift``."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["issued_at", "slot_start", "value"])
+        for tick in range(0, 4 * 48, 2):
+            issued = (T0 + tick * HALF_HOUR).strftime("%Y-%m-%dT%H:%MZ")
+            for slot in range(tick, min(4 * 48, tick + 24)):
+                value = 150 + 60 * math.sin(2 * math.pi * slot / 48) + shift
+                moment = (T0 + slot * HALF_HOUR).strftime("%Y-%m-%dT%H:%MZ")
+                writer.writerow([issued, moment, f"{value:.1f}"])
+    return path
+
+
+@pytest.mark.parametrize("mode", ["vintage", "blend"])
+def test_vintages_feed_the_vintage_and_blend_modes(
+    trace_csv: Path, tmp_path: Path, mode: str
+) -> None:
+    vintages = write_vintages(tmp_path / "vintages.csv", shift=3)
+    args = [*base_args(trace_csv), "--forecast", mode, "--vintages", str(vintages)]
+    result = runner.invoke(app, [*args, "--window", "8h", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["forecast"] == mode
+    assert summary["deadline_misses"] == 0
+    assert summary["captured_share"] > 0.9  # the vintages order the hours right
+
+
+def test_bad_vintages_are_refused_with_what_to_change(trace_csv: Path, tmp_path: Path) -> None:
+    missing = runner.invoke(app, [*base_args(trace_csv), "--forecast", "vintage"])
+    assert missing.exit_code != 0
+    assert "needs a trace with vintages" in missing.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("issued_at,slot,value\n2024-03-04T00:00Z,2024-03-04T00:00Z,1\n")
+    wrong = runner.invoke(
+        app, [*base_args(trace_csv), "--forecast", "vintage", "--vintages", str(bad)]
+    )
+    assert wrong.exit_code != 0
+    assert "issued_at, slot_start, value" in wrong.output
+    negative = tmp_path / "negative.csv"
+    negative.write_text("issued_at,slot_start,value\n2024-03-04T00:00Z,2024-03-04T00:00Z,-4\n")
+    refused = runner.invoke(
+        app, [*base_args(trace_csv), "--forecast", "vintage", "--vintages", str(negative)]
+    )
+    assert refused.exit_code != 0
+    assert "line 2" in refused.output

@@ -19,7 +19,7 @@ from carbonaware.scheduling import ForecastMode, SimulationSettings
 from carbonaware.scheduling.interruptsim import InterruptibleSettings, simulate_interruptible
 from carbonaware.scheduling.report import decisions_csv, render_json, summary_rows
 
-from .helpers import HALF_HOUR, T0, trace
+from .helpers import HALF_HOUR, T0, trace, with_vintages
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
@@ -98,7 +98,7 @@ def test_no_deadline_misses_whatever_the_data(
     rng = random.Random(len(values))
     forecast = [v + rng.uniform(-60, 60) if v == v else v for v in values]
     result = simulate_interruptible(
-        trace(values, forecast=forecast),
+        with_vintages(trace(values, forecast=forecast)),
         SimulationSettings(
             forecast=mode,
             duration=duration * HALF_HOUR,

@@ -25,7 +25,7 @@ from carbonaware.scheduling import (
 )
 from carbonaware.scheduling.report import decisions_csv, render_plain, summary_rows
 
-from .helpers import HALF_HOUR, T0, trace
+from .helpers import HALF_HOUR, T0, trace, with_vintages
 
 HOUR = timedelta(hours=1)
 DAY = 24
@@ -210,10 +210,12 @@ def test_no_deadline_misses_whatever_the_data(
     regions = [
         RegionTrace(
             f"R{i}",
-            trace(
-                values,
-                step=HALF_HOUR,
-                forecast=[v + rng.uniform(-30, 30) if v == v else v for v in values],
+            with_vintages(
+                trace(
+                    values,
+                    step=HALF_HOUR,
+                    forecast=[v + rng.uniform(-30, 30) if v == v else v for v in values],
+                )
             ),
         )
         for i, values in enumerate(series)

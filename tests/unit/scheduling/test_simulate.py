@@ -23,7 +23,7 @@ from carbonaware.scheduling import (
 )
 from carbonaware.scheduling.report import decisions_csv, render_json, render_plain, summary_rows
 
-from .helpers import HALF_HOUR, T0, trace
+from .helpers import HALF_HOUR, T0, trace, with_vintages
 
 HOUR = timedelta(hours=1)
 DAY = 48
@@ -108,7 +108,9 @@ def test_decisions_csv_is_enough_to_recompute_the_result() -> None:
     assert sum(policy) / len(policy) == pytest.approx(result.policy_mean)
 
 
-@pytest.mark.parametrize("mode", [ForecastMode.COLUMN, ForecastMode.NAIVE, ForecastMode.OWN])
+@pytest.mark.parametrize(
+    "mode", [ForecastMode.COLUMN, ForecastMode.NAIVE, ForecastMode.OWN, ForecastMode.BLEND]
+)
 def test_decisions_never_depend_on_actuals_not_yet_measured(mode: ForecastMode) -> None:
     actual = wavy(6, seed=3)
     forecast = [a + 7 for a in wavy(6, seed=4)]
@@ -173,7 +175,7 @@ def test_no_deadline_misses_whatever_the_data(
     rng = random.Random(len(values))
     forecast = [v + rng.uniform(-30, 30) if v == v else v for v in values]
     result = simulate(
-        trace(values, forecast=forecast),
+        with_vintages(trace(values, forecast=forecast)),
         SimulationSettings(
             policy=policy,
             forecast=mode,
@@ -195,6 +197,8 @@ def test_settings_the_trace_cannot_support_are_rejected() -> None:
         simulate(data, SimulationSettings(duration=timedelta(minutes=45)))
     with pytest.raises(ValueError, match="forecast column"):
         simulate(data, SimulationSettings(forecast=ForecastMode.COLUMN))
+    with pytest.raises(ValueError, match="needs a trace with vintages"):
+        simulate(data, SimulationSettings(forecast=ForecastMode.VINTAGE))
     with pytest.raises(ValueError, match="at least as long"):
         simulate(data, SimulationSettings(duration=2 * HOUR, window=HOUR))
 

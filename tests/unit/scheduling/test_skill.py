@@ -1,0 +1,147 @@
+"""Skill by lead, blending by recent skill, and the regret of a forecast's choices."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import timedelta
+
+import pytest
+
+from carbonaware.scheduling.regret import regrets, spearman
+from carbonaware.scheduling.skill import (
+    BLEND,
+    LeadSkill,
+    SkillSettings,
+    SkillTracker,
+    bucket_label,
+)
+
+HOUR = timedelta(hours=1)
+DAY = 24
+
+
+def tracker(sources: tuple[str, ...], **settings: float | str) -> SkillTracker:
+    return SkillTracker(
+        sources=sources,
+        step=HOUR,
+        horizon_slots=48,
+        settings=SkillSettings(record_every_hours=1, min_samples=10, **settings),  # type: ignore[arg-type]
+    )
+
+
+def feed(
+    skill: SkillTracker,
+    actual: list[float],
+    forecast_of: dict[str, list[float]],
+    ticks: range,
+) -> None:
+    """Issue at every tick each source's forecast (its series from the tick on), after the
+    actuals before the tick are observed."""
+    for tick in ticks:
+        if tick:
+            skill.observe(tick - 1, actual[tick - 1], (tick - 1) // DAY)
+        forecasts = {name: series[tick : tick + 48] for name, series in forecast_of.items()}
+        values, _ = skill.blend(forecasts)
+        skill.issue(tick, {**forecasts, BLEND: values})
+
+
+def row_of(skill: SkillTracker, source: str, bucket: str) -> LeadSkill:
+    return next(s for s in skill.table() if s.source == source and s.bucket == bucket)
+
+
+def test_mae_by_lead_bucket_is_the_mean_absolute_error_of_forecasts_at_those_leads() -> None:
+    actual = [100.0] * 200
+    skill = tracker(("high",))
+    feed(skill, actual, {"high": [110.0] * 248}, range(150))
+    table = {(s.source, s.bucket): s for s in skill.table()}
+    for bucket in ("0-3h", "3-6h", "6-12h", "12-24h", "24-48h"):
+        assert table[("high", bucket)].mae == pytest.approx(10.0)
+        assert table[("high", bucket)].samples > 0
+    assert math.isnan(table[("high", "48h+")].mae)  # no lead reaches 48 h here
+    assert bucket_label(5) == "48h+"
+
+
+def test_a_poor_source_gets_no_weight_and_the_blend_follows_the_good_one() -> None:
+    rng = random.Random(4)
+    actual = [200 + 80 * math.sin(2 * math.pi * i / DAY) for i in range(24 * 30)]
+    good = [a + rng.gauss(0, 5) for a in actual] + [200.0] * 48
+    poor = [a + rng.gauss(0, 80) for a in actual] + [200.0] * 48
+    skill = tracker(("poor", "good"))
+    feed(skill, actual, {"poor": poor, "good": good}, range(24 * 20))
+    for weights in skill.weights(["poor", "good"])[:5]:
+        assert weights["good"] >= 0.9
+        assert sum(weights.values()) == pytest.approx(1.0)
+    tick = 24 * 20
+    values, risk = skill.blend({"poor": poor[tick : tick + 48], "good": good[tick : tick + 48]})
+    blend_error = sum(abs(v - a) for v, a in zip(values, actual[tick:], strict=False)) / 48
+    assert blend_error < 8
+    assert all(r > 0 for r in risk)  # the recent error, weighted by risk_weight
+
+
+def test_two_sources_with_independent_errors_are_averaged() -> None:
+    rng = random.Random(9)
+    actual = [150.0 + 30 * math.sin(i / 5) for i in range(24 * 30)]
+    first = [a + rng.gauss(0, 20) for a in actual] + [150.0] * 48
+    second = [a + rng.gauss(0, 20) for a in actual] + [150.0] * 48
+    skill = tracker(("first", "second"))
+    feed(skill, actual, {"first": first, "second": second}, range(24 * 25))
+    weights = skill.weights(["first", "second"])[4]
+    assert weights["first"] == pytest.approx(0.5, abs=0.21)
+    blended = row_of(skill, BLEND, "24-48h")
+    alone = row_of(skill, "first", "24-48h")
+    assert blended.mae < alone.mae  # averaging independent errors helps
+
+
+def test_a_source_without_a_value_is_left_out_of_that_slot() -> None:
+    skill = tracker(("a", "b"))
+    values, _ = skill.blend({"a": [10.0, math.nan, math.nan], "b": [20.0, 30.0]})
+    assert values[0] == pytest.approx(15.0)  # equal weights before any score
+    assert values[1] == pytest.approx(30.0)
+    assert math.isnan(values[2])
+
+
+def test_rank_correlation_rewards_the_order_of_clean_and_dirty_hours() -> None:
+    assert spearman([(1, 10), (2, 20), (3, 35)]) == pytest.approx(1.0)
+    assert spearman([(1, 10), (2, 5), (3, 1)]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([(1, 1), (2, 1), (3, 1)]))
+    assert math.isnan(spearman([(1, 2), (2, 3)]))
+    # A forecast 50 g too high everywhere orders the hours perfectly.
+    actual = [100 + 40 * math.sin(2 * math.pi * i / DAY) for i in range(24 * 10)]
+    skill = tracker(("biased",))
+    feed(skill, actual, {"biased": [a + 50 for a in actual] + [0.0] * 48}, range(24 * 8))
+    row = row_of(skill, "biased", "12-24h")
+    assert row.mae == pytest.approx(50.0)
+    assert row.rank_correlation == pytest.approx(1.0, abs=1e-3)
+
+
+def test_regret_is_what_a_job_planned_on_the_forecast_lost_against_the_best_start() -> None:
+    actual = [50.0, 40.0, 10.0, 30.0]
+    right = [5.0, 4.0, 1.0, 3.0]  # wrong values, right order
+    wrong = [1.0, 4.0, 5.0, 3.0]  # picks the first slot
+    # Half of each reads [3, 4, 3, 3]: a tie, and the earliest start (slot 0) is chosen.
+    weightings = [(1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.8, 0.2)]
+    assert regrets([right, wrong], actual, weightings, 1) == [0.0, 40.0, 40.0, 0.0]
+    # A two-slot job: the best start is slot 2 (mean 20); ``wrong`` starts at 0 (mean 45).
+    assert regrets([right, wrong], actual, [(1.0, 0.0), (0.0, 1.0)], 2) == [0.0, 25.0]
+    assert regrets([right], [50.0, math.nan, 10.0], [(1.0,)], 1) is None
+
+
+def test_regret_weighting_keeps_the_first_source_until_another_is_clearly_better() -> None:
+    rng = random.Random(2)
+    actual = [200 + 80 * math.sin(2 * math.pi * i / DAY) for i in range(24 * 30)]
+    scrambled = [200 + rng.gauss(0, 80) for _ in actual] + [200.0] * 48
+    right = [a + rng.gauss(0, 3) for a in actual] + [200.0] * 48
+    skill = tracker(("scrambled", "right"), weighting="regret", weight_step=0.5)
+    assert skill.weights(["scrambled", "right"])[0] == {"scrambled": 1.0, "right": 0.0}
+    feed(skill, actual, {"scrambled": scrambled, "right": right}, range(24 * 20))
+    assert skill.weights(["scrambled", "right"])[0]["right"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("window_days", 0), ("weight_step", 0), ("switch_margin", 1), ("weighting", "median")],
+)
+def test_bad_settings_are_refused(field: str, value: float | str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SkillSettings(**{field: value})  # type: ignore[arg-type]
