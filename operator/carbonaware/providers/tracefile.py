@@ -7,8 +7,10 @@ trace is parsed one way everywhere. The shipped traces are described in
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,21 +78,10 @@ def load_trace(
 ) -> Trace:
     """Load a trace CSV. Raises :class:`ConfigError` naming the file, row and column at fault."""
     file = Path(path)
-    try:
-        handle = file.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"cannot read trace {file}: {exc.strerror}") from exc
     rows: dict[datetime, tuple[float, float | None, IntensityIndex | None]] = {}
-    with handle:
-        reader = csv.DictReader(handle)
-        wanted = [c for c in (time_column, actual_column, forecast_column, index_column) if c]
-        missing = [c for c in wanted if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ConfigError(
-                f"trace {file} has no column(s) {', '.join(map(repr, missing))}; "
-                f"columns are {', '.join(map(repr, reader.fieldnames or []))}"
-            )
-        for line, row in enumerate(reader, start=2):
+    wanted = [c for c in (time_column, actual_column, forecast_column, index_column) if c]
+    with _csv_rows(file, "trace", wanted) as reader:
+        for line, row in reader:
             try:
                 start = parse_time(row[time_column])
                 actual = float(row[actual_column])
@@ -125,20 +116,9 @@ def load_vintages(path: str | Path) -> list[tuple[datetime, datetime, float]]:
     ``issued_at, slot_start, value`` (each issue's whole horizon; times as in traces).
     Raises :class:`ConfigError` naming the file, line or column at fault."""
     file = Path(path)
-    try:
-        handle = file.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"cannot read vintages {file}: {exc.strerror}") from exc
     rows: list[tuple[datetime, datetime, float]] = []
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in VINTAGE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ConfigError(
-                f"vintages {file} need the columns {', '.join(VINTAGE_COLUMNS)}; "
-                f"missing {', '.join(missing)}"
-            )
-        for line, row in enumerate(reader, start=2):
+    with _csv_rows(file, "vintages", VINTAGE_COLUMNS) as reader:
+        for line, row in reader:
             try:
                 issued = parse_time(row["issued_at"])
                 slot = parse_time(row["slot_start"])
@@ -151,3 +131,24 @@ def load_vintages(path: str | Path) -> list[tuple[datetime, datetime, float]]:
     if not rows:
         raise ConfigError(f"vintages {file} have no rows")
     return rows
+
+
+@contextlib.contextmanager
+def _csv_rows(
+    file: Path, kind: str, wanted: Sequence[str]
+) -> Iterator[Iterator[tuple[int, dict[str, str]]]]:
+    """The CSV's rows with their line numbers, once it has every ``wanted`` column
+    (:class:`ConfigError` naming the file and what is missing otherwise)."""
+    try:
+        handle = file.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {kind} {file}: {exc.strerror}") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in wanted if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(
+                f"{kind} {file} has no column(s) {', '.join(map(repr, missing))}; "
+                f"columns are {', '.join(map(repr, reader.fieldnames or []))}"
+            )
+        yield enumerate(reader, start=2)

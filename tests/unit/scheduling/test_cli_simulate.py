@@ -161,17 +161,16 @@ def test_bad_vintages_are_refused_with_what_to_change(trace_csv: Path, tmp_path:
     missing = runner.invoke(app, [*base_args(trace_csv), "--forecast", "vintage"])
     assert missing.exit_code != 0
     assert "needs a trace with vintages" in missing.output
-    bad = tmp_path / "bad.csv"
-    bad.write_text("issued_at,slot,value\n2024-03-04T00:00Z,2024-03-04T00:00Z,1\n")
-    wrong = runner.invoke(
-        app, [*base_args(trace_csv), "--forecast", "vintage", "--vintages", str(bad)]
-    )
-    assert wrong.exit_code != 0
-    assert "issued_at, slot_start, value" in wrong.output
-    negative = tmp_path / "negative.csv"
-    negative.write_text("issued_at,slot_start,value\n2024-03-04T00:00Z,2024-03-04T00:00Z,-4\n")
-    refused = runner.invoke(
-        app, [*base_args(trace_csv), "--forecast", "vintage", "--vintages", str(negative)]
-    )
-    assert refused.exit_code != 0
-    assert "line 2" in refused.output
+    row = "2024-03-04T00:00Z,2024-03-04T00:00Z"
+    cases = {
+        f"issued_at,slot,value\n{row},1\n": "no column(s) 'slot_start'",
+        f"issued_at,slot_start,value\n{row},-4\n": "line 2: value",
+    }
+    for number, (text, message) in enumerate(cases.items()):
+        bad = tmp_path / f"bad-{number}.csv"
+        bad.write_text(text)
+        refused = runner.invoke(
+            app, [*base_args(trace_csv), "--forecast", "vintage", "--vintages", str(bad)]
+        )
+        assert refused.exit_code != 0
+        assert message in refused.output
