@@ -63,6 +63,11 @@ class OperatorSettings(BaseSettings):
     trace_actual_column: str = "Actual Carbon Intensity (gCO2/kWh)"
     trace_forecast_column: str | None = "Forecast Carbon Intensity (gCO2/kWh)"
     trace_index_column: str | None = "Index"
+    trace_vintages_path: str | None = Field(
+        None,
+        description="Forecasts as they were issued (CSV of issued_at,slot_start,value): the "
+        "trace provider serves each period ahead from the latest issue out by then.",
+    )
     trace_shift_to_now: bool = Field(
         True, description="Map the trace's year onto the present (same weekday and time)."
     )

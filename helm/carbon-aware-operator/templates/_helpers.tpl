@@ -122,6 +122,7 @@ per setting that is set (not null, not empty), tokens from existing Secrets via 
   (list "CARBONAWARE_TRACE_FORECAST_COLUMN" $p.trace.forecastColumn)
   (list "CARBONAWARE_TRACE_INDEX_COLUMN" $p.trace.indexColumn)
   (list "CARBONAWARE_TRACE_SHIFT_TO_NOW" $p.trace.shiftToNow)
+  (list "CARBONAWARE_TRACE_VINTAGES_PATH" $p.trace.vintagesPath)
   (list "CARBONAWARE_SSH_MODE" $v.ssh.mode)
   (list "CARBONAWARE_RUNNER_IMAGE" (include "carbonaware.runnerImage" .))
   (list "CARBONAWARE_RUNNER_IMAGE_PULL_POLICY" $v.ssh.runnerImagePullPolicy)

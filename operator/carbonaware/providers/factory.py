@@ -22,7 +22,7 @@ from carbonaware.providers.chain import ProviderChain
 from carbonaware.providers.http import HttpOptions, Sleep
 from carbonaware.providers.static import StaticProvider, parse_static_table
 from carbonaware.providers.trace import TraceProvider
-from carbonaware.providers.tracefile import load_trace
+from carbonaware.providers.tracefile import TraceVintages, load_trace, load_vintages
 
 PROVIDER_NAMES = ("ukci", "electricitymaps", "watttime", "static", "trace")
 HTTP_PROVIDERS = frozenset({"ukci", "electricitymaps", "watttime"})
@@ -128,6 +128,11 @@ def build_single_provider(
             now=clock,
             attribution=trace_attribution(path),
             home_region=trace_home_region(path),
+            vintages=(
+                TraceVintages(load_vintages(settings.trace_vintages_path))
+                if settings.trace_vintages_path
+                else None
+            ),
         )
     raise ConfigError(f"unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}")
 

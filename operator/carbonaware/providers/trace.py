@@ -18,7 +18,10 @@ Periods that have started give the actual column (``is_forecast=False``): the re
 grid reports what happened in them, and ``current`` and ``forecast`` agree on the period
 covering now (a run priced from ``forecast`` sees the intensity ``current`` showed at its
 release). Periods still ahead give the forecast column, or the actuals when the trace has
-none (``is_forecast=True``).
+none (``is_forecast=True``). With ``vintages`` (forecasts as they were issued) a period ahead
+gives the forecast issued last before the trace instant of now that covers it, so the
+replay's forecast is as far from the actuals as a real one published then was; the column
+(or the actuals) only where no issue covers the period.
 ``index`` is the trace's own band column when it has one.
 """
 
@@ -31,7 +34,7 @@ from datetime import datetime, timedelta
 from carbonaware.api.intensity import IntensityPoint
 from carbonaware.errors import ProviderDataError, ProviderRequestError, UnknownRegionError
 from carbonaware.providers.base import Clock, as_utc, utc_now
-from carbonaware.providers.tracefile import Trace
+from carbonaware.providers.tracefile import Trace, TraceVintages
 
 NAME = "trace"
 WEEK = timedelta(days=7)
@@ -59,6 +62,7 @@ class TraceProvider:
         regions: Collection[str] | None = None,
         attribution: str | None = None,
         home_region: str | None = None,
+        vintages: TraceVintages | None = None,
     ) -> None:
         """``regions``: region keys this trace answers for; None answers for any region.
         ``home_region``: where the data comes from (``GB``, ``DE``), when known: a trace that
@@ -83,6 +87,7 @@ class TraceProvider:
             self._unit = trace.step
         self._wrap = (self._span // self._unit) * self._unit
         self._shift: timedelta | None = None
+        self._vintages = vintages
 
     @property
     def name(self) -> str:
@@ -172,9 +177,16 @@ class TraceProvider:
                 f"trace {self._trace.name} has no data for region {region!r} (has {known})",
             )
 
-    def _point(self, index: int, start: datetime, *, forecast: bool) -> IntensityPoint:
+    def _point(
+        self, index: int, start: datetime, *, forecast: bool, known_at: datetime | None = None
+    ) -> IntensityPoint:
         trace = self._trace
-        if forecast and trace.forecast is not None:
+        issued = None
+        if forecast and self._vintages is not None and known_at is not None:
+            issued = self._vintages.value(trace.starts[index], known_at)
+        if issued is not None:
+            value = issued
+        elif forecast and trace.forecast is not None:
             value = trace.forecast[index]
         else:
             value = trace.actual[index]
@@ -212,6 +224,7 @@ class TraceProvider:
                 self._name, f"range {start:%Y-%m-%d} to {end:%Y-%m-%d} is over {MAX_POINTS} periods"
             )
         now = as_utc(self._now())
+        known_at = self.trace_time(now) if self._vintages is not None else None
         anchor = self._first + self.shift
         moment = start - (start - anchor) % step
         points = []
@@ -221,6 +234,7 @@ class TraceProvider:
                 index, period_start = located
                 # Started periods report their actual, as current() does; only those ahead
                 # are forecasts.
-                points.append(self._point(index, period_start, forecast=period_start > now))
+                ahead = period_start > now
+                points.append(self._point(index, period_start, forecast=ahead, known_at=known_at))
             moment += step
         return points

@@ -7,6 +7,7 @@ trace is parsed one way everywhere. The shipped traces are described in
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import csv
 import itertools
@@ -152,3 +153,30 @@ def _csv_rows(
                 f"columns are {', '.join(map(repr, reader.fieldnames or []))}"
             )
         yield enumerate(reader, start=2)
+
+
+class TraceVintages:
+    """Forecasts as they were issued, for the Trace provider: the value of a slot as known at
+    a moment is the one of the latest issue out by then that covers the slot."""
+
+    def __init__(self, rows: Sequence[tuple[datetime, datetime, float]]) -> None:
+        issues: dict[datetime, dict[datetime, float]] = {}
+        for issued, slot, value in rows:
+            issues.setdefault(issued, {})[slot] = value
+        self._times = sorted(issues)
+        self._issues = [issues[t] for t in self._times]
+        self._reach = max(max(i) - t for t, i in zip(self._times, self._issues, strict=True))
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def value(self, slot: datetime, known_at: datetime) -> float | None:
+        """The forecast of ``slot`` as known at ``known_at`` (None if no issue out by then
+        covers it)."""
+        index = bisect.bisect_right(self._times, known_at) - 1
+        while index >= 0 and self._times[index] + self._reach >= slot:
+            found = self._issues[index].get(slot)
+            if found is not None:
+                return found
+            index -= 1
+        return None

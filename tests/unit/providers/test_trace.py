@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from carbonaware import data
 from carbonaware.api.intensity import IntensityIndex
-from carbonaware.errors import ProviderDataError, UnknownRegionError
+from carbonaware.errors import ConfigError, ProviderDataError, UnknownRegionError
 from carbonaware.providers.trace import TraceProvider
-from carbonaware.providers.tracefile import Trace, load_trace
+from carbonaware.providers.tracefile import Trace, TraceVintages, load_trace, load_vintages
 
 from .helpers import FakeClock
 
@@ -252,3 +252,54 @@ def test_a_trace_that_stands_in_for_any_region_says_so_for_other_regions(gb: Tra
     assert "'XX'" in note
     restricted = TraceProvider(gb, now=FakeClock(datetime(2026, 3, 1, tzinfo=UTC)), regions=["GB"])
     assert restricted.region_note("XX") is None  # it refuses XX instead (UnknownRegionError)
+
+
+async def test_with_vintages_a_period_ahead_is_forecast_as_it_was_issued(tmp_path: Path) -> None:
+    rows = [(f"2024-01-01T{h:02d}:00Z", 100.0 + h, 500.0 + h, "") for h in range(24)]
+    trace = load_trace(
+        write_csv(tmp_path / "t.csv", rows),
+        time_column="time",
+        actual_column="actual",
+        forecast_column="forecast",
+    )
+    hour = timedelta(hours=1)
+    day = datetime(2024, 1, 1, tzinfo=UTC)
+    # Issued at 02:00 for 02:00-07:00 (value 200 + hour) and at 05:00 for 05:00-06:00 (300 +).
+    issued = [(day + 2 * hour, day + h * hour, 200.0 + h) for h in range(2, 8)]
+    issued += [(day + 5 * hour, day + h * hour, 300.0 + h) for h in range(5, 7)]
+    vintages = TraceVintages(issued)
+    assert len(vintages) == 2
+    clock = FakeClock(day + 4 * hour + timedelta(minutes=10))
+    provider = TraceProvider(trace, now=clock, shift_to_now=False, vintages=vintages)
+    points = await provider.forecast("X", clock.now, day + 9 * hour)
+    # 04:00 has started (actual); 05:00-07:00 from the 02:00 issue; 08:00 from no issue: column.
+    assert [(p.start.hour, p.intensity, p.is_forecast) for p in points] == [
+        (4, 104, False),
+        (5, 205, True),
+        (6, 206, True),
+        (7, 207, True),
+        (8, 508, True),
+    ]
+    clock.now = day + 5 * hour + timedelta(minutes=10)
+    points = await provider.forecast("X", clock.now, day + 8 * hour)
+    # The 05:00 issue is out: it covers 06:00; 07:00 still comes from the 02:00 issue.
+    assert [p.intensity for p in points] == [105, 306, 207]
+
+
+def test_vintages_load_from_a_long_csv_and_refuse_what_is_not_one(tmp_path: Path) -> None:
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "issued_at,slot_start,value\n"
+        "2024-01-01T00:00Z,2024-01-01T01:00Z,12.5\n"
+        "2024-01-01T00:00Z,2024-01-01T02:00Z,13\n"
+    )
+    rows = load_vintages(path)
+    assert rows[1] == (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 2, tzinfo=UTC), 13.0)
+    path.write_text("issued_at,slot_start,value\n2024-01-01T00:00Z,yesterday,1\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        load_vintages(path)
+    path.write_text("issued_at,slot_start,value\n")
+    with pytest.raises(ConfigError, match="no rows"):
+        load_vintages(path)
+    with pytest.raises(ConfigError, match="cannot read vintages"):
+        load_vintages(tmp_path / "missing.csv")
