@@ -16,15 +16,7 @@ import math
 from collections.abc import Sequence
 
 from carbonaware.scheduling.series import NAN
-
-
-def window_means(values: Sequence[float], slots: int) -> list[float]:
-    """Mean of each run of ``slots`` consecutive values (``nan`` if one of them is)."""
-    out: list[float] = []
-    for start in range(len(values) - slots + 1):
-        part = values[start : start + slots]
-        out.append(math.fsum(part) / slots if all(v == v for v in part) else NAN)
-    return out
+from carbonaware.scheduling.tracegrid import window_means
 
 
 def regrets(

@@ -143,6 +143,7 @@ class SkillTracker:
     _candidates: list[tuple[float, ...]] = field(default_factory=list)
     _regret_slots: tuple[int, int] = (1, 1)
     _chosen: tuple[float, ...] | None = None
+    _bucket_first: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         hours = self.step / timedelta(hours=1)
@@ -152,6 +153,8 @@ class SkillTracker:
             for k in range(self.horizon_slots)
         ]
         self._days = deque(maxlen=self.settings.window_days)
+        for lead, bucket in enumerate(self._slot_bucket):
+            self._bucket_first.setdefault(bucket, lead)
         self._candidates = _simplex(len(self.blended), self.settings.weight_step)
         job = max(1, round(timedelta(hours=self.settings.regret_job_hours) / self.step))
         window = round(timedelta(hours=self.settings.regret_window_hours) / self.step)
@@ -201,7 +204,7 @@ class SkillTracker:
                 continue
             bucket = self._slot_bucket[lead]
             ends_bucket = lead + 1 == self.horizon_slots or self._slot_bucket[lead + 1] != bucket
-            first = self._slot_bucket.index(bucket)
+            first = self._bucket_first[bucket]
             errors: dict[str, float] = {}
             for name, values in forecasts.items():
                 if lead < len(values) and values[lead] == values[lead]:
@@ -286,16 +289,14 @@ class SkillTracker:
     def _weights(self, names: Sequence[str]) -> list[dict[str, float]]:
         if self.settings.weighting == "regret" and tuple(names) == self.blended:
             return [dict(zip(names, self._by_regret(), strict=True))] * self.buckets
+        candidates = _simplex(len(names), self.settings.weight_step)
         out: list[dict[str, float]] = []
         for bucket in range(self.buckets):
             moments = self._mean_products(names, bucket)
             if moments is None:
                 out.append({name: 1.0 / len(names) for name in names})
                 continue
-            best = min(
-                _simplex(len(names), self.settings.weight_step),
-                key=lambda w: _quadratic(w, moments),
-            )
+            best = min(candidates, key=lambda w: _quadratic(w, moments))
             out.append(dict(zip(names, best, strict=True)))
         return out
 
