@@ -5,7 +5,9 @@ Prometheus (1 s scrapes) on free loopback ports with temporary config and data, 
 them with apt-get when missing. The test runs an idle window and then a window with a
 one-core burner, reads each window's node CPU time through :class:`PrometheusCpuReader`, and
 checks that the energy estimated for the busy window exceeds the idle one by what the power
-model gives for the utilisation the kernel measured in each window, within 15 %.
+model gives for the utilisation the kernel measured in each window, within 15 %. An attempt
+in which the burner added less than half a core to the host (already busy with other work) is
+inconclusive and measured again.
 
 A second test checks the reader against the kernel directly: the node's busy CPU time that
 Prometheus reports for a window equals the ``/proc/stat`` difference over the same window,
@@ -43,6 +45,11 @@ WINDOW_SECONDS = 20.0
 # prove nothing and are measured again; the suite's busiest minutes (planes starting, the
 # replayed-clock operators) can saturate both cores for a few of them in a row.
 MAX_ATTEMPTS = 8
+# Each window's CPU time from 1 s scrapes is off by up to about a core-second at its edges,
+# so the busy window must add at least this much over the idle one for a 15 % comparison of
+# the difference to mean anything: half a core for the window (it added 5 core-s on a host
+# already 87 % busy, and read 18 % under).
+MIN_ADDED_CORE_SECONDS = 0.5 * WINDOW_SECONDS
 TOLERANCE = 0.15
 STARTUP_TIMEOUT = 60.0
 PACKAGES = ("prometheus", "prometheus-node-exporter")
@@ -232,9 +239,10 @@ async def test_busy_window_energy_exceeds_idle_by_the_modelled_amount(
             f"window), burner rusage {busy.burner_cpu_seconds:.2f} core-s"
         )
         print(attempts[-1])
-        # The burner must have raised the host's CPU time for the windows to differ at all;
-        # on a saturated host it only displaces other work: measure again.
-        if kernel_busy - kernel_idle * busy.seconds / idle.seconds < 0.5 * busy.burner_cpu_seconds:
+        # The burner must have raised the host's CPU time well above the edges' error; on a
+        # saturated host it only displaces other work: measure again.
+        added = kernel_busy - kernel_idle * busy.seconds / idle.seconds
+        if added < max(0.5 * busy.burner_cpu_seconds, MIN_ADDED_CORE_SECONDS):
             continue
         measured = _energy_kwh(cpus, busy.seconds, busy_prometheus) - _energy_kwh(
             cpus, idle.seconds, idle_prometheus
@@ -246,7 +254,7 @@ async def test_busy_window_energy_exceeds_idle_by_the_modelled_amount(
         assert measured > 0, "\n".join(attempts)
         assert measured == pytest.approx(expected, rel=TOLERANCE), "\n".join(attempts)
         return
-    pytest.fail("the burner never raised the host's CPU time:\n" + "\n".join(attempts))
+    pytest.fail("the burner never raised the host's CPU time enough:\n" + "\n".join(attempts))
 
 
 PROC_STAT_NOT_BUSY = {3, 4, 7}  # idle, iowait, steal columns of the "cpu" line
