@@ -41,6 +41,7 @@ from typing import Any
 # imported by path from the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import debian
+from testbed.process import free_ports
 
 SSHD_PATH = Path("/usr/sbin/sshd")
 SSH_KEYGEN_PATH = "ssh-keygen"
@@ -143,6 +144,8 @@ def ensure_openssh_server() -> None:
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
+    if host == "127.0.0.1":  # outside the ephemeral range, as the plane's ports
+        return free_ports(1)[0]
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])

@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 import socket
 import subprocess
 from pathlib import Path
 
+# Listening ports are taken from below the kernel's ephemeral range (and below Kubernetes'
+# NodePort range, 30000-32767): a port found free there stays free until its server binds it,
+# since outgoing connections never take it as their local port. A port from bind(0) is an
+# ephemeral one, which any connection of a parallel test may take in between (etcd then failed
+# to start with "address already in use").
+LISTEN_PORTS_LOW = 10000
+LISTEN_PORTS_HIGH = 30000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _listen_range() -> range:
+    try:
+        ephemeral_low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    return range(LISTEN_PORTS_LOW, min(LISTEN_PORTS_HIGH, ephemeral_low))
+
 
 def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so they differ)."""
+    """Distinct free loopback ports outside the ephemeral range, chosen at random (each held
+    open until all are found, so they differ)."""
+    candidates = _listen_range()
+    chooser = random.SystemRandom()
     sockets: list[socket.socket] = []
+    tries = 0
     try:
-        for _ in range(count):
+        while len(sockets) < count:
+            tries += 1
+            if tries > 200 * count:
+                raise OSError(f"no {count} free loopback ports in {candidates}")
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", chooser.choice(candidates)))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
         return [sock.getsockname()[1] for sock in sockets]
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -161,6 +161,26 @@ def forecast_command(
     watttime_base_url: Annotated[
         str | None, typer.Option("--watttime-base-url", help="WattTime base URL.")
     ] = None,
+    backtest: Annotated[
+        bool,
+        typer.Option(
+            "--backtest",
+            help="Instead: replay the trace provider's last --days (its CSV and vintages) and "
+            "print each forecast source's skill by lead and what the blend would have done.",
+        ),
+    ] = False,
+    days: Annotated[int, typer.Option(help="--backtest: days replayed.", min=1)] = 14,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="--backtest: end of the replayed days (ISO time in the trace). Default: the "
+            "trace instant the trace provider serves now."
+        ),
+    ] = None,
+    vintages_path: Annotated[
+        Path | None, typer.Option("--vintages-path", help="Forecasts as published (CSV).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="--backtest: print JSON.")] = False,
 ) -> None:
     """Show the grid-intensity forecast for a region and its lowest-carbon window."""
     from carbonaware.api.durations import parse_duration
@@ -181,13 +201,103 @@ def forecast_command(
         "ukci_base_url": ukci_base_url,
         "electricitymaps_base_url": electricitymaps_base_url,
         "watttime_base_url": watttime_base_url,
+        "trace_vintages_path": str(vintages_path) if vintages_path is not None else None,
     }
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    if backtest:
+        _backtest(settings, days=days, until=until, as_json=as_json)
+        return
     code = run_forecast_command(
         settings, region=region or settings.default_region, duration=window, horizon=ahead
     )
     if code:
         raise typer.Exit(code=code)
+
+
+def _backtest(settings: Any, *, days: int, until: str | None, as_json: bool) -> None:
+    """``forecast --backtest``: the trace provider's data, replayed (scheduling.backtest)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from carbonaware import data
+    from carbonaware.errors import ConfigError
+    from carbonaware.providers.base import utc_now
+    from carbonaware.providers.factory import trace_attribution
+    from carbonaware.providers.trace import TraceProvider
+    from carbonaware.providers.tracefile import load_trace, load_vintages, parse_time
+    from carbonaware.scheduling import TraceInput
+    from carbonaware.scheduling.backtest import backtest
+
+    if "trace" not in [name.strip() for name in settings.providers.split(",")]:
+        raise typer.BadParameter(
+            "the backtest replays forecasts as they were published, which live APIs do not "
+            "serve afterwards: use --provider trace with --trace-path (your provider's history "
+            "as CSV) and --vintages-path"
+        )
+    try:
+        path = Path(settings.trace_path) if settings.trace_path else data.GB_2024
+        trace = load_trace(
+            path,
+            time_column=settings.trace_time_column,
+            actual_column=settings.trace_actual_column,
+            forecast_column=settings.trace_forecast_column,
+            index_column=settings.trace_index_column,
+        )
+        vintages = settings.trace_vintages_path
+        provider = TraceProvider(trace, shift_to_now=settings.trace_shift_to_now)
+        end = parse_time(until) if until else provider.trace_time(utc_now())
+        result = backtest(
+            TraceInput(
+                starts=trace.starts,
+                step=trace.step,
+                actual=trace.actual,
+                forecast=trace.forecast,
+                index=trace.index,
+                vintages=load_vintages(vintages) if vintages else None,
+            ),
+            end or trace.starts[-1] + trace.step,
+            days=days,
+        )
+    except (ValueError, ConfigError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    attribution = trace_attribution(path)
+    if as_json:
+        doc = {"trace": path.name, "attribution": attribution, **result.as_dict()}
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    console = Console(soft_wrap=True)
+    buckets = list(dict.fromkeys(row.bucket for row in result.skill if row.samples))
+    console.print(
+        f"Backtest of {path.name}: {result.days} days of arrivals from "
+        f"{result.start:%Y-%m-%d %H:%M}, the last window ending {result.until:%Y-%m-%d %H:%M}"
+        " (trace time)",
+        highlight=False,
+    )
+    table = Table("source", *buckets, title="MAE g (rank correlation) by lead")
+    for source in dict.fromkeys(row.source for row in result.skill):
+        cells = {row.bucket: row for row in result.skill if row.source == source}
+        table.add_row(
+            source,
+            *(
+                f"{cells[b].mae:.1f} ({cells[b].rank_correlation:.2f})"
+                if cells[b].mae == cells[b].mae
+                else "-"
+                for b in buckets
+            ),
+        )
+    console.print(table)
+    console.print(f"The blend trusts: {result.trusted}", highlight=False)
+    for outcome in result.outcomes:
+        console.print(
+            f"1 h jobs in 24 h windows planned on {outcome.forecast}: "
+            f"{outcome.captured_share * 100:.1f} % of the oracle's saving captured, "
+            f"{outcome.jobs} jobs, {outcome.deadline_misses} deadline misses",
+            highlight=False,
+        )
+    if attribution:
+        console.print(attribution, highlight=False)
 
 
 @app.command("simulate")

@@ -21,6 +21,12 @@ class OperatorSettings(BaseSettings):
     # --- scheduling loop
     tick_seconds: float = Field(60.0, gt=0, description="Seconds between forecast refreshes.")
     default_region: str = Field("GB", description="Region for jobs that name none.")
+    forecast_blend: bool = Field(
+        True,
+        description="Plan on the provider's forecast blended with the operator's own forecaster"
+        " by their recent skill at each lead time (the provider's alone until both are scored);"
+        " false = the provider's corrected forecast alone.",
+    )
     release_cap_per_tick: int | None = Field(
         None, ge=1, description="Most jobs released in one tick across the operator; None = no cap."
     )

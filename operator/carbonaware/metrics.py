@@ -43,6 +43,20 @@ class Metrics:
             ["region", "source"],
             registry=r,
         )
+        self.forecast_mae = Gauge(
+            "carbonaware_forecast_mae_grams",
+            "Mean absolute error of each forecast source over the recent days, gCO2e/kWh, by"
+            " region, source (provider, own, naive, blend) and lead-time bucket.",
+            ["region", "source", "lead"],
+            registry=r,
+        )
+        self.forecast_weight = Gauge(
+            "carbonaware_forecast_weight",
+            "Weight of each source in the blended forecast the policy plans on, by region, source"
+            " and lead-time bucket (the weights of a bucket sum to 1).",
+            ["region", "source", "lead"],
+            registry=r,
+        )
         self.jobs = Gauge(
             "carbonaware_jobs",
             "Jobs the operator knows, by namespace, kind (CarbonAwareJob or Job) and state.",

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,10 @@ T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRDS = REPO_ROOT / "crds"
+
+if str(REPO_ROOT / "hack") not in sys.path:  # the test bed's package, as hack/localplane.py
+    sys.path.insert(0, str(REPO_ROOT / "hack"))
+from testbed.process import free_ports  # noqa: E402
 
 # A Job whose pod exits at once: for tests that only care that it was released and ran.
 QUICK_JOB_TEMPLATE: dict[str, Any] = {
@@ -83,10 +86,9 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port nothing listens on, outside the ephemeral range (see
+    ``testbed.process.free_ports``: an ephemeral one may be taken by any connection)."""
+    return free_ports(1)[0]
 
 
 def pid_alive(pid: int) -> bool:

@@ -272,6 +272,7 @@ def run(
     grid = Grid(now=300.0, later=180.0)
     try:
         with serve_uk_api(grid) as api:
+            api.actuals = True  # the blend scores the own forecasters on the past actuals
             env = operator_env(
                 plane.kubeconfig,
                 providers="ukci",
@@ -426,6 +427,15 @@ def test_every_metric_is_exported_with_the_values_of_the_run(run: Run) -> None:
     now = by_label(prom.instant("carbonaware_grid_intensity_grams_per_kwh"), "source")
     assert now == {"ukci": 200.0}
     assert prom.value('carbonaware_grid_intensity_forecast_min_grams_per_kwh{region="GB"}') == 180
+    # The blend: the own forecasters scored on the past actuals at once; the provider, not
+    # scored in minutes, trusted alone.
+    own_error = prom.value('carbonaware_forecast_mae_grams{region="GB",source="own",lead="0-3h"}')
+    assert own_error is not None
+    assert own_error >= 0
+    weights = by_label(
+        prom.instant('carbonaware_forecast_weight{region="GB",lead="24-48h"}'), "source"
+    )
+    assert weights == {"provider": 1.0, "own": 0.0}
 
     # Jobs by state and kind: one waits, one runs, three succeeded (two CarbonAwareJobs, one Job).
     jobs = prom.instant(f'carbonaware_jobs{{namespace="{ns}"}} > 0')

@@ -67,6 +67,9 @@ class UkApiServer(ThreadingHTTPServer):
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.schedule: Callable[[datetime], str] | None = None
         self.stale_by = timedelta(days=1)
+        # As the real API: national periods that ended carry their actual. Off by default, so
+        # that tests which count on forecasts alone keep them.
+        self.actuals = False
         self.served: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -96,7 +99,8 @@ class UkApiServer(ThreadingHTTPServer):
             value = round(intensity(begin))
             values: dict[str, Any] = {"forecast": value, "index": band(value)}
             if region is None:
-                values["actual"] = None
+                ended = self.actuals and begin + HALF_HOUR <= self.clock()
+                values["actual"] = value if ended else None
             rows.append(
                 {
                     "from": begin.strftime(TIME_FORMAT),

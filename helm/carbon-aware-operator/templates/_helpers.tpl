@@ -105,6 +105,7 @@ per setting that is set (not null, not empty), tokens from existing Secrets via 
   (list "CARBONAWARE_TICK_SECONDS" $v.operator.tickSeconds)
   (list "CARBONAWARE_DEFAULT_REGION" $v.operator.defaultRegion)
   (list "CARBONAWARE_RELEASE_CAP_PER_TICK" $v.operator.releaseCapPerTick)
+  (list "CARBONAWARE_FORECAST_BLEND" $v.operator.forecastBlend)
   (list "CARBONAWARE_PROVIDERS" (join "," $p.chain))
   (list "CARBONAWARE_PROVIDER_CACHE_TTL_SECONDS" $p.cacheTtlSeconds)
   (list "CARBONAWARE_PROVIDER_STALE_MAX_AGE_SECONDS" $p.staleMaxAgeSeconds)

@@ -20,7 +20,7 @@ from carbonaware.handlers import events
 from carbonaware.handlers.cancel import cancel_carbonawarejob, is_cancelled
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.hold import plan_changed, write_held
+from carbonaware.handlers.hold import forecast_note, plan_changed, write_held
 from carbonaware.handlers.inprocess import stop_run
 from carbonaware.handlers.placement import decide_placed, regions_wanted
 from carbonaware.handlers.release import child_exists, release_decided
@@ -108,7 +108,10 @@ async def plan(ctx: OperatorContext, body: Any, *, rewrite: bool = False) -> Non
         if rewrite or not _initialised(body) or plan_changed(work, decision, reason, now):
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         if known is None:
-            events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
+            events.info(
+                ctx.kube, body, reason="Held",
+                message=f"{reason.value}: {message}{forecast_note(snapshot, reason)}",
+            )  # fmt: skip
             if snapshot is not None and snapshot.warning:
                 events.warn(ctx.kube, body, reason="UnknownRegion", message=snapshot.warning)
 

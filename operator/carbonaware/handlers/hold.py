@@ -105,6 +105,17 @@ def plan_changed(work: HeldWork, decision: Decision, reason: Reason, now: dateti
     return work.planned_start != decision.planned_start
 
 
+FORECAST_REASONS = (Reason.WAITING_FOR_LOWER_INTENSITY, Reason.WAITING_FOR_THRESHOLD)
+
+
+def forecast_note(snapshot: RegionSnapshot | None, reason: Reason) -> str:
+    """Which forecast sources a plan trusted at which leads, when it planned on the blend."""
+    view = snapshot.view if snapshot is not None else None
+    if reason in FORECAST_REASONS and view is not None and view.source.startswith("blend"):
+        return f" Forecast: {view.source}."
+    return ""
+
+
 async def write_held(
     ctx: OperatorContext,
     work: HeldWork,
@@ -123,6 +134,7 @@ async def write_held(
     message = message or decision.message
     if work.placed:
         message += status_docs.placement_message(work.placement, "Planned")
+    message += forecast_note(snapshot, reason)
     if snapshot is not None and snapshot.warning:
         message = f"{message} Warning: {snapshot.warning}."
     doc = status_docs.held(

@@ -21,6 +21,9 @@ from carbonaware.errors import ProviderDataError, ProviderError
 from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Provider
 from carbonaware.scheduling.correction import DEFAULT_CORRECTION, ForecastCorrection, corrected_view
+from carbonaware.scheduling.liveblend import LiveBlend, describe_skill
+from carbonaware.scheduling.series import slots_per_day
+from carbonaware.scheduling.skill import bucket_label
 from carbonaware.scheduling.view import ForecastView
 
 logger = logging.getLogger(__name__)
@@ -86,13 +89,17 @@ class ForecastMemory:
     actual once known. After two days of pairs the policy's forecast correction
     (:mod:`carbonaware.scheduling.correction`: time-of-day bias, short-lead error regression,
     uncertainty) is fitted once a day and applied to every tick's view, as in the simulator.
-    Kept in memory: after a restart the operator plans on the plain forecast for two days.
+    With ``blend``, the corrected forecast is then blended with the operator's own forecasters
+    by their recent skill (:class:`~carbonaware.scheduling.liveblend.LiveBlend`). Kept in
+    memory: after a restart the operator plans on the plain forecast for two days.
     """
 
     KEEP = timedelta(days=DEFAULT_CORRECTION.fit_days + 1)
     REFIT = timedelta(days=1)
 
-    def __init__(self) -> None:
+    def __init__(self, *, blend: bool = False) -> None:
+        self.blending = blend
+        self.blend: LiveBlend | None = None
         self.published: dict[datetime, IntensityPoint] = {}
         self.actual: dict[datetime, IntensityPoint] = {}
         self.correction: ForecastCorrection | None = None
@@ -123,19 +130,32 @@ class ForecastMemory:
             self.correction = ForecastCorrection.fit_points(ended, list(self.actual.values()), now)
             self.fitted_at = now
         if self.correction is None:
-            return ForecastView.build(forecast, now)
-        past = [p for p in self.published.values() if p.end <= now]
-        return corrected_view([*past, *forecast], list(self.actual.values()), now, self.correction)
+            view = ForecastView.build(forecast, now)
+        else:
+            past = [p for p in self.published.values() if p.end <= now]
+            view = corrected_view(
+                [*past, *forecast], list(self.actual.values()), now, self.correction
+            )
+        if view is None or not self.blending:
+            return view
+        if self.blend is None or self.blend.step != view.step:
+            if slots_per_day(view.step) is None:
+                return view
+            self.blend = LiveBlend(view.step, FORECAST_HORIZON)
+        self.blend.record_actuals(self.actual.values(), now)
+        return self.blend.view(view, now)
 
 
 class RegionIntensity:
     """Snapshots by region, refreshed as a batch once per tick."""
 
-    def __init__(self, provider: Provider, metrics: Metrics) -> None:
+    def __init__(self, provider: Provider, metrics: Metrics, *, blend: bool = False) -> None:
         self.provider = provider
         self.metrics = metrics
+        self.blend = blend
         self._snapshots: dict[str, RegionSnapshot] = {}
         self._memory: dict[str, ForecastMemory] = {}
+        self._skill_logged: dict[str, tuple[int | None, datetime | None]] = {}
         self._taking: dict[str, asyncio.Future[RegionSnapshot]] = {}
 
     def get(self, region: str) -> RegionSnapshot | None:
@@ -177,7 +197,7 @@ class RegionIntensity:
         current, old_current = checked_current(current, forecast, now)
         if old_current is not None:
             errors.append(old_current)
-        memory = self._memory.setdefault(region, ForecastMemory())
+        memory = self._memory.setdefault(region, ForecastMemory(blend=self.blend))
         if memory.wants_history(now):
             try:  # measured actuals of the past two weeks, once a day, for the correction
                 memory.record(
@@ -207,7 +227,31 @@ class RegionIntensity:
             logger.warning("intensity for region %s: %s", region, snapshot.warning)
         self._snapshots[region] = snapshot
         self._export(snapshot, now)
+        if memory.blend is not None:
+            self._report_skill(region, memory.blend, now)
         return snapshot
+
+    def _report_skill(self, region: str, blend: LiveBlend, now: datetime) -> None:
+        """The sources' recent skill and weights as metrics each time the blend keeps a
+        forecast, and in the log once a day."""
+        issued, logged = self._skill_logged.get(region, (None, None))
+        if blend.issued_at == issued:
+            return
+        for skill in blend.skill():
+            if skill.mae == skill.mae:
+                self.metrics.forecast_mae.labels(region, skill.source, skill.bucket).set(skill.mae)
+        for bucket, weights in enumerate(blend.weights()):
+            for source, weight in weights.items():
+                self.metrics.forecast_weight.labels(region, source, bucket_label(bucket)).set(
+                    weight
+                )
+        if logged is None or now - logged >= timedelta(days=1):
+            logger.info(
+                "forecast for region %s: %s; recent MAE by lead (g): %s",
+                region, blend.trusted(), describe_skill(blend.skill()),
+            )  # fmt: skip
+            logged = now
+        self._skill_logged[region] = (blend.issued_at, logged)
 
     def _export(self, snapshot: RegionSnapshot, now: datetime) -> None:
         if snapshot.current is not None:

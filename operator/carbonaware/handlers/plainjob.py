@@ -21,7 +21,7 @@ from carbonaware.handlers.cancel import cancel_plain_job
 from carbonaware.handlers.carbonawarejob import deferred_release
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext, context_of
-from carbonaware.handlers.hold import decide_for, plan_changed, write_held
+from carbonaware.handlers.hold import decide_for, forecast_note, plan_changed, write_held
 from carbonaware.handlers.release import release_decided
 from carbonaware.handlers.state import WorkKind
 from carbonaware.handlers.work import work_from_plain_job
@@ -74,7 +74,10 @@ async def plan_plain_job(ctx: OperatorContext, body: Any) -> None:
         if first or plan_changed(work, decision, reason, now):
             await write_held(ctx, work, decision, snapshot, now, reason=reason, message=message)
         if first:
-            events.info(ctx.kube, body, reason="Held", message=f"{reason.value}: {message}")
+            events.info(
+                ctx.kube, body, reason="Held",
+                message=f"{reason.value}: {message}{forecast_note(snapshot, reason)}",
+            )  # fmt: skip
             if snapshot.warning:
                 events.warn(ctx.kube, body, reason="UnknownRegion", message=snapshot.warning)
 

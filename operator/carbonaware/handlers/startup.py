@@ -103,7 +103,7 @@ def build_context(settings: OperatorSettings, metrics: Metrics | None = None) ->
         kube=Kube.connect(timeout_seconds=settings.kube_timeout_seconds),
         metrics=metrics,
         provider=provider,
-        intensity=RegionIntensity(provider, metrics),
+        intensity=RegionIntensity(provider, metrics, blend=settings.forecast_blend),
         clock=clock,
         observed=observed,
     )

@@ -4,7 +4,8 @@ At each step the provider's forecast (the trace's column or its vintages, correc
 ``column`` mode), the profile forecaster's and seasonal-naive's are computed as their own modes
 would; the actual that has just ended is scored against what each source forecast for it
 (:class:`~carbonaware.scheduling.skill.SkillTracker`), and the policy sees their blend with its
-risk penalty.
+risk penalty. As in the operator, the provider's forecast is trusted alone in a lead bucket
+until every source has been scored there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 from carbonaware.scheduling.skill import BLEND, LeadSkill, SkillSettings, SkillTracker
 
+PROVIDER = "provider"  # the provider's forecast, trusted alone until the sources are scored
 # A component: the forecast from slot ``tick`` on, and its risk penalty if it has one.
 Component = Callable[[int], tuple[list[float], list[float] | None]]
 
@@ -39,6 +41,7 @@ class BlendedSource:
             step=step,
             horizon_slots=horizon_slots,
             settings=settings,
+            prior=PROVIDER if PROVIDER in self.components else None,
         )
         self.scored_to = 0  # slots before this one were scored
 

@@ -33,7 +33,7 @@ from typing import Any
 from carbonaware.api.carbonawarejob import SchedulePolicy
 from carbonaware.api.conditions import Reason
 from carbonaware.api.intensity import IntensityIndex
-from carbonaware.scheduling.blendsource import BlendedSource, Component
+from carbonaware.scheduling.blendsource import PROVIDER, BlendedSource, Component
 from carbonaware.scheduling.correction import CorrectionSettings, ForecastCorrection
 from carbonaware.scheduling.forecaster import (
     ProfileSettings,
@@ -329,7 +329,7 @@ class ForecastSource:
         )
         modes = [m for m in (provider, ForecastMode.OWN, ForecastMode.NAIVE) if m is not None]
         return {
-            ("provider" if m is provider else m.value): ForecastSource(
+            (PROVIDER if m is provider else m.value): ForecastSource(
                 self.grid, self.settings, m, self.horizon, self.day_slots
             )._values
             for m in modes

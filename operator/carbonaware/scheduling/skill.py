@@ -12,7 +12,8 @@ With ``weighting="variance"`` (the default), by lead: in each bucket, the non-ne
 summing to 1 whose combination had the least squared error over the recent days (the
 minimum-variance combination of Bates and Granger, 1969, computed from the sources' joint
 errors, so two sources that err together are not counted twice; the simplex searched in steps
-of ``weight_step``), equal weights while no source has been scored. Seasonal-naive is scored
+of ``weight_step``); while the sources are not all scored, equal weights or the ``prior``
+source alone. Seasonal-naive is scored
 but left out of the blend unless ``blend_naive``: on DE 2023 it lowered the blend's squared
 error and its captured share (79.7 % against 81.0 % for the own forecaster alone). A poor
 source gets weight 0, so on the recent days the blend is never worse than the best source
@@ -134,6 +135,9 @@ class SkillTracker:
     step: timedelta
     horizon_slots: int
     settings: SkillSettings = DEFAULT_SKILL
+    prior: str | None = None
+    """The source trusted alone in a bucket until every source is scored (None: equal
+    weights), for a caller that trusted one source before it blended."""
     _issued: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     _days: deque[_Day] = field(default_factory=deque)
     _day: int | None = None
@@ -294,7 +298,10 @@ class SkillTracker:
         for bucket in range(self.buckets):
             moments = self._mean_products(names, bucket)
             if moments is None:
-                out.append({name: 1.0 / len(names) for name in names})
+                if self.prior in names:
+                    out.append({name: float(name == self.prior) for name in names})
+                else:
+                    out.append({name: 1.0 / len(names) for name in names})
                 continue
             best = min(candidates, key=lambda w: _quadratic(w, moments))
             out.append(dict(zip(names, best, strict=True)))
