@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from carbonaware.providers.tracefile import Trace
+    from carbonaware.scheduling import TraceInput
 
 app = typer.Typer(
     name="carbonaware",
@@ -214,6 +218,21 @@ def forecast_command(
         raise typer.Exit(code=code)
 
 
+def _trace_input(loaded: Trace, vintages: str | Path | None) -> TraceInput:
+    """A loaded trace (and its vintages' CSV, if any) as the simulator takes it."""
+    from carbonaware.providers.tracefile import load_vintages
+    from carbonaware.scheduling import TraceInput
+
+    return TraceInput(
+        starts=loaded.starts,
+        step=loaded.step,
+        actual=loaded.actual,
+        forecast=loaded.forecast,
+        index=loaded.index,
+        vintages=load_vintages(vintages) if vintages else None,
+    )
+
+
 def _backtest(settings: Any, *, days: int, until: str | None, as_json: bool) -> None:
     """``forecast --backtest``: the trace provider's data, replayed (scheduling.backtest)."""
     import json
@@ -221,13 +240,11 @@ def _backtest(settings: Any, *, days: int, until: str | None, as_json: bool) -> 
     from rich.console import Console
     from rich.table import Table
 
-    from carbonaware import data
     from carbonaware.errors import ConfigError
     from carbonaware.providers.base import utc_now
-    from carbonaware.providers.factory import trace_attribution
+    from carbonaware.providers.factory import configured_trace, trace_attribution
     from carbonaware.providers.trace import TraceProvider
-    from carbonaware.providers.tracefile import load_trace, load_vintages, parse_time
-    from carbonaware.scheduling import TraceInput
+    from carbonaware.providers.tracefile import parse_time
     from carbonaware.scheduling.backtest import backtest
 
     if "trace" not in [name.strip() for name in settings.providers.split(",")]:
@@ -237,26 +254,11 @@ def _backtest(settings: Any, *, days: int, until: str | None, as_json: bool) -> 
             "as CSV) and --vintages-path"
         )
     try:
-        path = Path(settings.trace_path) if settings.trace_path else data.GB_2024
-        trace = load_trace(
-            path,
-            time_column=settings.trace_time_column,
-            actual_column=settings.trace_actual_column,
-            forecast_column=settings.trace_forecast_column,
-            index_column=settings.trace_index_column,
-        )
-        vintages = settings.trace_vintages_path
+        path, trace = configured_trace(settings)
         provider = TraceProvider(trace, shift_to_now=settings.trace_shift_to_now)
         end = parse_time(until) if until else provider.trace_time(utc_now())
         result = backtest(
-            TraceInput(
-                starts=trace.starts,
-                step=trace.step,
-                actual=trace.actual,
-                forecast=trace.forecast,
-                index=trace.index,
-                vintages=load_vintages(vintages) if vintages else None,
-            ),
+            _trace_input(trace, settings.trace_vintages_path),
             end or trace.starts[-1] + trace.step,
             days=days,
         )
@@ -399,12 +401,11 @@ def simulate_command(
     from carbonaware.api.durations import parse_duration
     from carbonaware.api.intensity import IntensityIndex
     from carbonaware.errors import ConfigError
-    from carbonaware.providers.tracefile import load_trace, load_vintages
+    from carbonaware.providers.tracefile import load_trace
     from carbonaware.scheduling import (
         ForecastMode,
         RegionTrace,
         SimulationSettings,
-        TraceInput,
         report,
         simulate,
         simulate_regions,
@@ -469,14 +470,7 @@ def simulate_command(
             inputs.append(
                 RegionTrace(
                     name=source.name,
-                    trace=TraceInput(
-                        starts=loaded.starts,
-                        step=loaded.step,
-                        actual=loaded.actual,
-                        forecast=loaded.forecast,
-                        index=loaded.index,
-                        vintages=load_vintages(vintages) if vintages else None,
-                    ),
+                    trace=_trace_input(loaded, vintages),
                     forecast=mode,
                 )
             )

@@ -22,7 +22,7 @@ from carbonaware.providers.chain import ProviderChain
 from carbonaware.providers.http import HttpOptions, Sleep
 from carbonaware.providers.static import StaticProvider, parse_static_table
 from carbonaware.providers.trace import TraceProvider
-from carbonaware.providers.tracefile import TraceVintages, load_trace, load_vintages
+from carbonaware.providers.tracefile import Trace, TraceVintages, load_trace, load_vintages
 
 PROVIDER_NAMES = ("ukci", "electricitymaps", "watttime", "static", "trace")
 HTTP_PROVIDERS = frozenset({"ukci", "electricitymaps", "watttime"})
@@ -114,14 +114,7 @@ def build_single_provider(
             tables.update(parse_static_table(settings.static_table))
         return StaticProvider(tables, now=clock)
     if name == "trace":
-        path = Path(settings.trace_path) if settings.trace_path else data.GB_2024
-        trace = load_trace(
-            path,
-            time_column=settings.trace_time_column,
-            actual_column=settings.trace_actual_column,
-            forecast_column=settings.trace_forecast_column,
-            index_column=settings.trace_index_column,
-        )
+        path, trace = configured_trace(settings)
         return TraceProvider(
             trace,
             shift_to_now=settings.trace_shift_to_now,
@@ -135,6 +128,20 @@ def build_single_provider(
             ),
         )
     raise ConfigError(f"unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}")
+
+
+def configured_trace(settings: OperatorSettings) -> tuple[Path, Trace]:
+    """The trace provider's CSV (the embedded GB 2024 unless one is set), loaded with the
+    configured columns."""
+    path = Path(settings.trace_path) if settings.trace_path else data.GB_2024
+    trace = load_trace(
+        path,
+        time_column=settings.trace_time_column,
+        actual_column=settings.trace_actual_column,
+        forecast_column=settings.trace_forecast_column,
+        index_column=settings.trace_index_column,
+    )
+    return path, trace
 
 
 def build_provider(

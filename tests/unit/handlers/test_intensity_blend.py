@@ -64,10 +64,18 @@ class NoisyProvider:
         return None
 
 
-async def _refresh_for(regions: RegionIntensity, provider: NoisyProvider, days: int) -> None:
+async def _planned_view(*, blend: bool, days: int) -> tuple[Metrics, ForecastView]:
+    """A poor provider refreshed every half hour for ``days``: the metrics and the last view."""
+    provider = NoisyProvider(noise=60.0)
+    metrics = Metrics()
+    regions = RegionIntensity(provider, metrics, blend=blend)
     for slot in range(days * 48):
         provider.now = START + slot * STEP + timedelta(minutes=2)
         await regions.refresh(["GB"], provider.now)
+    snapshot = regions.get("GB")
+    assert snapshot is not None
+    assert snapshot.view is not None
+    return metrics, snapshot.view
 
 
 def _sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -78,15 +86,9 @@ async def test_a_poor_provider_is_outweighed_and_the_metrics_and_log_say_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="carbonaware.handlers.intensity")
-    provider = NoisyProvider(noise=60.0)
-    metrics = Metrics()
-    regions = RegionIntensity(provider, metrics, blend=True)
-    await _refresh_for(regions, provider, days=5)
-    snapshot = regions.get("GB")
-    assert snapshot is not None
-    assert snapshot.view is not None
-    assert snapshot.view.source.startswith("blend trusting ")
-    assert "own" in snapshot.view.source
+    metrics, view = await _planned_view(blend=True, days=5)
+    assert view.source.startswith("blend trusting ")
+    assert "own" in view.source
     mae = "carbonaware_forecast_mae_grams"
     provider_far = _sample(metrics, mae, region="GB", source="provider", lead="24-48h")
     own_far = _sample(metrics, mae, region="GB", source="own", lead="24-48h")
@@ -104,14 +106,8 @@ async def test_a_poor_provider_is_outweighed_and_the_metrics_and_log_say_so(
 
 
 async def test_without_blending_the_provider_forecast_is_planned_on() -> None:
-    provider = NoisyProvider(noise=60.0)
-    metrics = Metrics()
-    regions = RegionIntensity(provider, metrics, blend=False)
-    await _refresh_for(regions, provider, days=3)
-    snapshot = regions.get("GB")
-    assert snapshot is not None
-    assert snapshot.view is not None
-    assert not snapshot.view.source.startswith("blend")
+    metrics, view = await _planned_view(blend=False, days=3)
+    assert not view.source.startswith("blend")
     own_near = _sample(
         metrics, "carbonaware_forecast_mae_grams", region="GB", source="own", lead="0-3h"
     )
