@@ -291,11 +291,10 @@ def report(
         "(table below); the second half is held out;",
         "- the blend's settings (minimum-variance weights per lead bucket over 14 days, weights "
         "in steps of 0.1, penalty 0.3 times the recent error): chosen on the first half of "
-        "GB 2024 and DE 2023 against the alternative of weighting by the regret of a 1 h job "
-        '(`weighting="regret"`), which did worse there when '
-        "tried; seasonal-naive is scored but not blended, because blending it lowered DE "
-        "2023's captured share (79.7 % against 81.0 % for the own forecaster alone) though it "
-        "lowered the squared error;",
+        "GB 2024 and DE 2023 against the alternative of weighting by the regret of a 1 h job, "
+        "which did worse there when tried and was removed; seasonal-naive is scored but not "
+        "blended, because blending it lowered DE 2023's captured share (79.7 % against "
+        "81.0 % for the own forecaster alone) though it lowered the squared error;",
         "- the synthetic vintages: NESO's published accuracy, not fitted to these traces;",
         "- the profile forecaster's settings: tried on both traces earlier (in-sample for both).",
         "",

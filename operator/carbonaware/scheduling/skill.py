@@ -7,25 +7,19 @@ the sum of absolute errors and their count (the MAE), and the Spearman rank corr
 issue's forecast with the actuals over the bucket's slots (how well it ordered clean and dirty
 hours, which is what a scheduler acts on).
 
-:meth:`SkillTracker.blend` combines the sources slot by slot with weights from recent skill.
-With ``weighting="variance"`` (the default), by lead: in each bucket, the non-negative weights
-summing to 1 whose combination had the least squared error over the recent days (the
-minimum-variance combination of Bates and Granger, 1969, computed from the sources' joint
-errors, so two sources that err together are not counted twice; the simplex searched in steps
-of ``weight_step``); while the sources are not all scored, equal weights or the ``prior``
-source alone. Seasonal-naive is scored
-but left out of the blend unless ``blend_naive``: on DE 2023 it lowered the blend's squared
-error and its captured share (79.7 % against 81.0 % for the own forecaster alone). A poor
-source gets weight 0, so on the recent days the blend is never worse than the best source
-alone. With ``weighting="regret"``, one weighting for every lead, judged by what it would have
-chosen: the regret of a ``regret_job_hours`` job planned in each kept issue's first
-``regret_window_hours`` (:mod:`~carbonaware.scheduling.regret`), summed over the recent days;
-the best weighting is used once it beats the one in use by ``switch_margin`` (at first, all
-weight on the first source). The blend is scored as a source of its own. The risk penalty the
-policy adds when ranking windows (a far window must beat a near one by more than the error
-usually made that far ahead) is the weighted risk of the sources: a source's own (the corrected
-provider forecast's, from its recent residuals) or its recent MAE at the slot's lead times
-``risk_weight``.
+:meth:`SkillTracker.blend` combines the sources slot by slot with weights from recent skill,
+by lead: in each bucket, the non-negative weights summing to 1 whose combination had the least
+squared error over the recent days (the minimum-variance combination of Bates and Granger,
+1969, computed from the sources' joint errors, so two sources that err together are not
+counted twice; the simplex searched in steps of ``weight_step``); while the sources are not all
+scored, equal weights or the ``prior`` source alone. Seasonal-naive is scored but left out of
+the blend unless ``blend_naive``: on DE 2023 it lowered the blend's squared error and its
+captured share (79.7 % against 81.0 % for the own forecaster alone). A poor source gets weight
+0, so on the recent days the blend is never worse than the best source alone. The blend is
+scored as a source of its own. The risk penalty the policy adds when ranking windows (a far
+window must beat a near one by more than the error usually made that far ahead) is the
+weighted risk of the sources: a source's own (the corrected provider forecast's, from its
+recent residuals) or its recent MAE at the slot's lead times ``risk_weight``.
 """
 
 from __future__ import annotations
@@ -37,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from carbonaware.scheduling.regret import regrets, spearman
+from carbonaware.scheduling.rankcorr import spearman
 from carbonaware.scheduling.series import NAN
 
 BLEND = "blend"
@@ -64,11 +58,7 @@ class SkillSettings:
     window_days: int = 14
     record_every_hours: float = 2.0
     min_samples: int = 24
-    weighting: str = "variance"
     weight_step: float = 0.1
-    switch_margin: float = 0.2
-    regret_job_hours: float = 1.0
-    regret_window_hours: float = 24.0
     risk_weight: float = 0.3
     blend_naive: bool = False
 
@@ -77,10 +67,6 @@ class SkillSettings:
             raise ValueError("window_days must be at least 1")
         if self.record_every_hours <= 0:
             raise ValueError("record_every_hours must be positive")
-        if self.weighting not in ("regret", "variance"):
-            raise ValueError("weighting must be 'regret' or 'variance'")
-        if not 0 <= self.switch_margin < 1:
-            raise ValueError("switch_margin must be in [0, 1)")
         if not 0 < self.weight_step <= 1 or self.risk_weight < 0 or self.min_samples < 1:
             raise ValueError("weight_step must be in (0, 1], risk_weight >= 0, min_samples >= 1")
 
@@ -100,11 +86,9 @@ class _Day:
     rank_count: list[dict[str, int]]
     cross: list[dict[tuple[str, str], float]]
     cross_count: list[dict[tuple[str, str], int]]
-    regret: list[float] = field(default_factory=list)  # per candidate weighting
-    regret_issues: int = 0
 
     @classmethod
-    def empty(cls, buckets: int, candidates: int) -> _Day:
+    def empty(cls, buckets: int) -> _Day:
         return cls(
             abs_sum=[{} for _ in range(buckets)],
             count=[{} for _ in range(buckets)],
@@ -112,7 +96,6 @@ class _Day:
             rank_count=[{} for _ in range(buckets)],
             cross=[{} for _ in range(buckets)],
             cross_count=[{} for _ in range(buckets)],
-            regret=[0.0] * candidates,
         )
 
 
@@ -144,9 +127,6 @@ class SkillTracker:
     _slot_bucket: list[int] = field(default_factory=list)
     _actual: dict[int, float] = field(default_factory=dict)
     _cached: dict[Any, Any] = field(default_factory=dict)
-    _candidates: list[tuple[float, ...]] = field(default_factory=list)
-    _regret_slots: tuple[int, int] = (1, 1)
-    _chosen: tuple[float, ...] | None = None
     _bucket_first: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -159,10 +139,6 @@ class SkillTracker:
         self._days = deque(maxlen=self.settings.window_days)
         for lead, bucket in enumerate(self._slot_bucket):
             self._bucket_first.setdefault(bucket, lead)
-        self._candidates = _simplex(len(self.blended), self.settings.weight_step)
-        job = max(1, round(timedelta(hours=self.settings.regret_job_hours) / self.step))
-        window = round(timedelta(hours=self.settings.regret_window_hours) / self.step)
-        self._regret_slots = (job, min(self.horizon_slots, max(job, window)))
 
     @property
     def blended(self) -> tuple[str, ...]:
@@ -195,7 +171,7 @@ class SkillTracker:
         self._actual[slot] = actual
         if day != self._day:
             self._day = day
-            self._days.append(_Day.empty(self.buckets, len(self._candidates)))
+            self._days.append(_Day.empty(self.buckets))
             self._cached.clear()  # weights and risk are recomputed once a day
         today = self._days[-1]
         for tick in [t for t in self._issued if t <= slot - self.horizon_slots]:
@@ -218,26 +194,12 @@ class SkillTracker:
                     if rho == rho:
                         _add(today.rank_sum[bucket], name, rho)
                         _add(today.rank_count[bucket], name, 1)
-            if lead + 1 == self._regret_slots[1]:
-                self._score_choices(today, tick, forecasts)
             for name, error in errors.items():
                 _add(today.abs_sum[bucket], name, abs(error))
                 _add(today.count[bucket], name, 1)
                 for other, other_error in errors.items():
                     _add(today.cross[bucket], (name, other), error * other_error)
                     _add(today.cross_count[bucket], (name, other), 1)
-
-    def _score_choices(self, today: _Day, tick: int, forecasts: Mapping[str, list[float]]) -> None:
-        """Add the regret of every candidate weighting on the issue of ``tick``."""
-        job, window = self._regret_slots
-        actual = [self._actual.get(tick + k, NAN) for k in range(window)]
-        series = [forecasts.get(name, [])[:window] for name in self.blended]
-        if any(len(values) < window for values in series):
-            return
-        scored = regrets(series, actual, self._candidates, job)
-        if scored is not None:
-            today.regret = [a + b for a, b in zip(today.regret, scored, strict=True)]
-            today.regret_issues += 1
 
     def _rank_correlation(self, values: Sequence[float], tick: int, first: int, last: int) -> float:
         pairs = [
@@ -291,8 +253,6 @@ class SkillTracker:
         return risk
 
     def _weights(self, names: Sequence[str]) -> list[dict[str, float]]:
-        if self.settings.weighting == "regret" and tuple(names) == self.blended:
-            return [dict(zip(names, self._by_regret(), strict=True))] * self.buckets
         candidates = _simplex(len(names), self.settings.weight_step)
         out: list[dict[str, float]] = []
         for bucket in range(self.buckets):
@@ -306,27 +266,6 @@ class SkillTracker:
             best = min(candidates, key=lambda w: _quadratic(w, moments))
             out.append(dict(zip(names, best, strict=True)))
         return out
-
-    def _by_regret(self) -> tuple[float, ...]:
-        """The weighting with the least regret over the recent days, if it beats the one in
-        use by ``switch_margin``; at first the whole weight on the first source."""
-        incumbent = self._chosen or self._candidates[-1]  # the last is (1, 0, ...)
-        issues = sum(day.regret_issues for day in self._days)
-        if issues * self.settings.record_every_hours < self.settings.min_samples:
-            return incumbent
-        totals = dict(
-            zip(
-                self._candidates,
-                (math.fsum(column) for column in zip(*(d.regret for d in self._days), strict=True)),
-                strict=True,
-            )
-        )
-        best = min(self._candidates, key=totals.__getitem__)
-        if totals[best] < (1 - self.settings.switch_margin) * totals[incumbent]:
-            self._chosen = best
-        else:
-            self._chosen = incumbent
-        return self._chosen
 
     def _mean_products(self, names: Sequence[str], bucket: int) -> list[list[float]] | None:
         """The mean product of the errors of each pair of ``names`` over the recent days

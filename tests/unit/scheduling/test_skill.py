@@ -1,4 +1,4 @@
-"""Skill by lead, blending by recent skill, and the regret of a forecast's choices."""
+"""Skill by lead, rank correlation and blending by recent skill."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from carbonaware.scheduling.regret import regrets, spearman
+from carbonaware.scheduling.rankcorr import spearman
 from carbonaware.scheduling.skill import (
     BLEND,
     LeadSkill,
@@ -115,32 +115,9 @@ def test_rank_correlation_rewards_the_order_of_clean_and_dirty_hours() -> None:
     assert row.rank_correlation == pytest.approx(1.0, abs=1e-3)
 
 
-def test_regret_is_what_a_job_planned_on_the_forecast_lost_against_the_best_start() -> None:
-    actual = [50.0, 40.0, 10.0, 30.0]
-    right = [5.0, 4.0, 1.0, 3.0]  # wrong values, right order
-    wrong = [1.0, 4.0, 5.0, 3.0]  # picks the first slot
-    # Half of each reads [3, 4, 3, 3]: a tie, and the earliest start (slot 0) is chosen.
-    weightings = [(1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.8, 0.2)]
-    assert regrets([right, wrong], actual, weightings, 1) == [0.0, 40.0, 40.0, 0.0]
-    # A two-slot job: the best start is slot 2 (mean 20); ``wrong`` starts at 0 (mean 45).
-    assert regrets([right, wrong], actual, [(1.0, 0.0), (0.0, 1.0)], 2) == [0.0, 25.0]
-    assert regrets([right], [50.0, math.nan, 10.0], [(1.0,)], 1) is None
-
-
-def test_regret_weighting_keeps_the_first_source_until_another_is_clearly_better() -> None:
-    rng = random.Random(2)
-    actual = [200 + 80 * math.sin(2 * math.pi * i / DAY) for i in range(24 * 30)]
-    scrambled = [200 + rng.gauss(0, 80) for _ in actual] + [200.0] * 48
-    right = [a + rng.gauss(0, 3) for a in actual] + [200.0] * 48
-    skill = tracker(("scrambled", "right"), weighting="regret", weight_step=0.5)
-    assert skill.weights(["scrambled", "right"])[0] == {"scrambled": 1.0, "right": 0.0}
-    feed(skill, actual, {"scrambled": scrambled, "right": right}, range(24 * 20))
-    assert skill.weights(["scrambled", "right"])[0]["right"] == 1.0
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("window_days", 0), ("weight_step", 0), ("switch_margin", 1), ("weighting", "median")],
+    [("window_days", 0), ("weight_step", 0), ("risk_weight", -1), ("min_samples", 0)],
 )
 def test_bad_settings_are_refused(field: str, value: float | str) -> None:
     with pytest.raises(ValueError, match=field):
