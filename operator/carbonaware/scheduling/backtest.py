@@ -15,7 +15,12 @@ from datetime import datetime, timedelta
 
 from carbonaware.scheduling.blendsource import PROVIDER
 from carbonaware.scheduling.liveblend import describe_trust
-from carbonaware.scheduling.replay import ForecastMode, ForecastSource, SimulationSettings
+from carbonaware.scheduling.replay import (
+    ForecastMode,
+    ForecastSource,
+    SimulationSettings,
+    provider_mode,
+)
 from carbonaware.scheduling.series import slots_per_day
 from carbonaware.scheduling.simulate import simulate
 from carbonaware.scheduling.skill import LeadSkill
@@ -95,20 +100,14 @@ def backtest(
     warmup = first_arrival - sliced.starts[0]
     skill_settings = dataclasses.replace(base.skill, window_days=days)
     common = dataclasses.replace(base, warmup=warmup, skill=skill_settings)
-    provider = (
-        ForecastMode.VINTAGE
-        if sliced.vintages
-        else ForecastMode.COLUMN
-        if sliced.forecast is not None
-        else None
-    )
+    grid = TraceGrid.make(sliced)
+    provider = provider_mode(grid)
     modes = [m for m in (provider, ForecastMode.OWN, ForecastMode.BLEND) if m is not None]
     outcomes = []
     for mode in modes:
         result = simulate(sliced, dataclasses.replace(common, forecast=mode))
         name = PROVIDER if mode is provider else mode.value
         outcomes.append(Outcome(name, result.jobs, result.captured_share, result.deadline_misses))
-    grid = TraceGrid.make(sliced)
     day_slots = slots_per_day(grid.step)
     horizon_slots = max(1, -(-common.horizon // grid.step))
     source = ForecastSource(grid, common, ForecastMode.BLEND, horizon_slots, day_slots)
@@ -133,8 +132,9 @@ def _slice(trace: TraceInput, start: datetime, end: datetime) -> TraceInput:
     if vintages is not None and not isinstance(vintages, list | tuple):
         raise ValueError("a backtest takes vintages as rows, not laid on a grid")
     rows = None
-    if vintages is not None:
+    if vintages is not None:  # none reaching the stretch: the column is the provider's
         rows = [row for row in vintages if start - VINTAGE_REACH <= row[0] < end and row[1] < end]
+        rows = rows or None
     return TraceInput(
         starts=[trace.starts[i] for i in keep],
         step=trace.step,

@@ -283,6 +283,13 @@ def replay(
     return placements
 
 
+def provider_mode(grid: TraceGrid) -> ForecastMode | None:
+    """The mode that plans on the trace's own forecast: its vintages, else its column."""
+    if grid.vintages is not None:
+        return ForecastMode.VINTAGE
+    return ForecastMode.COLUMN if grid.forecast is not None else None
+
+
 class ForecastSource:
     """The forecast the policy may see at a tick in one region, for each mode. Only the past
     is read from the actuals: the forecasters get a copy that ends at the current slot."""
@@ -320,13 +327,7 @@ class ForecastSource:
 
     def _components(self) -> dict[str, Component]:
         """The blend's sources: the provider's (vintages, else the column), own, naive."""
-        provider = (
-            ForecastMode.VINTAGE
-            if self.grid.vintages is not None
-            else ForecastMode.COLUMN
-            if self.grid.forecast is not None
-            else None
-        )
+        provider = provider_mode(self.grid)
         modes = [m for m in (provider, ForecastMode.OWN, ForecastMode.NAIVE) if m is not None]
         return {
             (PROVIDER if m is provider else m.value): ForecastSource(
