@@ -291,14 +291,19 @@ def real_node_runner_settings(plane: Any) -> dict[str, Any]:
     }
 
 
-def real_node_job_template(plane: Any, script: str, cpu: str, memory: str) -> dict[str, Any]:
+def real_node_job_template(
+    plane: Any, script: str, cpu: str, memory: str, cpu_limit: str | None = None
+) -> dict[str, Any]:
     """A jobTemplate whose pod runs ``script`` under busybox on the real node."""
+    resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
+    if cpu_limit is not None:
+        resources["limits"] = {"cpu": cpu_limit}
     container = {
         "name": "main",
         "image": plane.images.busybox.name,
         "imagePullPolicy": "Never",
         "command": ["sh", "-c", script],
-        "resources": {"requests": {"cpu": cpu, "memory": memory}},
+        "resources": resources,
     }
     pod = {**plane.real_node_placement(), "restartPolicy": "Never", "containers": [container]}
     return {"spec": {"backoffLimit": 0, "template": {"spec": pod}}}

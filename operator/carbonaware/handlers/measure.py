@@ -248,6 +248,14 @@ def containers_finished(pod: dict[str, Any]) -> dict[str, datetime]:
     return found
 
 
+def logged(meta: dict[str, Any], reading: CpuReading) -> CpuReading:
+    logger.info(
+        "CPU of %s/%s: %.3f core-s, %s",
+        meta.get("namespace"), meta.get("name"), reading.core_seconds, reading.detail,
+    )  # fmt: skip
+    return reading
+
+
 async def cpu_reading(
     ctx: OperatorContext, pod: dict[str, Any], start: datetime, end: datetime, reserved: float
 ) -> CpuReading:
@@ -265,18 +273,14 @@ async def cpu_reading(
                     reserved_vcpus=reserved or None,
                     finished=containers_finished(pod),
                 )
-            logger.info(
-                "CPU of %s/%s: %.3f core-s, %s",
-                meta.get("namespace"), meta.get("name"), reading.core_seconds, reading.detail,
-            )  # fmt: skip
-            return reading
+            return logged(meta, reading)
         except MetricSourceError as exc:
             logger.warning(
                 "CPU of %s/%s from Prometheus: %s", meta.get("namespace"), meta.get("name"), exc
             )
     samples = ctx.usage.reading(meta.get("namespace", ""), meta.get("name", ""), start, end)
     if samples is not None:
-        return samples
+        return logged(meta, samples)
     # No measurement: bound the usage by the reservation (or one vCPU) for the whole run.
     bound = (reserved or 1.0) * max((end - start).total_seconds(), 0.0)
     return CpuReading(

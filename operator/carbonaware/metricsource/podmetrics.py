@@ -1,10 +1,12 @@
 """CPU core-seconds of a pod from sampled ``metrics.k8s.io`` PodMetrics.
 
 metrics-server reports each container's CPU usage as a rate (cores, as a Kubernetes
-quantity such as ``250m`` or ``123456n``) averaged over a short window ending at the
-sample's ``timestamp``. Integrating those rates over the sample times with the trapezoid
-rule gives core-seconds. Nothing here talks to the Kubernetes API: the handlers list the
-PodMetrics and pass each object in.
+quantity such as ``250m`` or ``123456n``): the growth of the kubelet's cumulative CPU counter
+between two of its readings, divided by the time between them. The PodMetrics object says
+which interval that was: it ends at ``timestamp`` and lasts ``window``. Summing rate x window
+over consecutive samples therefore gives the counter's growth exactly (the readings' timing
+jitter cancels), where interpolating between sample times would not. Nothing here talks to
+the Kubernetes API: the handlers list the PodMetrics and pass each object in.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import bisect
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import pairwise
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carbonaware.errors import MetricSourceError
@@ -44,6 +45,33 @@ def parse_cpu_quantity(text: str) -> float:
     return float(match.group(1)) * _SUFFIX[match.group(2)]
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)")
+_DURATION_UNIT = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+# PodMetrics ``timestamp`` is a metav1.Time: RFC 3339 in whole seconds.
+TIMESTAMP_RESOLUTION = timedelta(seconds=1)
+
+
+def parse_go_duration(text: str) -> timedelta:
+    """A Go duration as the API serves ``metav1.Duration``: ``10.5s``, ``1m0.25s``, ``0s``."""
+    text = str(text).strip()
+    if text == "0":
+        return timedelta(0)
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise MetricSourceError(f"metrics.k8s.io: {text!r} is not a duration")
+    return timedelta(seconds=sum(float(number) * _DURATION_UNIT[unit] for number, unit in parts))
+
+
 def _parse_time(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -51,47 +79,69 @@ def _parse_time(text: str) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class CpuSample:
-    """The pod's CPU usage rate (cores, all containers) at ``time``."""
+    """The pod's CPU usage rate (cores, all containers) over ``window`` ending at ``time``.
+
+    A zero window is a point reading: integration interpolates between such samples.
+    """
 
     time: datetime
     cores: float
+    window: timedelta = timedelta(0)
 
 
 def pod_cpu_sample(pod_metrics: Mapping[str, Any]) -> CpuSample:
-    """One sample from a PodMetrics object: its ``timestamp`` and the sum over containers."""
+    """One sample from a PodMetrics object: its ``timestamp``, ``window`` and the sum of its
+    containers' rates."""
     try:
         time = _parse_time(str(pod_metrics["timestamp"]))
+        window = parse_go_duration(pod_metrics.get("window") or "0s")
         containers = pod_metrics.get("containers") or []
         cores = sum(parse_cpu_quantity(c["usage"]["cpu"]) for c in containers)
     except (KeyError, TypeError, ValueError) as exc:
         raise MetricSourceError(f"metrics.k8s.io: malformed PodMetrics: {exc!r}") from exc
-    return CpuSample(time, cores)
+    return CpuSample(time, cores, window)
 
 
 def integrate_core_seconds(
     samples: Iterable[CpuSample], start: datetime | None = None, end: datetime | None = None
 ) -> float:
-    """Core-seconds under the usage curve by the trapezoid rule over the sample times.
+    """Core-seconds under the usage curve.
 
-    With ``start``/``end``, samples outside are dropped and the first and last usage are
-    held flat out to those bounds (the run was already, or still, using that much CPU).
+    Each sample counts its rate over its own window, ``[time - window, time]``, less any part
+    an earlier sample already covers. The API serves ``timestamp`` in whole seconds (the
+    window is exact), so a window that begins within a second of where the last one ended
+    continues it: consecutive readings then add up to the kubelet counter's growth exactly.
+    A gap between windows (a sample the loop missed) is bridged at the mean of its two
+    neighbours' rates (the trapezoid rule, which is all that is left when samples carry no
+    window). With ``start``/``end``, windows are cut to ``[start, end]`` and the first and
+    last rate are held flat out to those bounds (the run was already, or still, using that
+    much CPU: metrics-server never sees a container's first and last seconds).
     """
-    ordered = sorted(samples, key=lambda s: s.time)
-    if start is not None:
-        ordered = [s for s in ordered if s.time >= start]
-    if end is not None:
-        ordered = [s for s in ordered if s.time <= end]
-    if not ordered:
-        return 0.0
     total = 0.0
-    for left, right in pairwise(ordered):
-        seconds = (right.time - left.time).total_seconds()
-        # Trapezoid rule: mean of the two rates times the interval.
-        total += (left.cores + right.cores) / 2.0 * seconds
-    if start is not None:
-        total += ordered[0].cores * (ordered[0].time - start).total_seconds()
-    if end is not None:
-        total += ordered[-1].cores * (end - ordered[-1].time).total_seconds()
+    covered: datetime | None = None  # where the last counted window ended
+    last_cores = 0.0
+    for sample in sorted(samples, key=lambda s: s.time):
+        if start is not None and sample.time < start:
+            continue  # ended before the run began
+        begin, finish = sample.time - sample.window, sample.time
+        if covered is not None and abs(begin - covered) < TIMESTAMP_RESOLUTION:
+            begin, finish = covered, covered + sample.window
+        if start is not None:
+            begin = max(begin, start)
+        if end is not None:
+            finish = min(finish, end)
+        if finish < begin:
+            continue  # began after the run ended
+        if covered is None:
+            head = start if start is not None else begin
+            total += sample.cores * (begin - head).total_seconds()
+        else:
+            begin = max(begin, covered)
+            total += (last_cores + sample.cores) / 2.0 * (begin - covered).total_seconds()
+        total += sample.cores * max((finish - begin).total_seconds(), 0.0)
+        covered, last_cores = max(finish, begin), sample.cores
+    if covered is not None and end is not None:
+        total += last_cores * max((end - covered).total_seconds(), 0.0)
     return total
 
 
@@ -128,5 +178,5 @@ class PodCpuAccumulator:
         if count == 1:
             detail = "1 PodMetrics sample held over the run"
         else:
-            detail = f"trapezoid over {count} PodMetrics samples"
+            detail = f"{count} PodMetrics samples, each rate over its window"
         return CpuReading(core_seconds, SOURCE_METRICS_API, detail)

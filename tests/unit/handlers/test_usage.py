@@ -58,7 +58,9 @@ async def test_samples_integrate_per_pod_and_a_repeated_sample_counts_once() -> 
     assert len(kube.calls) == 4
     reading = sampler.reading("ml", "a", T0 + timedelta(seconds=10), T0 + timedelta(seconds=30))
     assert reading is not None
-    assert reading.core_seconds == pytest.approx(20 * (1 + 3) / 2)
+    # The sample ending at 10 s adds nothing inside [10, 30]; the one ending at 30 s covers
+    # its 15 s window at 3 cores, and the 5 s between them is bridged at (1 + 3) / 2.
+    assert reading.core_seconds == pytest.approx(5 * (1 + 3) / 2 + 15 * 3)
     assert reading.source == SOURCE_METRICS_API
     # A reading takes the pod's samples: a second read has none.
     assert sampler.reading("ml", "a", T0, T0 + timedelta(seconds=30)) is None
