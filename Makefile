@@ -11,7 +11,7 @@ INTEGRATION_WORKERS ?= 4
 # every checkout on the machine (hack/testbed/common.py reads the same variables).
 CACHE_DIR ?= $(or $(CARBONAWARE_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/carbon-aware-operator)
 
-.PHONY: demo demo-down test test-fast check unit integration venv deps plane-binaries bench
+.PHONY: demo demo-down test test-fast check crds unit integration venv deps plane-binaries bench
 
 # demo starts a local control plane (built from source once, ~15 min on 2 cores), a local
 # OpenSSH server, the operator replaying the GB 2024 grid trace, and example jobs in the
@@ -35,12 +35,18 @@ test: deps check plane-binaries
 # test-fast is the inner loop (a few minutes): the static checks and the unit tests.
 test-fast: check unit
 
-# check is the static part: ruff (lint and format), mypy --strict, the import-layer contract.
+# check is the static part: ruff (lint and format), mypy --strict, the import-layer contract,
+# and the generated CRDs up to date.
 check: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --cache-dir $(CACHE_DIR)/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) hack/crds.py --check
+
+# crds writes the CRDs made from others (the CarbonAwareCronJob's embeds the job's spec).
+crds: venv
+	$(PY) hack/crds.py
 
 unit: venv
 	$(PY) -m pytest -q -n auto tests/unit

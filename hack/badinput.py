@@ -21,6 +21,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import localplane
+from testbed.common import CRD_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT / "tests" / "integration" / "fixtures" / "invalid"
@@ -82,7 +83,7 @@ def main() -> int:
         plane.start()
         try:
             plane.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-            for crd in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
+            for crd in CRD_NAMES:
                 plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}")
             namespace = plane.create_namespace("badinput")
             for path in sorted(FIXTURES.glob("*.yaml")):

@@ -57,6 +57,7 @@ sys.path.insert(0, str(HACK))
 
 import localplane  # noqa: E402 - hack/ is not a package
 import sshd  # noqa: E402
+from testbed.common import CRD_NAMES  # noqa: E402
 
 T = TypeVar("T")
 
@@ -322,7 +323,7 @@ def ensure_plane(work: Path) -> tuple[Any, bool]:
 
 def apply_crds(plane: Any) -> None:
     plane.kubectl("apply", "-f", str(CRDS))
-    for crd in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
+    for crd in CRD_NAMES:
         plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 

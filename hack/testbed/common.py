@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+# The operator's CRDs (crds/), which a plane serves once they are Established.
+CRD_NAMES = (
+    "carbonawarejobs.carbonaware.io",
+    "servertargets.carbonaware.io",
+    "carbonawarecronjobs.carbonaware.io",
+)
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"

@@ -171,18 +171,40 @@ class Kube:
             GROUP, VERSION, namespace, plural, name,
         )  # fmt: skip
 
-    async def list_objects(self, plural: str, namespace: str | None = None) -> list[Body]:
+    async def list_objects(
+        self, plural: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Body]:
+        extra = {"label_selector": label_selector} if label_selector else {}
         if namespace:
             body = await self._call(
                 f"list {plural}", self.custom.list_namespaced_custom_object,
-                GROUP, VERSION, namespace, plural,
+                GROUP, VERSION, namespace, plural, **extra,
             )  # fmt: skip
         else:
             body = await self._call(
-                f"list {plural}", self.custom.list_cluster_custom_object, GROUP, VERSION, plural
-            )
+                f"list {plural}", self.custom.list_cluster_custom_object, GROUP, VERSION, plural,
+                **extra,
+            )  # fmt: skip
         items: list[Body] = body.get("items", [])
         return items
+
+    async def create_object(self, plural: str, namespace: str, body: Body) -> Body:
+        return await self._call(
+            f"create {plural} {namespace}/{body['metadata'].get('name')}",
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body,
+        )  # fmt: skip
+
+    async def delete_object(self, plural: str, namespace: str, name: str, uid: str) -> None:
+        """Delete one of our objects and what it owns, only if it is still ``uid``."""
+        try:
+            await self._call(
+                f"delete {plural} {namespace}/{name}",
+                self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural,
+                name, body={"propagationPolicy": "Background", "preconditions": {"uid": uid}},
+            )  # fmt: skip
+        except KubernetesError as exc:
+            if exc.status not in (NOT_FOUND, CONFLICT):
+                raise
 
     async def patch_object(
         self, plural: str, namespace: str, name: str, patch: Body, *, field_manager: str

@@ -20,6 +20,10 @@ HOLD_HOURS = (0.25, 0.5, 1, 2, 4, 8, 12, 24, 48, 168)
 HOLD_BUCKETS = (60, 300, *(hours * 3600 for hours in HOLD_HOURS))
 GRAMS_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 LATENESS_BUCKETS = (0, 1, 5, 15, 60, 300, 900, 3600)
+# Release minus nominal time of a cron job's run: hours early (negative) or late.
+OFFSET_BUCKETS = tuple(
+    hours * 3600 for hours in (-12, -6, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 3, 6, 12)
+)
 REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -128,6 +132,22 @@ class Metrics:
             "carbonaware_late_releases_total",
             "Jobs released after their latest start (the deadline promise was broken).",
             ["namespace"],
+            registry=r,
+        )
+        self.cron_runs = Counter(
+            "carbonaware_cronjob_periods_total",
+            "Periods of CarbonAwareCronJobs by namespace and outcome: created (a run), missed"
+            " (after downtime, or past startingDeadlineSeconds), forbidden (waited for an active"
+            " run, concurrencyPolicy Forbid), replaced (an active run deleted, Replace).",
+            ["namespace", "outcome"],
+            registry=r,
+        )
+        self.cron_start_offset = Histogram(
+            "carbonaware_cronjob_start_offset_seconds",
+            "Release time of a CarbonAwareCronJob's run minus its nominal time: negative when"
+            " the window let it start early on a cleaner grid.",
+            ["namespace"],
+            buckets=OFFSET_BUCKETS,
             registry=r,
         )
         self.loop_last_success = Gauge(

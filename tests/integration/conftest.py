@@ -41,7 +41,14 @@ from typing import Any
 
 import pytest
 
-from .operatorproc import BATCH_JOB_TEMPLATE, CRDS, QUICK_JOB_TEMPLATE, REPO_ROOT, wait_for
+from .operatorproc import (
+    BATCH_JOB_TEMPLATE,
+    CRD_NAMES,
+    CRDS,
+    QUICK_JOB_TEMPLATE,
+    REPO_ROOT,
+    wait_for,
+)
 from .sshd import SshdServer, running_sshd
 from .workload import GroupTimes, group_and_order
 
@@ -133,7 +140,7 @@ def established(plane: Any, name: str) -> bool:
 def apply_crds(plane: Any) -> Any:
     """``plane`` with the operator's CRDs applied and Established."""
     plane.kubectl("apply", "-f", str(CRDS))
-    for name in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
+    for name in CRD_NAMES:
         wait_for(lambda n=name: established(plane, n), timeout=60, what=f"CRD {name} Established")  # type: ignore[misc]
     return plane
 

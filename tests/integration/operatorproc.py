@@ -38,6 +38,7 @@ CRDS = REPO_ROOT / "crds"
 
 if str(REPO_ROOT / "hack") not in sys.path:  # the test bed's package, as hack/localplane.py
     sys.path.insert(0, str(REPO_ROOT / "hack"))
+from testbed.common import CRD_NAMES  # noqa: E402, F401 - re-exported
 from testbed.process import free_ports  # noqa: E402
 
 # A Job whose pod exits at once: for tests that only care that it was released and ran.
@@ -154,6 +155,16 @@ def caj(name: str, schedule: dict[str, Any], **spec: Any) -> dict[str, Any]:
         "kind": "CarbonAwareJob",
         "metadata": {"name": name},
         "spec": body,
+    }
+
+
+def cron_job(name: str, schedule: str, run: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """A CarbonAwareCronJob whose runs are ``run`` (a CarbonAwareJob from :func:`caj`)."""
+    return {
+        "apiVersion": "carbonaware.io/v1alpha1",
+        "kind": "CarbonAwareCronJob",
+        "metadata": {"name": name},
+        "spec": {"schedule": schedule, "jobTemplate": {"spec": run["spec"]}, **spec},
     }
 
 

@@ -10,8 +10,9 @@ else: no admin credentials.
 
 One scenario exercises every permission in a few seconds (grid constant at 300 gCO2e/kWh): a
 held Threshold job, an Immediate job that runs and is measured, an SSH job (runner pod mode)
-on a ServerTarget at a closed port with its key in a Secret, a managed plain Job, and a job
-whose Job name is taken by someone else's Job. Objects created after the operator started
+on a ServerTarget at a closed port with its key in a Secret, a managed plain Job, a job
+whose Job name is taken by someone else's Job, and a CarbonAwareCronJob whose window is always
+open (it runs at once and keeps no finished run). Objects created after the operator started
 ("late") need its watches; a peer with a higher priority appearing in the peering object needs
 kopf's peering watch. Each permission is tied to an effect the scenario produces with the
 chart's RBAC (the baseline runs check them all, and also take a held job to Succeeded) and to
@@ -45,9 +46,11 @@ from carbonaware.api import labels
 from carbonaware.runners.jobs import child_name
 
 from .operatorproc import (
+    CRD_NAMES,
     REPO_ROOT,
     OperatorProcess,
     caj,
+    cron_job,
     free_port,
     long_job_template,
     operator_env,
@@ -153,7 +156,7 @@ class Snapshot:
 
     def texts(self) -> str:
         """Where a refusal may be recorded: the operator's log and our objects' statuses."""
-        kinds = ("CarbonAwareJob", "ServerTarget")
+        kinds = ("CarbonAwareJob", "ServerTarget", "CarbonAwareCronJob")
         statuses = [obj.get("status") for kind in kinds for obj in self.of_kind(kind)]
         return self.log + "\n" + json.dumps(statuses)
 
@@ -278,6 +281,28 @@ EFFECTS: dict[str, Effect] = {
         CANCEL,
         ready=lambda s: bool(s.get("Job", child_name("long"))),
     ),
+    "cron-run": Effect(
+        "the cron job's run is created",
+        # (or its Event: a finished run may be deleted before a snapshot sees it)
+        lambda s: any(
+            (r["metadata"].get("labels") or {}).get(labels.CRONJOB) == "cron"
+            for r in s.of_kind("CarbonAwareJob")
+        )
+        or "RunCreated" in events_about(s, "cron"),
+    ),
+    "cron-status": Effect(
+        "the cron job's status records its period",
+        lambda s: bool(s.status("CarbonAwareCronJob", "cron").get("lastScheduleTime")),
+    ),
+    "cron-history": Effect(
+        "the cron job's finished run is deleted (history limit 0)",
+        lambda s: "RunDeleted" in events_about(s, "cron"),
+    ),
+    "late-cron-run": Effect(
+        "a cron job created later is seen and runs",
+        lambda s: "RunCreated" in events_about(s, "late-cron"),
+        LATE_OBJECTS,
+    ),
     "keepalive": Effect(
         "the operator's keep-alive is in the peering object",
         lambda s: any(identity.endswith(f"-{s.pid}") for identity in s.peering),
@@ -313,6 +338,11 @@ CLUSTER_CASES: dict[Grant, Case] = dict(
         case(OURS, "carbonawarejobs", "get", "succeeded", namespaced=True),
         case(OURS, "carbonawarejobs", "patch", "kopf-annotation", namespaced=True),
         case(OURS, "carbonawarejobs/status", "patch", "held", namespaced=True),
+        case(OURS, "carbonawarejobs", "create", "cron-run", namespaced=True),
+        case(OURS, "carbonawarejobs", "delete", "cron-history", namespaced=True),
+        case(OURS, "carbonawarecronjobs", "list", "cron-run", namespaced=False),
+        case(OURS, "carbonawarecronjobs", "watch", "late-cron-run", namespaced=False),
+        case(OURS, "carbonawarecronjobs/status", "patch", "cron-status", namespaced=True),
         case(OURS, "servertargets", "list", "probed", namespaced=False),
         case(OURS, "servertargets", "watch", "late-probed", namespaced=False),
         case(OURS, "servertargets/status", "patch", "probed", namespaced=True),
@@ -410,7 +440,7 @@ def install(plane: Any, helm: Helm, name: str, directory: Path, *values: str) ->
     helm.run("install", name, str(CHART), "--namespace", namespace, "--create-namespace",
              *settings)  # fmt: skip
     fullname = f"{name}-carbon-aware-operator"
-    for crd in ("carbonawarejobs.carbonaware.io", "servertargets.carbonaware.io"):
+    for crd in CRD_NAMES:
         plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     token = plane.kubectl(
         "create", "token", fullname, "-n", namespace, "--duration=3600s"
@@ -511,7 +541,15 @@ def early_objects(ssh_key: str) -> list[dict[str, Any]]:
         # Someone else's Job, with the name the operator derives for the next job's Job.
         suspended_job(child_name("clash")),
         caj("clash", immediate),
+        rbac_cron_job("cron"),
     ]  # fmt: skip
+
+
+def rbac_cron_job(name: str) -> dict[str, Any]:
+    """A cron job whose window is always open (every minute, a minute before): it runs at once,
+    and its finished run is deleted (no history kept)."""
+    return cron_job(name, "* * * * *", caj("run", {"policy": "Immediate"}),
+                    windowBeforeSeconds=60, successfulJobsHistoryLimit=0)  # fmt: skip
 
 
 def late_objects() -> list[dict[str, Any]]:
@@ -522,6 +560,7 @@ def late_objects() -> list[dict[str, Any]]:
         caj("late-now", immediate),
         # Its own target: "srv" is busy with the early SSH job's runner pod (maxConcurrent 1).
         caj("late-ssh", immediate, ssh={"targetRef": {"name": "late-srv"}, "command": "true"}),
+        rbac_cron_job("late-cron"),
     ]  # fmt: skip
 
 
@@ -564,7 +603,10 @@ class Scenario:
         """Our objects, the Jobs, pods and Events of the namespace, the peering status and the
         log, all at once."""
         listed = self.plane.kubectl_json(
-            "get", "carbonawarejobs,servertargets,jobs,pods,events", "-n", self.namespace
+            "get",
+            "carbonawarejobs,carbonawarecronjobs,servertargets,jobs,pods,events",
+            "-n",
+            self.namespace,
         )
         objects = {(o["kind"], o["metadata"]["name"]): o for o in listed["items"]}
         peering: dict[str, Any] = {}

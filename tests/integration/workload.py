@@ -26,9 +26,10 @@ UNIT_PREFIX = "unit-"
 GROUP_SECONDS: dict[str, float] = {
     "cpu-heavy": 780,
     "real-node": 900,
-    "test_helm_rbac": 435,
+    "test_helm_rbac": 560,
     "test_provider_faults": 223,
     "test_interruptible": 140,
+    "test_cronjobs": 150,
     "test_ssh_operator": 154,
     "test_operator_core": 144,
     "test_placement": 98,

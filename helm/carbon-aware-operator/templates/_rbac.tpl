@@ -10,19 +10,27 @@ carbonaware.rbac.namespacedRules: rules on namespaced resources.
 {{- define "carbonaware.rbac.namespacedRules" -}}
 # CarbonAwareJobs: kopf lists and watches them and patches its own annotations onto them (the
 # last handled spec, which tells a spec edit from a replay); the handlers read one by name when
-# its Job or SSH run reports back.
+# its Job or SSH run reports back. CarbonAwareCronJobs create one per period and delete the
+# finished ones beyond their history limits (and an active one under concurrencyPolicy
+# Replace).
 - apiGroups: ["carbonaware.io"]
   resources: ["carbonawarejobs"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "create", "delete"]
+# CarbonAwareCronJobs: kopf lists and watches them to keep the operator's schedule of them
+# (event handlers only: kopf never patches them).
+- apiGroups: ["carbonaware.io"]
+  resources: ["carbonawarecronjobs"]
+  verbs: ["list", "watch"]
 # ServerTargets: kopf lists and watches them to keep the operator's registry of targets. kopf
 # never patches them (event handlers only) and nothing reads one by name.
 - apiGroups: ["carbonaware.io"]
   resources: ["servertargets"]
   verbs: ["list", "watch"]
-# Status subresources: conditions, state, planned start, intensity and SCI of jobs, and probe
-# results of targets are merge-patched into status; status is never read or replaced on its own.
+# Status subresources: conditions, state, planned start, intensity and SCI of jobs, probe
+# results of targets and the periods of cron jobs are merge-patched into status; status is
+# never read or replaced on its own.
 - apiGroups: ["carbonaware.io"]
-  resources: ["carbonawarejobs/status", "servertargets/status"]
+  resources: ["carbonawarejobs/status", "servertargets/status", "carbonawarecronjobs/status"]
   verbs: ["patch"]
 # Jobs: create the Job of a CarbonAwareJob (get: on a name conflict, read the existing Job to
 # tell our own from a user's), watch Jobs to follow them, unsuspend managed plain Jobs at release

@@ -11,6 +11,8 @@ JOB_NAME = f"{DOMAIN}/job-name"  # on children: the CarbonAwareJob that created 
 JOB_UID = f"{DOMAIN}/job-uid"
 TARGET_NAME = f"{DOMAIN}/target"  # on SSH-runner pods: the ServerTarget name
 SSH_KEY = f"{DOMAIN}/ssh-key"  # "true" on an Opaque Secret allowed as a ServerTarget key
+CRONJOB = f"{DOMAIN}/cronjob"  # on a CarbonAwareCronJob's runs: the cron job's name
+NOMINAL_TIME = f"{DOMAIN}/nominal-time"  # annotation on those runs: the period's nominal time
 
 # Schedule annotations on plain Jobs (mirroring spec.schedule of a CarbonAwareJob)
 POLICY = f"{DOMAIN}/policy"

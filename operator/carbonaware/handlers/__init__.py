@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from carbonaware.handlers import (  # noqa: F401 - imported to register their handlers
     carbonawarejob,
+    cronjobs,
     plainjob,
     runnerpods,
     servertarget,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from carbonaware.api.cronjob import CarbonAwareCronJobSpec
 from carbonaware.config import OperatorSettings
 from carbonaware.handlers.intensity import RegionIntensity, RegionSnapshot
 from carbonaware.handlers.state import Key, Registry
@@ -59,6 +60,16 @@ class ScaledClock:
 
 
 @dataclass
+class CronEntry:
+    """A CarbonAwareCronJob as last seen, its spec (None: invalid, or stopped by an error)."""
+
+    body: dict[str, Any]
+    spec: CarbonAwareCronJobSpec | None
+    waiting_for: datetime | None = None
+    """The period a Forbid wait was announced for (one Event per period)."""
+
+
+@dataclass
 class OperatorContext:
     settings: OperatorSettings
     kube: Kube
@@ -67,6 +78,8 @@ class OperatorContext:
     intensity: RegionIntensity
     registry: Registry = field(default_factory=Registry)
     usage: UsageSampler = field(default_factory=UsageSampler)
+    cronjobs: dict[tuple[str, str], CronEntry] = field(default_factory=dict)
+    """CarbonAwareCronJobs by (namespace, name), kept by their watch handler."""
     clock: Callable[[], datetime] = wall_clock
     observed: Callable[[datetime], datetime] = same_time
     """Operator time of an instant the API server recorded (see :class:`ScaledClock`)."""

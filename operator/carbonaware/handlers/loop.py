@@ -24,6 +24,7 @@ from carbonaware.api.conditions import Reason
 from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext
+from carbonaware.handlers.cronjobs import run_cronjobs
 from carbonaware.handlers.hold import (
     display_update,
     plan_changed,
@@ -310,6 +311,7 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
                         probes = asyncio.create_task(probe_due_targets(ctx), name="probes")
                     decided_at = ctx.clock()
                     await refresh_once(ctx)
+                    await run_cronjobs(ctx, ctx.clock())
                     if not ctx.settings.prometheus_url:
                         await ctx.usage.sample(ctx.kube)
                     if time.monotonic() - last_reconcile >= ctx.settings.reconcile_seconds:

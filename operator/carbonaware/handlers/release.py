@@ -45,7 +45,7 @@ from carbonaware.handlers.sshjobs import (
     ssh_inputs,
 )
 from carbonaware.handlers.state import ChildKind, HeldWork, ReleasedWork, WorkKind
-from carbonaware.handlers.work import parse_spec, work_from_carbonawarejob
+from carbonaware.handlers.work import optional_time, parse_spec, work_from_carbonawarejob
 from carbonaware.k8s import CONFLICT
 from carbonaware.runners.jobs import build_job, child_name
 from carbonaware.runners.sshpod import ssh_runner_pod_name
@@ -373,6 +373,10 @@ def record_release(
     ctx.metrics.hold_duration.labels(work.namespace, work.policy.value).observe(
         max((released_at - work.created).total_seconds(), 0.0)
     )
+    annotations = work.body.get("metadata", {}).get("annotations") or {}
+    if (nominal := optional_time(annotations.get(labels.NOMINAL_TIME))) is not None:
+        offset = (released_at - nominal).total_seconds()
+        ctx.metrics.cron_start_offset.labels(work.namespace).observe(offset)
     message = f"{decision.reason.value}: {release_message(work, decision)}"
     events.info(ctx.kube, work.body, reason="Released", message=message)
     logger.info("released %s %s/%s: %s", work.kind.value, work.namespace, work.name,

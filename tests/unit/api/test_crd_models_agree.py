@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from carbonaware.api.carbonawarejob import CarbonAwareJobSpec, CarbonAwareJobStatus
 from carbonaware.api.conditions import JobState
+from carbonaware.api.cronjob import CarbonAwareCronJobSpec, CarbonAwareCronJobStatus
 from carbonaware.api.servertarget import ServerTargetSpec, ServerTargetStatus
 
 CRDS = Path(__file__).parents[3] / "crds"
@@ -156,6 +157,7 @@ def compare_type(annotation: Any, schema: dict[str, Any], where: str) -> list[st
     [
         ("carbonawarejob.yaml", CarbonAwareJobSpec, CarbonAwareJobStatus),
         ("servertarget.yaml", ServerTargetSpec, ServerTargetStatus),
+        ("carbonawarecronjob.yaml", CarbonAwareCronJobSpec, CarbonAwareCronJobStatus),
     ],
 )
 def test_models_match_crd(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import yaml
 
 from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import CarbonAwareJobSpec, SchedulePolicy
+from carbonaware.api.cronjob import CarbonAwareCronJobSpec, ConcurrencyPolicy
 from carbonaware.api.servertarget import HostKeyPolicy, ServerTargetSpec
 from carbonaware.handlers.work import schedule_from_annotations
+from carbonaware.scheduling.cron import CronSchedule
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 JOB_FILES = sorted((EXAMPLES / "jobs").glob("*.yaml"))
@@ -99,3 +102,26 @@ def test_the_interruptible_example_checkpoints_on_sigterm_to_a_claim_it_declares
     assert "trap" in container["command"][-1]
     assert "TERM" in container["command"][-1]
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
+def test_the_cron_job_example_is_valid_and_says_what_it_does() -> None:
+    (path,) = sorted((EXAMPLES / "cronjobs").glob("*.yaml"))
+    document = load(path)
+    assert (document["apiVersion"], document["kind"]) == (
+        "carbonaware.io/v1alpha1",
+        "CarbonAwareCronJob",
+    )
+    spec = CarbonAwareCronJobSpec.model_validate(document["spec"])
+    schedule = CronSchedule(
+        spec.schedule,
+        spec.zone(),
+        before=timedelta(seconds=spec.window_before_seconds),
+        after=timedelta(seconds=spec.window_after_seconds),
+    )
+    # "at 23:00 ... whose latest start is 06:00" (London time, winter and summer alike)
+    for moment in (datetime(2026, 1, 10, 12, tzinfo=UTC), datetime(2026, 7, 10, 12, tzinfo=UTC)):
+        opens, closes = schedule.window(schedule.next_nominal(moment))
+        assert opens.astimezone(spec.zone()).hour == 23
+        assert closes.astimezone(spec.zone()).hour == 6
+    assert spec.concurrency_policy is ConcurrencyPolicy.FORBID
+    assert spec.job_template.spec.schedule.policy is SchedulePolicy.FORECAST

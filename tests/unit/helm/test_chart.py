@@ -310,10 +310,14 @@ def test_rbac_has_no_wildcards_and_deletes_only_jobs(helm: Helm, values: tuple[s
             assert "*" not in rule.get(field, []), rule
             assert not any("*" in item for item in rule.get(field, [])), rule
         assert "nonResourceURLs" not in rule
-        # Children are deleted by owner references and garbage collection; the one exception
-        # is a cancelled CarbonAwareJob's running Job (carbonaware.io/cancel). Nothing else.
+        # Children are deleted by owner references and garbage collection; the exceptions
+        # are a cancelled CarbonAwareJob's running Job (carbonaware.io/cancel) and a
+        # CarbonAwareCronJob's runs (history limits, concurrencyPolicy Replace). Nothing else.
         if "delete" in rule["verbs"]:
-            assert (rule["apiGroups"], rule["resources"]) == (["batch"], ["jobs"]), rule
+            assert (rule["apiGroups"], rule["resources"]) in (
+                (["batch"], ["jobs"]),
+                (["carbonaware.io"], ["carbonawarejobs"]),
+            ), rule
         assert "deletecollection" not in rule["verbs"], rule
         assert "pods/log" not in rule["resources"], rule
         assert "pods/exec" not in rule["resources"], rule
@@ -401,6 +405,9 @@ def test_cluster_scope_grants_what_the_operator_uses_cluster_wide(helm: Helm) ->
         ("carbonaware.io", "carbonawarejobs", "watch"),
         ("carbonaware.io", "servertargets/status", "patch"),
         ("carbonaware.io", "carbonawarejobs/status", "patch"),
+        ("carbonaware.io", "carbonawarejobs", "create"),
+        ("carbonaware.io", "carbonawarecronjobs", "watch"),
+        ("carbonaware.io", "carbonawarecronjobs/status", "patch"),
         ("batch", "jobs", "create"),
         ("batch", "jobs", "patch"),
         ("batch", "jobs", "delete"),
