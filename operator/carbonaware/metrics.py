@@ -20,10 +20,8 @@ HOLD_HOURS = (0.25, 0.5, 1, 2, 4, 8, 12, 24, 48, 168)
 HOLD_BUCKETS = (60, 300, *(hours * 3600 for hours in HOLD_HOURS))
 GRAMS_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 LATENESS_BUCKETS = (0, 1, 5, 15, 60, 300, 900, 3600)
-# Release minus nominal time of a cron job's run: hours early (negative) or late.
-OFFSET_BUCKETS = tuple(
-    hours * 3600 for hours in (-12, -6, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 3, 6, 12)
-)
+# How far from its nominal time a cron job's run started, before or after it.
+OFFSET_BUCKETS = (0, 300, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -144,9 +142,10 @@ class Metrics:
         )
         self.cron_start_offset = Histogram(
             "carbonaware_cronjob_start_offset_seconds",
-            "Release time of a CarbonAwareCronJob's run minus its nominal time: negative when"
-            " the window let it start early on a cleaner grid.",
-            ["namespace"],
+            "How far from its nominal time each CarbonAwareCronJob run started: direction"
+            " before (the window let it start early on a cleaner grid) or after (at or after"
+            " the nominal time).",
+            ["namespace", "direction"],
             buckets=OFFSET_BUCKETS,
             registry=r,
         )

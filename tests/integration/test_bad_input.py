@@ -23,7 +23,11 @@ pytestmark = pytest.mark.integration
 API_CASES = load_cases(stage="api")
 VALID = load_valid()
 RELEASE_TIME = "2024-05-01T12:00:00Z"
-PLURALS = {"CarbonAwareJob": "carbonawarejobs", "ServerTarget": "servertargets"}
+PLURALS = {
+    "CarbonAwareJob": "carbonawarejobs",
+    "ServerTarget": "servertargets",
+    "CarbonAwareCronJob": "carbonawarecronjobs",
+}
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@ process with its metrics port open, Debian's Prometheus scraping it every second
 intensity from a local server speaking the UK Carbon Intensity API, a real OpenSSH server as
 a reachable ServerTarget and a closed port as an unreachable one. The run holds jobs, releases
 some at once and some when the grid gets cleaner, keeps one running, runs a script over SSH
-(measured CPU, so a non-zero SCI), takes the grid API down for a while (errors, then stale
-answers) and brings it back.
+(measured CPU, so a non-zero SCI), runs a CarbonAwareCronJob's one period ten minutes before
+its nominal time, takes the grid API down for a while (errors, then stale answers) and brings
+it back.
 
 The tests then read everything back through the Prometheus HTTP API: every collector of
 ``carbonaware.metrics.Metrics`` has samples with the values the run implies, and every query
@@ -48,6 +49,7 @@ from .operatorproc import (
     OperatorProcess,
     apt_get_install,
     caj,
+    cron_job,
     free_port,
     get,
     operator_env,
@@ -338,6 +340,13 @@ def drive(plane: Any, run: Run, server: SshdServer) -> None:
                                                       "script": BUSY_SCRIPT}),
         namespace=ns,
     )  # fmt: skip
+    # One period, ten minutes ahead, whose window opened an hour before it: it runs at once.
+    nominal = (datetime.now(UTC) + timedelta(minutes=10)).replace(second=0, microsecond=0)
+    plane.apply(
+        cron_job("yearly", f"{nominal:%M %H %d %m} *", caj("run", {"policy": "Immediate"}),
+                 windowBeforeSeconds=3600),
+        namespace=ns,
+    )  # fmt: skip
     plane.apply(
         suspended_job(
             "plain",
@@ -363,6 +372,8 @@ def drive(plane: Any, run: Run, server: SshdServer) -> None:
     )
     assert scripted["state"] == "Succeeded", scripted
     assert scripted["sci"]["totalGrams"] > 0, scripted["sci"]
+    cron_run = f"yearly-{int(nominal.timestamp()) // 60}"
+    wait_for(lambda: state(cron_run) == "Succeeded", timeout=60, what="the cron job's run")
     for name, reachable in (("up", "True"), ("down", "False")):
         wait_for(
             lambda n=name, r=reachable: (c := status_condition(status_of(plane, "srv", ns, n),
@@ -401,8 +412,8 @@ def drive(plane: Any, run: Run, server: SshdServer) -> None:
     # Everything above is in Prometheus once the last changes have been scraped.
     expected = {
         f'sum(carbonaware_releases_total{{namespace="{ns}", reason="ThresholdMet"}})': 2,
-        f'sum(carbonaware_run_sci_grams_count{{namespace="{ns}"}})': 3,
-        f'sum(carbonaware_jobs{{namespace="{ns}", state="Succeeded"}})': 3,
+        f'sum(carbonaware_run_sci_grams_count{{namespace="{ns}"}})': 4,
+        f'sum(carbonaware_jobs{{namespace="{ns}", state="Succeeded"}})': 4,
         'carbonaware_grid_intensity_grams_per_kwh{region="GB"}': 200,
     }
     for expr, value in expected.items():
@@ -437,22 +448,23 @@ def test_every_metric_is_exported_with_the_values_of_the_run(run: Run) -> None:
     )
     assert weights == {"provider": 1.0, "own": 0.0}
 
-    # Jobs by state and kind: one waits, one runs, three succeeded (two CarbonAwareJobs, one Job).
+    # Jobs by state and kind: one waits, one runs, four succeeded (three CarbonAwareJobs, one of
+    # them the cron job's run, and one Job).
     jobs = prom.instant(f'carbonaware_jobs{{namespace="{ns}"}} > 0')
     counts = {(i["metric"]["kind"], i["metric"]["state"]): float(i["value"][1]) for i in jobs}
     assert counts == {
         ("CarbonAwareJob", "Held"): 1,
         ("CarbonAwareJob", "Running"): 1,
-        ("CarbonAwareJob", "Succeeded"): 2,
+        ("CarbonAwareJob", "Succeeded"): 3,
         ("Job", "Succeeded"): 1,
     }
 
     releases = by_label(prom.instant(f'carbonaware_releases_total{{namespace="{ns}"}}'), "reason")
-    assert releases == {"Immediate": 2, "ThresholdMet": 2}
+    assert releases == {"Immediate": 3, "ThresholdMet": 2}
     holds = by_label(
         prom.instant(f'carbonaware_hold_duration_seconds_count{{namespace="{ns}"}}'), "policy"
     )
-    assert holds == {"Immediate": 2, "Threshold": 2}
+    assert holds == {"Immediate": 3, "Threshold": 2}
     held_for = prom.value(
         f'carbonaware_hold_duration_seconds_sum{{namespace="{ns}", policy="Threshold"}}'
     )
@@ -467,8 +479,18 @@ def test_every_metric_is_exported_with_the_values_of_the_run(run: Run) -> None:
     assert (prom.value(f'carbonaware_energy_kwh_total{{namespace="{ns}"}}') or 0) > 0
     counterfactual = prom.value(f'carbonaware_counterfactual_grams_total{{namespace="{ns}"}}')
     assert counterfactual == pytest.approx(emitted, rel=1e-9)
-    assert prom.value(f'carbonaware_run_sci_grams_count{{namespace="{ns}"}}') == 3
+    assert prom.value(f'carbonaware_run_sci_grams_count{{namespace="{ns}"}}') == 4
     assert (prom.value(f'carbonaware_run_sci_grams_sum{{namespace="{ns}"}}') or 0) > 0
+
+    # The cron job: one period, its run created and released about ten minutes early.
+    periods = by_label(
+        prom.instant(f'carbonaware_cronjob_periods_total{{namespace="{ns}"}}'), "outcome"
+    )
+    assert periods == {"created": 1}
+    selector = f'{{namespace="{ns}", direction="before"}}'
+    assert prom.value(f"carbonaware_cronjob_start_offset_seconds_count{selector}") == 1
+    early = prom.value(f"carbonaware_cronjob_start_offset_seconds_sum{selector}") or 0
+    assert 60 < early <= 600
 
     # Provider: successful requests, failed attempts while the API was down, stale answers.
     outcomes = by_label(prom.instant("carbonaware_provider_requests_total"), "outcome")
@@ -501,10 +523,11 @@ def test_the_report_adds_the_operators_counters_from_prometheus(crds: Any, run: 
     print(json.dumps(document, indent=1))
     (counted,) = document["operatorMetrics"]
     assert counted["namespace"] == ns
-    assert document["total"]["runs"] == 3  # two CarbonAwareJobs and a Job, from their statuses
+    # three CarbonAwareJobs (one a cron job's run) and a Job, from their statuses
+    assert document["total"]["runs"] == 4
     # increase() is evaluated at the last scrape and the counters start at zero, so it does not
     # extrapolate (it added 5.1 % under load when evaluated at "now").
-    assert counted["runs"] == pytest.approx(3, rel=0.05)
+    assert counted["runs"] == pytest.approx(4, rel=0.05)
     emitted = prom.value(f'carbonaware_emitted_grams_total{{namespace="{ns}"}}')
     assert counted["emittedGrams"] == pytest.approx(emitted, rel=0.05)
     assert counted["emittedGrams"] == pytest.approx(document["total"]["emittedGrams"], rel=0.05)

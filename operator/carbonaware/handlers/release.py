@@ -376,7 +376,8 @@ def record_release(
     annotations = work.body.get("metadata", {}).get("annotations") or {}
     if (nominal := optional_time(annotations.get(labels.NOMINAL_TIME))) is not None:
         offset = (released_at - nominal).total_seconds()
-        ctx.metrics.cron_start_offset.labels(work.namespace).observe(offset)
+        direction = "before" if offset < 0 else "after"
+        ctx.metrics.cron_start_offset.labels(work.namespace, direction).observe(abs(offset))
     message = f"{decision.reason.value}: {release_message(work, decision)}"
     events.info(ctx.kube, work.body, reason="Released", message=message)
     logger.info("released %s %s/%s: %s", work.kind.value, work.namespace, work.name,

@@ -16,12 +16,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from carbonaware.api.carbonawarejob import CarbonAwareJobSpec
+from carbonaware.api.cronjob import CarbonAwareCronJobSpec
 from carbonaware.api.servertarget import ServerTargetSpec
 
 FIXTURES = Path(__file__).parents[2] / "integration" / "fixtures"
 MODELS: dict[str, type[BaseModel]] = {
     "CarbonAwareJob": CarbonAwareJobSpec,
     "ServerTarget": ServerTargetSpec,
+    "CarbonAwareCronJob": CarbonAwareCronJobSpec,
 }
 
 
