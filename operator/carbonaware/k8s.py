@@ -162,6 +162,15 @@ class Kube:
                 return None
             raise
 
+    async def _delete(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """A delete with a UID precondition: gone (404) or replaced by a namesake (409) is
+        no error."""
+        try:
+            await self._call(action, fn, *args, **kwargs)
+        except KubernetesError as exc:
+            if exc.status not in (NOT_FOUND, CONFLICT):
+                raise
+
     # ------------------------------------------------------------------ our resources
 
     async def get_object(self, plural: str, namespace: str, name: str) -> Body | None:
@@ -196,15 +205,11 @@ class Kube:
 
     async def delete_object(self, plural: str, namespace: str, name: str, uid: str) -> None:
         """Delete one of our objects and what it owns, only if it is still ``uid``."""
-        try:
-            await self._call(
-                f"delete {plural} {namespace}/{name}",
-                self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural,
-                name, body={"propagationPolicy": "Background", "preconditions": {"uid": uid}},
-            )  # fmt: skip
-        except KubernetesError as exc:
-            if exc.status not in (NOT_FOUND, CONFLICT):
-                raise
+        await self._delete(
+            f"delete {plural} {namespace}/{name}",
+            self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural,
+            name, body={"propagationPolicy": "Background", "preconditions": {"uid": uid}},
+        )  # fmt: skip
 
     async def patch_object(
         self, plural: str, namespace: str, name: str, patch: Body, *, field_manager: str
@@ -277,26 +282,17 @@ class Kube:
 
     async def delete_job(self, namespace: str, name: str, uid: str) -> None:
         """Delete one Job and its pods, only if it is still the object ``uid`` (404: gone)."""
-        try:
-            await self._call(
-                f"delete Job {namespace}/{name}", self.batch.delete_namespaced_job, name,
-                namespace, body={"propagationPolicy": "Background",
-                                 "preconditions": {"uid": uid}},
-            )  # fmt: skip
-        except KubernetesError as exc:
-            if exc.status not in (NOT_FOUND, CONFLICT):
-                raise
+        await self._delete(
+            f"delete Job {namespace}/{name}", self.batch.delete_namespaced_job, name,
+            namespace, body={"propagationPolicy": "Background", "preconditions": {"uid": uid}},
+        )  # fmt: skip
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete one Pod, only if it is still the object ``uid`` (404: gone)."""
-        try:
-            await self._call(
-                f"delete Pod {namespace}/{name}", self.core.delete_namespaced_pod, name,
-                namespace, body={"preconditions": {"uid": uid}},
-            )  # fmt: skip
-        except KubernetesError as exc:
-            if exc.status not in (NOT_FOUND, CONFLICT):
-                raise
+        await self._delete(
+            f"delete Pod {namespace}/{name}", self.core.delete_namespaced_pod, name,
+            namespace, body={"preconditions": {"uid": uid}},
+        )  # fmt: skip
 
     async def get_pod(self, namespace: str, name: str) -> Body | None:
         """One Pod by name, through a list (the operator may list pods, not get them)."""

@@ -10,7 +10,6 @@ finds the run by name instead of creating a second one.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from carbonaware.api.conditions import JobState, format_time
 from carbonaware.api.cronjob import PLURAL, CarbonAwareCronJobSpec, ConcurrencyPolicy
 from carbonaware.errors import CarbonAwareError, KubernetesError
 from carbonaware.handlers import events
+from carbonaware.handlers.cancel import FINISHED
 from carbonaware.handlers.containment import describe
 from carbonaware.handlers.context import CronEntry, OperatorContext, context_of
 from carbonaware.handlers.work import describe_validation_error, optional_time
@@ -36,7 +36,6 @@ from carbonaware.scheduling.cron import CronSchedule, due_period, next_period
 logger = logging.getLogger(__name__)
 
 CronKey = tuple[str, str]
-FINISHED = (JobState.SUCCEEDED.value, JobState.FAILED.value)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -102,7 +101,7 @@ def run_body(
     template = spec.job_template
     run_spec = template.spec.to_api()
     expected = timedelta(seconds=template.spec.schedule.expected_duration_seconds)
-    latest_start = nominal + timedelta(seconds=spec.window_after_seconds)
+    latest_start = schedule_of(spec).window(nominal)[1]
     run_spec["schedule"]["deadlineTime"] = format_time(latest_start + expected)
     meta = template.metadata
     name = str(cron["metadata"]["name"])
@@ -354,7 +353,7 @@ async def run_cronjobs(ctx: OperatorContext, now: datetime) -> None:
         for entry in entries:
             name = str(entry.body["metadata"]["name"])
             try:
-                await run_cronjob(ctx, entry, copy.deepcopy(by_cron[name]), now)
+                await run_cronjob(ctx, entry, by_cron[name], now)
             except CarbonAwareError as exc:  # the next tick tries again
                 logger.warning("CarbonAwareCronJob %s/%s: %s", namespace, name, exc)
             except Exception as exc:
