@@ -17,6 +17,7 @@ CRD_NAMES = (
     "carbonawarejobs.carbonaware.io",
     "servertargets.carbonaware.io",
     "carbonawarecronjobs.carbonaware.io",
+    "carbonawarepolicies.carbonaware.io",
 )
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"

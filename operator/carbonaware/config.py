@@ -7,9 +7,10 @@ and are held as :class:`pydantic.SecretStr`, so they never appear in a repr or a
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -114,6 +115,28 @@ class OperatorSettings(BaseSettings):
     metrics_address: str = Field("0.0.0.0", description="Address the metrics server binds.")
     health_port: int = Field(8081, ge=0, le=65535)
     namespace: str | None = Field(None, description="Watch one namespace; None = all.")
+    webhook_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="HTTPS port of the mutating admission webhook through which"
+        " CarbonAwarePolicies govern plain Jobs; 0 = no webhook (policies then govern nothing).",
+    )
+    webhook_address: str = Field("0.0.0.0", description="Address the webhook server binds.")
+    webhook_cert_dir: Path | None = Field(
+        None,
+        description="Directory holding the webhook's serving certificate as a kubernetes.io/tls"
+        " Secret mounts it: tls.crt, tls.key and ca.crt (the CA the webhook configuration"
+        " trusts). Re-read when its files change, so a renewed certificate needs no restart.",
+    )
+    webhook_cert_check_seconds: float = Field(
+        60.0, gt=0, description="How often the webhook's certificate files are checked for renewal."
+    )
+    webhook_policy_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long the webhook reuses a namespace's list of CarbonAwarePolicies.",
+    )
 
     # --- high availability: kopf peering (`kopf run --peering NAME --priority N`)
     peering_name: str | None = Field(
@@ -145,3 +168,12 @@ class OperatorSettings(BaseSettings):
         " when `time_scale` is not 1 (default: the operator's start). Fix it to keep operator"
         " time continuous across restarts.",
     )
+
+    @model_validator(mode="after")
+    def _webhook_has_a_certificate(self) -> OperatorSettings:
+        if self.webhook_port and self.webhook_cert_dir is None:
+            raise ValueError(
+                "CARBONAWARE_WEBHOOK_CERT_DIR must name the directory of the webhook's certificate"
+                " (tls.crt, tls.key, ca.crt) when CARBONAWARE_WEBHOOK_PORT is set"
+            )
+        return self

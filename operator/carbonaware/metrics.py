@@ -2,7 +2,8 @@
 
 Names follow Prometheus conventions: prefix ``carbonaware_``, base units (seconds, grams,
 grams per kWh), counters end in ``_total``. Labels are low-cardinality: region, source,
-namespace, state, reason, provider, outcome, target. Never a job name or a pod name.
+namespace, state, reason, provider, outcome, target, policy (a CarbonAwarePolicy's name: a
+few per namespace). Never a job name or a pod name.
 """
 
 from __future__ import annotations
@@ -147,6 +148,28 @@ class Metrics:
             " the nominal time).",
             ["namespace", "direction"],
             buckets=OFFSET_BUCKETS,
+            registry=r,
+        )
+        self.policy_admissions = Counter(
+            "carbonaware_policy_admissions_total",
+            "Jobs the admission webhook saw created, by namespace and outcome: enforced (a"
+            " CarbonAwarePolicy in Enforce mode holds it), shadowed (one in Shadow mode watches"
+            " it), ungoverned (no policy matched, or the Job is exempt), error (the policies could"
+            " not be read in time: the Job is created unchanged).",
+            ["namespace", "outcome"],
+            registry=r,
+        )
+        self.shadow_emitted_grams = Counter(
+            "carbonaware_shadow_emitted_grams_total",
+            "SCI grams of finished Jobs a Shadow CarbonAwarePolicy watched (they ran at once).",
+            ["namespace", "policy"],
+            registry=r,
+        )
+        self.shadow_would_have_grams = Counter(
+            "carbonaware_shadow_would_have_grams_total",
+            "What the same Jobs would have emitted had the policy held them to its planned"
+            " start; emitted minus this is what Enforce would have saved.",
+            ["namespace", "policy"],
             registry=r,
         )
         self.loop_last_success = Gauge(

@@ -27,6 +27,7 @@ PLURALS = {
     "CarbonAwareJob": "carbonawarejobs",
     "ServerTarget": "servertargets",
     "CarbonAwareCronJob": "carbonawarecronjobs",
+    "CarbonAwarePolicy": "carbonawarepolicies",
 }
 
 

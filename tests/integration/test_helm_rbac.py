@@ -11,8 +11,10 @@ else: no admin credentials.
 One scenario exercises every permission in a few seconds (grid constant at 300 gCO2e/kWh): a
 held Threshold job, an Immediate job that runs and is measured, an SSH job (runner pod mode)
 on a ServerTarget at a closed port with its key in a Secret, a managed plain Job, a job
-whose Job name is taken by someone else's Job, and a CarbonAwareCronJob whose window is always
-open (it runs at once and keeps no finished run). Objects created after the operator started
+whose Job name is taken by someone else's Job, a CarbonAwareCronJob whose window is always
+open (it runs at once and keeps no finished run), and a plain Job an Enforce CarbonAwarePolicy
+governs through the operator's admission webhook (the chart's configuration pointed at the
+operator process, as in test_policies.py). Objects created after the operator started
 ("late") need its watches; a peer with a higher priority appearing in the peering object needs
 kopf's peering watch. Each permission is tied to an effect the scenario produces with the
 chart's RBAC (the baseline runs check them all, and also take a held job to Succeeded) and to
@@ -58,6 +60,7 @@ from .operatorproc import (
     suspended_job,
 )
 from .ukapi import UkApiServer, serve_uk_api
+from .webhookbed import NAMESPACE_LABEL, local_configuration, serving, write_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -198,9 +201,18 @@ def state(s: Snapshot, name: str) -> str | None:
     return s.status("CarbonAwareJob", name).get("state")
 
 
+def governed_and_suspended(job: dict[str, Any]) -> bool:
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return bool((job.get("spec") or {}).get("suspend")) and (
+        annotations.get(labels.GOVERNING_POLICY) == "rbac-policy"
+    )
+
+
 LATE_OBJECTS = "late objects"  # created once the refusal is seen (or the early effects are)
 CANCEL = "cancel"  # the running job "long" is cancelled once its Job exists
 HIGHER_PEER = "higher-priority peer"  # a peer that outranks the operator joins the peering
+POLICY_JOB = "policy job"  # a plain Job a policy governs, once the webhook serves
+POLICY_WEBHOOK_PORT = free_port()  # the scenario operators' admission webhook, one at a time
 
 
 @dataclass(frozen=True)
@@ -303,6 +315,12 @@ EFFECTS: dict[str, Effect] = {
         lambda s: "RunCreated" in events_about(s, "late-cron"),
         LATE_OBJECTS,
     ),
+    "policy-held": Effect(
+        "a plain Job is held by the namespace's CarbonAwarePolicy (admission webhook)",
+        lambda s: governed_and_suspended(s.get("Job", "governed")),
+        POLICY_JOB,
+        ready=lambda s: serving(POLICY_WEBHOOK_PORT),
+    ),
     "keepalive": Effect(
         "the operator's keep-alive is in the peering object",
         lambda s: any(identity.endswith(f"-{s.pid}") for identity in s.peering),
@@ -343,6 +361,7 @@ CLUSTER_CASES: dict[Grant, Case] = dict(
         case(OURS, "carbonawarecronjobs", "list", "cron-run", namespaced=False),
         case(OURS, "carbonawarecronjobs", "watch", "late-cron-run", namespaced=False),
         case(OURS, "carbonawarecronjobs/status", "patch", "cron-status", namespaced=True),
+        case(OURS, "carbonawarepolicies", "list", "policy-held", namespaced=True),
         case(OURS, "servertargets", "list", "probed", namespaced=False),
         case(OURS, "servertargets", "watch", "late-probed", namespaced=False),
         case(OURS, "servertargets/status", "patch", "probed", namespaced=True),
@@ -419,6 +438,7 @@ class Release:
     cluster_role: dict[str, Any]  # as installed
     kubeconfig: Path  # the ServiceAccount's token, the plane's CA and server; nothing else
     peering: str | None  # the peering object's name when peered
+    webhook_certificates: Path  # the admission webhook's certificate (the same for both)
 
     @property
     def fullname(self) -> str:
@@ -440,6 +460,9 @@ def install(plane: Any, helm: Helm, name: str, directory: Path, *values: str) ->
     helm.run("install", name, str(CHART), "--namespace", namespace, "--create-namespace",
              *settings)  # fmt: skip
     fullname = f"{name}-carbon-aware-operator"
+    # The chart's webhook configuration calls its Service, whose pods cannot run on kwok nodes:
+    # the module's own (``policy_webhook``) calls the scenario's operator process instead.
+    plane.kubectl("delete", "mutatingwebhookconfiguration", fullname)
     for crd in CRD_NAMES:
         plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     token = plane.kubectl(
@@ -464,7 +487,8 @@ def install(plane: Any, helm: Helm, name: str, directory: Path, *values: str) ->
     )  # fmt: skip
     role = plane.kubectl_json("get", "clusterrole", fullname)
     peered = "replicaCount=2" in values
-    return Release(name, namespace, role, kubeconfig, fullname if peered else None)
+    certificates = directory / "webhook"
+    return Release(name, namespace, role, kubeconfig, fullname if peered else None, certificates)
 
 
 @pytest.fixture(scope="module")
@@ -474,6 +498,8 @@ def releases(
     """The chart installed twice: ``cluster`` (defaults) and ``peered`` (two replicas)."""
     directory = tmp_path_factory.mktemp("releases")
     installed: dict[str, Release] = {}
+    ca = write_certificate(directory / "webhook")
+    webhook = local_configuration(helm.binary, POLICY_WEBHOOK_PORT, ca)
     try:
         installed["cluster"] = install(local_plane, helm, "rbac", directory)
         installed["peered"] = install(
@@ -484,8 +510,11 @@ def releases(
             "replicaCount=2",
             "rbac.userRoles.create=false",
         )
+        local_plane.apply(webhook)
         yield installed
     finally:
+        local_plane.kubectl("delete", "mutatingwebhookconfiguration",
+                            webhook["metadata"]["name"], "--ignore-not-found")  # fmt: skip
         for release in installed.values():
             helm.run("uninstall", release.name, "--namespace", release.namespace, check=False)
             local_plane.delete_namespace(release.namespace)
@@ -542,6 +571,10 @@ def early_objects(ssh_key: str) -> list[dict[str, Any]]:
         suspended_job(child_name("clash")),
         caj("clash", immediate),
         rbac_cron_job("cron"),
+        {"apiVersion": "carbonaware.io/v1alpha1", "kind": "CarbonAwarePolicy",
+         "metadata": {"name": "rbac-policy"},
+         "spec": {"mode": "Enforce", "selector": {"matchLabels": {"governed": "yes"}},
+                  "schedule": {"policy": "Threshold", "maxIntensity": 100}}},
     ]  # fmt: skip
 
 
@@ -588,6 +621,10 @@ class Scenario:
         elif name == CANCEL:
             self.plane.kubectl("annotate", "caj", "long", f"{labels.CANCEL}=true",
                                "-n", self.namespace)  # fmt: skip
+        elif name == POLICY_JOB:
+            job = suspended_job("governed", labels={"governed": "yes"})
+            job["spec"]["suspend"] = False  # a plain Job as teams write it: the policy holds it
+            self.apply([job])
         elif name == HIGHER_PEER:
             assert self.release.peering, "a higher-priority peer needs a peered release"
             peer = {"priority": HIGHER_PRIORITY, "lifetime": 120,
@@ -604,7 +641,8 @@ class Scenario:
         log, all at once."""
         listed = self.plane.kubectl_json(
             "get",
-            "carbonawarejobs,carbonawarecronjobs,servertargets,jobs,pods,events",
+            "carbonawarejobs,carbonawarecronjobs,carbonawarepolicies,servertargets,jobs,pods,"
+            "events",
             "-n",
             self.namespace,
         )
@@ -634,6 +672,9 @@ def operator_environment(release: Release, server: UkApiServer) -> dict[str, str
         ssh_mode="Pod",
         runner_image="busybox",
         ssh_probe_seconds=2,
+        webhook_port=POLICY_WEBHOOK_PORT,
+        webhook_address="127.0.0.1",
+        webhook_cert_dir=release.webhook_certificates,
         **settings,
     )
     env.pop("KUBERNETES_SERVICE_HOST", None)  # never in-cluster credentials
@@ -649,6 +690,7 @@ def start_scenario(
         plane.kubectl("patch", "clusterkopfpeering", release.peering, "--type=merge",
                       "-p", json.dumps({"status": None}))  # fmt: skip
     namespace = plane.create_namespace("rbac")
+    plane.kubectl("label", "namespace", namespace, f"{NAMESPACE_LABEL}=on")
     args = ("--verbose",) if verbose else ()
     operator = OperatorProcess(operator_environment(release, server), log, *args)
     scenario = Scenario(plane, release, namespace, operator)

@@ -39,6 +39,7 @@ GROUP_SECONDS: dict[str, float] = {
     "test_sci_usage_beyond_request": 80,
     "test_ssh_runner": 66,
     "test_refusals": 61,
+    "test_policies": 60,
     "test_runtime_errors": 47,
     "test_bad_input": 45,
     "test_localplane": 42,

@@ -184,3 +184,43 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: carbon-aware-operator
 app.kubernetes.io/component: boaviztapi
 {{- end }}
+
+{{/*
+carbonaware.webhookSecretName is the kubernetes.io/tls Secret of the admission webhook's
+serving certificate (tls.crt, tls.key) and the CA the webhook configuration trusts (ca.crt).
+*/}}
+{{- define "carbonaware.webhookSecretName" -}}
+{{- printf "%s-webhook-tls" (include "carbonaware.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+carbonaware.webhookTLS is the webhook's certificate as JSON {ca, crt, key} (base64 PEM): the
+release's Secret when it already holds one (upgrades keep it), else a new CA and a serving
+certificate for the Service's DNS names, valid webhook.certificateDays. Computed once per render,
+so the Secret and the webhook configuration always agree. To rotate, delete the Secret and
+upgrade the release: the operator re-reads the mounted files without a restart.
+*/}}
+{{- define "carbonaware.webhookTLS" -}}
+{{- if not (hasKey .Values "renderedWebhookTLS") }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "carbonaware.webhookSecretName" .) }}
+{{- $data := (get (default dict $existing) "data") | default dict }}
+{{- $tls := dict }}
+{{- if and (get $data "ca.crt") (get $data "tls.crt") (get $data "tls.key") }}
+{{- $_ := set $tls "ca" (get $data "ca.crt") }}
+{{- $_ := set $tls "crt" (get $data "tls.crt") }}
+{{- $_ := set $tls "key" (get $data "tls.key") }}
+{{- else }}
+{{- $service := include "carbonaware.fullname" . }}
+{{- $host := printf "%s.%s.svc" $service .Release.Namespace }}
+{{- $names := list $service (printf "%s.%s" $service .Release.Namespace) $host }}
+{{- $days := int .Values.webhook.certificateDays }}
+{{- $ca := genCA (printf "%s-webhook-ca" $service) $days }}
+{{- $cert := genSignedCert $host nil $names $days $ca }}
+{{- $_ := set $tls "ca" ($ca.Cert | b64enc) }}
+{{- $_ := set $tls "crt" ($cert.Cert | b64enc) }}
+{{- $_ := set $tls "key" ($cert.Key | b64enc) }}
+{{- end }}
+{{- $_ := set .Values "renderedWebhookTLS" $tls }}
+{{- end }}
+{{- toJson .Values.renderedWebhookTLS }}
+{{- end }}

@@ -21,6 +21,13 @@ carbonaware.rbac.namespacedRules: rules on namespaced resources.
 - apiGroups: ["carbonaware.io"]
   resources: ["carbonawarecronjobs"]
   verbs: ["list", "watch"]
+{{- if .Values.webhook.enabled }}
+# CarbonAwarePolicies: the admission webhook lists a namespace's policies when a Job is created
+# there (cached a few seconds), to find the one that governs it. Never written.
+- apiGroups: ["carbonaware.io"]
+  resources: ["carbonawarepolicies"]
+  verbs: ["list"]
+{{- end }}
 # ServerTargets: kopf lists and watches them to keep the operator's registry of targets. kopf
 # never patches them (event handlers only) and nothing reads one by name.
 - apiGroups: ["carbonaware.io"]

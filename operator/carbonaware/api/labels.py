@@ -7,6 +7,8 @@ DOMAIN = "carbonaware.io"
 # Labels
 MANAGED = f"{DOMAIN}/managed"  # "true" on plain suspended Jobs the operator should hold
 MANAGED_CHILD = "child"  # MANAGED's value on the Jobs the operator creates itself
+MANAGED_SHADOW = "shadow"  # MANAGED's value on Jobs a Shadow CarbonAwarePolicy only watches
+EXEMPT = f"{DOMAIN}/exempt"  # "true" on a Job no CarbonAwarePolicy may govern
 JOB_NAME = f"{DOMAIN}/job-name"  # on children: the CarbonAwareJob that created them
 JOB_UID = f"{DOMAIN}/job-uid"
 TARGET_NAME = f"{DOMAIN}/target"  # on SSH-runner pods: the ServerTarget name
@@ -39,6 +41,17 @@ INTENSITY_AT_RELEASE = f"{DOMAIN}/intensity-at-release"
 SEGMENTS = f"{DOMAIN}/segments"  # interruptible: JSON of status.segments
 WORK_DONE_SECONDS = f"{DOMAIN}/work-done-seconds"
 INTERRUPTIONS = f"{DOMAIN}/interruptions"
+
+# On Jobs a CarbonAwarePolicy governs (set at admission by the operator's webhook)
+GOVERNING_POLICY = f"{DOMAIN}/governing-policy"  # the CarbonAwarePolicy's name
+POLICY_MODE = f"{DOMAIN}/policy-mode"  # Enforce or Shadow
+# Shadow: what the policy would have done (at creation) and would have emitted (at the end)
+SHADOW_PLANNED_START = f"{DOMAIN}/shadow-planned-start-time"
+SHADOW_REASON = f"{DOMAIN}/shadow-reason"  # the decision's reason (Forecast, Threshold...)
+SHADOW_INTENSITY_NOW = f"{DOMAIN}/shadow-expected-intensity-now"  # g/kWh, run at once
+SHADOW_INTENSITY_PLANNED = f"{DOMAIN}/shadow-expected-intensity-planned"  # g/kWh, as planned
+SHADOW_WOULD_HAVE_GRAMS = f"{DOMAIN}/shadow-would-have-grams"  # the run, started as planned
+SHADOW_WOULD_HAVE_SAVED_GRAMS = f"{DOMAIN}/shadow-would-have-saved-grams"  # emitted - that
 
 # SCI annotations on Jobs and pods
 SCI_GRAMS = f"{DOMAIN}/sci-grams"

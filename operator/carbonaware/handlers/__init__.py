@@ -8,6 +8,7 @@ from carbonaware.handlers import (  # noqa: F401 - imported to register their ha
     plainjob,
     runnerpods,
     servertarget,
+    shadow,
     startup,
     tracking,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -11,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carbonaware.api.cronjob import CarbonAwareCronJobSpec
+from carbonaware.api.policy import PLURAL as POLICY_PLURAL
+from carbonaware.api.policy import NamedPolicy, named_policies
 from carbonaware.config import OperatorSettings
 from carbonaware.handlers.intensity import RegionIntensity, RegionSnapshot
 from carbonaware.handlers.state import Key, Registry
@@ -21,6 +24,8 @@ from carbonaware.metrics import Metrics
 from carbonaware.providers.base import Provider
 from carbonaware.runners.allowlist import HostAllowList
 from carbonaware.scheduling.policy import decision_horizon
+
+logger = logging.getLogger(__name__)
 
 TICK_GAPS_KEPT = 20
 
@@ -70,6 +75,30 @@ class CronEntry:
 
 
 @dataclass
+class PolicyCache:
+    """The valid CarbonAwarePolicies of each namespace, listed at most every ``ttl`` seconds."""
+
+    ttl: float
+    monotonic: Callable[[], float] = time.monotonic
+    entries: dict[str, tuple[float, list[NamedPolicy]]] = field(default_factory=dict)
+
+    async def of(self, kube: Kube, namespace: str) -> list[NamedPolicy]:
+        now = self.monotonic()
+        cached = self.entries.get(namespace)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        items = await kube.list_objects(POLICY_PLURAL, namespace)
+        policies, invalid = named_policies(items)
+        if invalid:
+            logger.warning(
+                "CarbonAwarePolicies in %s that govern nothing (invalid spec): %s",
+                namespace, ", ".join(invalid),
+            )  # fmt: skip
+        self.entries[namespace] = (now, policies)
+        return policies
+
+
+@dataclass
 class OperatorContext:
     settings: OperatorSettings
     kube: Kube
@@ -80,6 +109,8 @@ class OperatorContext:
     usage: UsageSampler = field(default_factory=UsageSampler)
     cronjobs: dict[tuple[str, str], CronEntry] = field(default_factory=dict)
     """CarbonAwareCronJobs by (namespace, name), kept by their watch handler."""
+    policies: PolicyCache = field(default_factory=lambda: PolicyCache(ttl=5.0))
+    """The admission webhook's CarbonAwarePolicies per namespace (``handlers.admission``)."""
     clock: Callable[[], datetime] = wall_clock
     observed: Callable[[datetime], datetime] = same_time
     """Operator time of an instant the API server recorded (see :class:`ScaledClock`)."""

@@ -12,6 +12,7 @@ import kopf
 
 import carbonaware.handlers  # noqa: F401 - registers the handlers
 from carbonaware.config import OperatorSettings
+from carbonaware.handlers.admission import register_webhook
 from carbonaware.handlers.peering import PeeringConfig
 
 
@@ -27,11 +28,11 @@ def configure_logging(*, verbose: bool) -> None:
     """Timestamped lines (UTC, milliseconds); our transitions at INFO, kopf's per-object
     lines and asyncssh's per-connection lines only when verbose.
 
-    kopf logs every handler call on every object at INFO ("Handler ... succeeded."): with
-    thousands of jobs that is nearly the whole log and a measurable share of the operator's
-    CPU at creation (bench/scale.py). asyncssh logs every connection and channel at INFO
-    (one probe of a ServerTarget is several lines). Our own loggers record each transition;
-    kopf's and asyncssh's warnings and errors still show.
+    kopf logs every handler call on every object at INFO ("Handler ... succeeded."), and its
+    webhook server every admission request: with thousands of jobs that is nearly the whole log
+    and a measurable share of the operator's CPU at creation (bench/scale.py). asyncssh logs
+    every connection and channel at INFO (one probe of a ServerTarget is several lines). Our
+    own loggers record each transition; kopf's and asyncssh's warnings and errors still show.
     """
     # kopf takes a format string as well as its LogFormat presets.
     kopf.configure(verbose=verbose, log_format=cast(Any, LOG_FORMAT))
@@ -43,6 +44,8 @@ def configure_logging(*, verbose: bool) -> None:
     logging.getLogger("carbonaware").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("asyncssh").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # aiohttp (kopf's webhook server) logs every admission request at INFO.
+    logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def run_operator(
@@ -67,6 +70,8 @@ def run_operator(
             priority=priority,
             namespace=namespaces[0] if len(namespaces) == 1 else None,
         )
+    if settings.webhook_port:
+        register_webhook()
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -17,8 +17,10 @@ import kopf
 from carbonaware.api import labels
 from carbonaware.config import OperatorSettings
 from carbonaware.errors import CarbonAwareError, ConfigError
+from carbonaware.handlers.admission import webhook_server
 from carbonaware.handlers.context import (
     OperatorContext,
+    PolicyCache,
     ScaledClock,
     context_of,
     same_time,
@@ -104,6 +106,7 @@ def build_context(settings: OperatorSettings, metrics: Metrics | None = None) ->
         metrics=metrics,
         provider=provider,
         intensity=RegionIntensity(provider, metrics, blend=settings.forecast_blend),
+        policies=PolicyCache(ttl=settings.webhook_policy_cache_seconds),
         clock=clock,
         observed=observed,
     )
@@ -130,6 +133,8 @@ async def started(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             ctx.metrics, operator_settings.metrics_port, operator_settings.metrics_address
         )
         memo.ctx = ctx
+    if ctx.settings.webhook_port:
+        settings.admission.server = webhook_server(ctx.settings)
     # Before kopf starts watching (it waits for this handler), so a job seen at start-up is
     # never released onto a ServerTarget whose slots runs from before the restart still hold.
     try:

@@ -314,8 +314,14 @@ async def follow_plain_job(ctx: OperatorContext, job: dict[str, Any]) -> None:
 
 
 async def measure_plain_job(
-    ctx: OperatorContext, job: dict[str, Any], pods: list[dict[str, Any]]
+    ctx: OperatorContext,
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    *,
+    counterfactual_start: datetime | None = None,
 ) -> Any:
+    """The SCI of a plain Job's pods; ``avoided`` is against the same run started at
+    ``counterfactual_start`` (default: the Job's creation)."""
     annotations = job["metadata"].get("annotations") or {}
     job_status = job.get("status", {})
     start = optional_time(job_status.get("startTime"))
@@ -324,7 +330,7 @@ async def measure_plain_job(
         ctx,
         pods,
         region=annotations.get(labels.REGION) or ctx.settings.default_region,
-        created=ctx.created(job),
+        created=counterfactual_start or ctx.created(job),
         functional_unit=FunctionalUnit(),
         fallback_window=(start, end) if start else None,
     )

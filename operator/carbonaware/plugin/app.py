@@ -34,6 +34,8 @@ from carbonaware.plugin.report import build_report, render_table, to_csv, to_jso
 
 FIELD_MANAGER = "kubectl-carbonaware"
 MANAGED_SELECTOR = f"{labels.MANAGED}=true"
+# The report also counts the Jobs Shadow CarbonAwarePolicies watched (they ran at once).
+REPORTED_SELECTOR = f"{labels.MANAGED} in (true,{labels.MANAGED_SHADOW})"
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -112,9 +114,11 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-async def list_work(kube: Kube, namespace: str | None) -> tuple[list[Any], list[Any]]:
+async def list_work(
+    kube: Kube, namespace: str | None, selector: str = MANAGED_SELECTOR
+) -> tuple[list[Any], list[Any]]:
     carbonawarejobs, jobs = await asyncio.gather(
-        kube.list_objects(PLURAL, namespace), kube.list_jobs(namespace, MANAGED_SELECTOR)
+        kube.list_objects(PLURAL, namespace), kube.list_jobs(namespace, selector)
     )
     for body in carbonawarejobs:
         body.setdefault("kind", "CarbonAwareJob")
@@ -330,7 +334,9 @@ def report_command(
         span = parse_duration(since)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    carbonawarejobs, jobs = with_kube(kubeconfig, context, lambda kube: list_work(kube, namespace))
+    carbonawarejobs, jobs = with_kube(
+        kubeconfig, context, lambda kube: list_work(kube, namespace, REPORTED_SELECTOR)
+    )
     until = now_utc()
     report = build_report(carbonawarejobs, jobs, since=until - span, until=until,
                           namespace=namespace)  # fmt: skip

@@ -4,7 +4,10 @@ Pure: objects in, a :class:`Report` out, then csv, json, markdown or a table. A 
 once it finished with an SCI (``status.sci`` of a CarbonAwareJob, the SCI annotations of a
 managed Job) within the period. Emitted grams are the run's SCI total; avoided grams are
 signed (negative: the run emitted more than it would have at its creation time); the
-counterfactual is emitted + avoided, the same run started when it was created. With
+counterfactual is emitted + avoided, the same run started when it was created. Jobs a Shadow
+CarbonAwarePolicy watched ran at once (nothing avoided) and group under "<policy> (Shadow:
+<name>)": their "would have saved" is what holding them to the policy's plan would have
+saved (emitted minus the same run started at the planned start). With
 ``--prometheus`` the operator's own counters over the period are added, per namespace
 (:mod:`carbonaware.plugin.metricsreport`): they also count runs whose objects are gone.
 """
@@ -43,6 +46,7 @@ class Run:
     units: float
     unit_name: str
     sources: tuple[str, ...]
+    would_have_saved_grams: float | None = None
 
     @property
     def counterfactual_grams(self) -> float:
@@ -102,11 +106,15 @@ def run_of_plain_job(body: dict[str, Any]) -> Run | None:
         )  # fmt: skip
     if emitted is None or finished is None:
         return None
+    policy = annotations.get(labels.POLICY) or "Forecast"
+    shadow = annotations.get(labels.POLICY_MODE) == "Shadow"
+    if shadow:
+        policy = f"{policy} (Shadow: {annotations.get(labels.GOVERNING_POLICY, '?')})"
     return Run(
         namespace=str(meta.get("namespace")),
         name=str(meta.get("name")),
         kind="Job",
-        policy=annotations.get(labels.POLICY) or "Forecast",
+        policy=policy,
         finished=finished,
         energy_kwh=number(annotations.get(labels.ENERGY_KWH)) or 0.0,
         emitted_grams=emitted,
@@ -114,6 +122,9 @@ def run_of_plain_job(body: dict[str, Any]) -> Run | None:
         units=1.0,
         unit_name="run",
         sources=sources_of(annotations.get(labels.INTENSITY_SOURCE)),
+        would_have_saved_grams=(
+            number(annotations.get(labels.SHADOW_WOULD_HAVE_SAVED_GRAMS)) if shadow else None
+        ),
     )
 
 
@@ -130,15 +141,21 @@ class Group:
     units: float = 0.0
     unit_names: set[str] = field(default_factory=set)
     sources: set[str] = field(default_factory=set)
+    would_have_saved_grams: float | None = None  # Shadow runs only
 
     def add(self, run: Run) -> None:
         self.runs += 1
+        self.add_would_have_saved(run.would_have_saved_grams)
         self.energy_kwh += run.energy_kwh
         self.emitted_grams += run.emitted_grams
         self.avoided_grams += run.avoided_grams or 0.0
         self.units += run.units
         self.unit_names.add(run.unit_name)
         self.sources.update(run.sources)
+
+    def add_would_have_saved(self, grams: float | None) -> None:
+        if grams is not None:
+            self.would_have_saved_grams = (self.would_have_saved_grams or 0.0) + grams
 
     @property
     def unit(self) -> str | None:
@@ -159,6 +176,7 @@ class Group:
             "energyKWh": self.energy_kwh,
             "emittedGrams": self.emitted_grams,
             "avoidedGrams": self.avoided_grams,
+            "wouldHaveSavedGrams": self.would_have_saved_grams,
             "sciPerUnitGrams": self.sci_per_unit,
             "functionalUnit": self.unit,
             "intensitySources": sorted(self.sources),
@@ -184,6 +202,7 @@ class Report:
             total.units += group.units
             total.unit_names |= group.unit_names
             total.sources |= group.sources
+            total.add_would_have_saved(group.would_have_saved_grams)
         return total
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,7 +253,8 @@ def build_report(
 
 METRICS_POLICY = "(operator metrics)"  # the policy cell of rows from the operator's counters
 COLUMNS = ("namespace", "policy", "runs", "energyKWh", "emittedGrams", "avoidedGrams",
-           "sciPerUnitGrams", "functionalUnit", "intensitySources")  # fmt: skip
+           "wouldHaveSavedGrams", "sciPerUnitGrams", "functionalUnit",
+           "intensitySources")  # fmt: skip
 
 
 def csv_cell(value: Any) -> Any:
@@ -273,12 +293,13 @@ def cells(group: Group) -> list[str]:
         f"{display.significant(group.energy_kwh)} kWh",
         display.grams(group.emitted_grams) or "-",
         display.grams(group.avoided_grams) or "-",
+        display.grams(group.would_have_saved_grams) or "-",
         display.sci(sci, f"1 {group.unit}") or "-",
         ", ".join(sorted(group.sources)) or "-",
     ]
 
 
-HEADERS = ("Namespace", "Policy", "Runs", "Energy", "Emitted", "Avoided", "SCI",
+HEADERS = ("Namespace", "Policy", "Runs", "Energy", "Emitted", "Avoided", "Would save", "SCI",
            "Intensity sources")  # fmt: skip
 
 
@@ -289,12 +310,13 @@ def period(report: Report) -> str:
 def to_markdown(report: Report) -> str:
     lines = [
         f"Finished runs from {period(report)}; avoided grams are against starting each run "
-        "when it was created (negative: it emitted more).",
+        'when it was created (negative: it emitted more); "would save" is what a Shadow '
+        "policy's plan would have saved on the runs it watched.",
         "",
         "| " + " | ".join(HEADERS) + " |",
         "|"
         + "|".join(
-            "---:" if h in ("Runs", "Energy", "Emitted", "Avoided", "SCI") else "---"
+            "---:" if h in ("Runs", "Energy", "Emitted", "Avoided", "Would save", "SCI") else "---"
             for h in HEADERS
         )
         + "|",
@@ -328,7 +350,7 @@ def metrics_cells(totals: MetricsTotals) -> list[str]:
 def render_table(report: Report, console: Console) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for header in HEADERS:
-        numeric = header in ("Runs", "Energy", "Emitted", "Avoided", "SCI")
+        numeric = header in ("Runs", "Energy", "Emitted", "Avoided", "Would save", "SCI")
         table.add_column(header.upper(), justify="right" if numeric else "left", no_wrap=True)
     for group in report.groups:
         table.add_row(*cells(group))

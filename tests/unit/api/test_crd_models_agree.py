@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from carbonaware.api.carbonawarejob import CarbonAwareJobSpec, CarbonAwareJobStatus
 from carbonaware.api.conditions import JobState
 from carbonaware.api.cronjob import CarbonAwareCronJobSpec, CarbonAwareCronJobStatus
+from carbonaware.api.policy import CarbonAwarePolicySpec
 from carbonaware.api.servertarget import ServerTargetSpec, ServerTargetStatus
 
 CRDS = Path(__file__).parents[3] / "crds"
@@ -167,6 +168,12 @@ def test_models_match_crd(
     problems = compare(spec_model, schema["properties"]["spec"], "spec")
     problems += compare(status_model, schema["properties"]["status"], "status")
     assert problems == []
+
+
+def test_the_policy_model_matches_its_crd() -> None:
+    schema = load_schema("carbonawarepolicy.yaml")
+    assert compare(CarbonAwarePolicySpec, schema["properties"]["spec"], "spec") == []
+    assert "status" not in schema["properties"]  # a policy has no status: Jobs carry the outcome
 
 
 def test_comparison_notices_a_missing_field() -> None:

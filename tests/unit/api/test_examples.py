@@ -12,6 +12,7 @@ import yaml
 from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import CarbonAwareJobSpec, SchedulePolicy
 from carbonaware.api.cronjob import CarbonAwareCronJobSpec, ConcurrencyPolicy
+from carbonaware.api.policy import CarbonAwarePolicySpec, NamedPolicy, PolicyMode, admission_for
 from carbonaware.api.servertarget import HostKeyPolicy, ServerTargetSpec
 from carbonaware.handlers.work import schedule_from_annotations
 from carbonaware.scheduling.cron import CronSchedule
@@ -125,3 +126,18 @@ def test_the_cron_job_example_is_valid_and_says_what_it_does() -> None:
         assert closes.astimezone(spec.zone()).hour == 6
     assert spec.concurrency_policy is ConcurrencyPolicy.FORBID
     assert spec.job_template.spec.schedule.policy is SchedulePolicy.FORECAST
+
+
+def test_the_policy_example_watches_batch_jobs_before_holding_them() -> None:
+    document = load(EXAMPLES / "policies" / "batch-shadow.yaml")
+    assert (document["kind"], "namespace" in document["metadata"]) == ("CarbonAwarePolicy", False)
+    spec = CarbonAwarePolicySpec.model_validate(document["spec"])
+    assert spec.mode is PolicyMode.SHADOW
+    assert spec.schedule.max_delay_seconds == 6 * 3600
+    assert spec.governs({"tier": "batch"})
+    assert not spec.governs({"tier": "web"})
+    named = NamedPolicy("batch-shadow", "t", spec)
+    job = {"metadata": {"labels": {"tier": "batch"}}, "spec": {}}
+    admission = admission_for(job, [named])
+    assert admission is not None
+    assert admission.suspend is False  # it holds nothing

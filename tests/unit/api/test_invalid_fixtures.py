@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from carbonaware.api.carbonawarejob import CarbonAwareJobSpec
 from carbonaware.api.cronjob import CarbonAwareCronJobSpec
+from carbonaware.api.policy import CarbonAwarePolicySpec
 from carbonaware.api.servertarget import ServerTargetSpec
 
 FIXTURES = Path(__file__).parents[2] / "integration" / "fixtures"
@@ -24,6 +25,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "CarbonAwareJob": CarbonAwareJobSpec,
     "ServerTarget": ServerTargetSpec,
     "CarbonAwareCronJob": CarbonAwareCronJobSpec,
+    "CarbonAwarePolicy": CarbonAwarePolicySpec,
 }
 
 

@@ -80,10 +80,12 @@ def test_default_render_has_exactly_the_core_objects(helm: Helm) -> None:
         "Service",
         "Deployment",
         "Pod",  # the `helm test` pod
+        "Secret",  # the admission webhook's certificate
+        "MutatingWebhookConfiguration",
     }
     for obj in objects:
         assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
-        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"):
             assert obj["metadata"]["namespace"] == NAMESPACE
 
 
@@ -130,14 +132,23 @@ def test_liveness_probe_and_ports_match_the_settings(helm: Helm) -> None:
     operator = container(objects)
     ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
     settings = OperatorSettings()
-    assert ports == {"metrics": settings.metrics_port, "health": settings.health_port}
+    assert ports == {
+        "metrics": settings.metrics_port,
+        "health": settings.health_port,
+        "webhook": 9443,
+    }
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     env = env_of(objects)
     assert env["CARBONAWARE_METRICS_PORT"]["value"] == str(settings.metrics_port)
     assert env["CARBONAWARE_HEALTH_PORT"]["value"] == str(settings.health_port)
+    assert env["CARBONAWARE_WEBHOOK_PORT"]["value"] == "9443"
     service = only(objects, "Service")
-    (port,) = service["spec"]["ports"]
-    assert port["targetPort"] == "metrics"
+    service_ports = {port["name"]: port for port in service["spec"]["ports"]}
+    assert service_ports["metrics"]["targetPort"] == "metrics"
+    assert (service_ports["webhook"]["port"], service_ports["webhook"]["targetPort"]) == (
+        443,
+        "webhook",
+    )
     pod_labels = only(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert operator["args"] == ["run"]
@@ -339,7 +350,11 @@ def commented_rules(text: str) -> list[tuple[str, str]]:
 def test_every_rule_in_the_templates_is_preceded_by_a_comment() -> None:
     templates = CHART / "templates"
     sources = {path.name: path.read_text() for path in templates.glob("*") if path.is_file()}
-    with_rules = {name for name, text in sources.items() if "apiGroups:" in text}
+    with_rules = {
+        name
+        for name, text in sources.items()
+        if "apiGroups:" in text and "kind: MutatingWebhookConfiguration" not in text
+    }
     # The operator's rules live in one place, shared by the ClusterRole and the Role; the
     # roles for people have a template each.
     assert with_rules == {"_rbac.tpl", "clusterrole-edit.yaml", "clusterrole-view.yaml"}
@@ -464,7 +479,9 @@ def test_rbac_can_be_left_to_the_cluster_admin(helm: Helm) -> None:
     objects = helm.template(
         "rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=ops"
     )
-    assert kinds(objects) == {"Service", "Deployment", "Pod"}
+    assert kinds(objects) == {
+        "Service", "Deployment", "Pod", "Secret", "MutatingWebhookConfiguration"
+    }  # fmt: skip
     assert only(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
 
 

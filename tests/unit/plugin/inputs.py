@@ -100,6 +100,26 @@ PLAIN_DONE = {
     "status": {"completionTime": "2026-03-01T06:00:00Z",
                "conditions": [{"type": "Complete", "status": "True"}]},
 }  # fmt: skip
+# A Job a Shadow CarbonAwarePolicy watched: it ran at once (nothing avoided); held to the
+# policy's planned start it would have emitted 1.75 g instead of 3 g.
+PLAIN_SHADOW = {
+    "kind": "Job",
+    "metadata": {
+        "namespace": "etl", "name": "nightly-29000000", "uid": "j3",
+        "labels": {"carbonaware.io/managed": "shadow"},
+        "annotations": {
+            "carbonaware.io/policy": "Forecast", "carbonaware.io/state": "Succeeded",
+            "carbonaware.io/governing-policy": "nightly", "carbonaware.io/policy-mode": "Shadow",
+            "carbonaware.io/shadow-planned-start-time": "2026-03-01T13:00:00Z",
+            "carbonaware.io/sci-grams": "3.0", "carbonaware.io/avoided-grams": "0",
+            "carbonaware.io/shadow-would-have-grams": "1.75",
+            "carbonaware.io/shadow-would-have-saved-grams": "1.25",
+            "carbonaware.io/energy-kwh": "0.02", "carbonaware.io/intensity-source": "ukci",
+        },
+    },
+    "status": {"completionTime": "2026-03-01T07:00:00Z",
+               "conditions": [{"type": "Complete", "status": "True"}]},
+}  # fmt: skip
 PLAIN_HELD = {
     "kind": "Job",
     "metadata": {
