@@ -6,8 +6,9 @@ intensity from a local server speaking the UK Carbon Intensity API, a real OpenS
 a reachable ServerTarget and a closed port as an unreachable one. The run holds jobs, releases
 some at once and some when the grid gets cleaner, keeps one running, runs a script over SSH
 (measured CPU, so a non-zero SCI), runs a CarbonAwareCronJob's one period ten minutes before
-its nominal time, takes the grid API down for a while (errors, then stale answers) and brings
-it back.
+its nominal time, lets a plain Job run watched by a Shadow CarbonAwarePolicy (through the
+operator's admission webhook), takes the grid API down for a while (errors, then stale
+answers) and brings it back.
 
 The tests then read everything back through the Prometheus HTTP API: every collector of
 ``carbonaware.metrics.Metrics`` has samples with the values the run implies, and every query
@@ -60,6 +61,7 @@ from .operatorproc import (
 )
 from .sshd import SshdServer, sshd_server
 from .ukapi import UkApiServer, period_start, serve_uk_api
+from .webhookbed import Webhook, governed_namespace, installed_webhook, serving
 
 __all__ = ["sshd_server"]
 
@@ -256,6 +258,7 @@ class Run:
     metrics_port: int
     grid: Grid
     api: UkApiServer
+    webhook: Webhook
 
     def window(self) -> tuple[float, float]:
         return self.started, time.time()
@@ -268,12 +271,12 @@ def run(
     plane = crds
     binary = ensure_prometheus()
     workdir = tmp_path_factory.mktemp("metrics-run")
-    namespace: str = plane.create_namespace("metrics")
+    namespace: str = governed_namespace(plane, plane.create_namespace("metrics"))
     metrics_port = free_port()
     prometheus = Prometheus(binary, workdir, metrics_port)
     grid = Grid(now=300.0, later=180.0)
     try:
-        with serve_uk_api(grid) as api:
+        with serve_uk_api(grid) as api, installed_webhook(plane, workdir) as webhook:
             api.actuals = True  # the blend scores the own forecasters on the past actuals
             env = operator_env(
                 plane.kubeconfig,
@@ -286,12 +289,13 @@ def run(
                 metrics_port=metrics_port,
                 ssh_mode="InProcess",
                 ssh_probe_seconds=2,
+                **webhook.settings(),
             )
             operator = OperatorProcess(env, workdir / "operator.log")
             started = time.time()
             operator.start()
             wait_for(prometheus.ready, timeout=STARTUP_TIMEOUT, what="Prometheus to be ready")
-            record = Run(prometheus, namespace, started, operator, metrics_port, grid, api)
+            record = Run(prometheus, namespace, started, operator, metrics_port, grid, api, webhook)
             try:
                 drive(plane, record, sshd_server)
                 yield record
@@ -359,6 +363,18 @@ def drive(plane: Any, run: Run, server: SshdServer) -> None:
         namespace=ns,
     )
 
+    # A plain Job a Shadow policy watches: it runs at once, measured against the policy's plan
+    # (the grid is cleaner from the next hour on).
+    plane.apply({"apiVersion": "carbonaware.io/v1alpha1", "kind": "CarbonAwarePolicy",
+                 "metadata": {"name": "try-first"},
+                 "spec": {"mode": "Shadow", "schedule": {"policy": "Forecast",
+                                                         "maxDelaySeconds": 21600}}},
+                namespace=ns)  # fmt: skip
+    wait_for(lambda: serving(run.webhook.port), timeout=60, what="the policy webhook")
+    shadowed = json.loads(json.dumps(BATCH_JOB_TEMPLATE))
+    shadowed.update(apiVersion="batch/v1", kind="Job", metadata={"name": "shadowed"})
+    plane.apply(shadowed, namespace=ns)
+
     def state(name: str) -> str | None:
         return status_of(plane, "caj", ns, name).get("state")
 
@@ -407,12 +423,18 @@ def drive(plane: Any, run: Run, server: SshdServer) -> None:
         timeout=60,
         what="the plain Job to succeed",
     )
+    wait_for(
+        lambda: "carbonaware.io/shadow-would-have-grams"
+        in get(plane, "job", ns, "shadowed")["metadata"]["annotations"],
+        timeout=60,
+        what="the Shadow Job's figures",
+    )
     assert state("waiting") == "Held"
 
     # Everything above is in Prometheus once the last changes have been scraped.
     expected = {
         f'sum(carbonaware_releases_total{{namespace="{ns}", reason="ThresholdMet"}})': 2,
-        f'sum(carbonaware_run_sci_grams_count{{namespace="{ns}"}})': 4,
+        f'sum(carbonaware_run_sci_grams_count{{namespace="{ns}"}})': 5,
         f'sum(carbonaware_jobs{{namespace="{ns}", state="Succeeded"}})': 4,
         'carbonaware_grid_intensity_grams_per_kwh{region="GB"}': 200,
     }
@@ -479,7 +501,7 @@ def test_every_metric_is_exported_with_the_values_of_the_run(run: Run) -> None:
     assert (prom.value(f'carbonaware_energy_kwh_total{{namespace="{ns}"}}') or 0) > 0
     counterfactual = prom.value(f'carbonaware_counterfactual_grams_total{{namespace="{ns}"}}')
     assert counterfactual == pytest.approx(emitted, rel=1e-9)
-    assert prom.value(f'carbonaware_run_sci_grams_count{{namespace="{ns}"}}') == 4
+    assert prom.value(f'carbonaware_run_sci_grams_count{{namespace="{ns}"}}') == 5
     assert (prom.value(f'carbonaware_run_sci_grams_sum{{namespace="{ns}"}}') or 0) > 0
 
     # The cron job: one period, its run created and released about ten minutes early.
@@ -499,6 +521,17 @@ def test_every_metric_is_exported_with_the_values_of_the_run(run: Run) -> None:
     assert {
         i["metric"]["provider"] for i in prom.instant("carbonaware_provider_requests_total")
     } == {"ukci"}
+
+    # The Shadow policy: one Job seen by the webhook, run at once; held to the policy's plan
+    # (the grid 180 g from the next hour instead of 300 g now) it would have emitted less.
+    admissions = by_label(
+        prom.instant(f'carbonaware_policy_admissions_total{{namespace="{ns}"}}'), "outcome"
+    )
+    assert admissions == {"shadowed": 1}
+    shadow = f'{{namespace="{ns}", policy="try-first"}}'
+    shadow_emitted = prom.value(f"carbonaware_shadow_emitted_grams_total{shadow}") or 0
+    would_have = prom.value(f"carbonaware_shadow_would_have_grams_total{shadow}") or 0
+    assert 0 < would_have < shadow_emitted
 
     reachable = by_label(
         prom.instant(f'carbonaware_servertarget_reachable{{namespace="{ns}"}}'), "target"
@@ -523,19 +556,20 @@ def test_the_report_adds_the_operators_counters_from_prometheus(crds: Any, run: 
     print(json.dumps(document, indent=1))
     (counted,) = document["operatorMetrics"]
     assert counted["namespace"] == ns
-    # three CarbonAwareJobs (one a cron job's run) and a Job, from their statuses
-    assert document["total"]["runs"] == 4
+    # three CarbonAwareJobs (one a cron job's run), a Job and a Job a Shadow policy watched,
+    # from their statuses and annotations
+    assert document["total"]["runs"] == 5
     # increase() is evaluated at the last scrape and the counters start at zero, so it does not
     # extrapolate (it added 5.1 % under load when evaluated at "now").
-    assert counted["runs"] == pytest.approx(4, rel=0.05)
+    assert counted["runs"] == pytest.approx(5, rel=0.05)
     emitted = prom.value(f'carbonaware_emitted_grams_total{{namespace="{ns}"}}')
     assert counted["emittedGrams"] == pytest.approx(emitted, rel=0.05)
     assert counted["emittedGrams"] == pytest.approx(document["total"]["emittedGrams"], rel=0.05)
     assert counted["avoidedGrams"] == pytest.approx(0.0, abs=0.05 * counted["emittedGrams"])
 
 
-def test_operator_listens_on_its_metrics_port_only(run: Run) -> None:
-    assert listening_ports(run.operator.pid) == {run.metrics_port}
+def test_operator_listens_on_its_metrics_and_webhook_ports_only(run: Run) -> None:
+    assert listening_ports(run.operator.pid) == {run.metrics_port, run.webhook.port}
 
 
 # --------------------------------------------------------------------------- dashboard

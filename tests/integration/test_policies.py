@@ -18,7 +18,6 @@ import json
 import ssl
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,9 @@ from .operatorproc import (
 from .test_kubectl_plugin import plugin
 from .ukapi import UkApiServer, period_start
 from .webhookbed import (
-    NAMESPACE_LABEL,
-    local_configuration,
+    Webhook,
+    governed_namespace,
+    installed_webhook,
     serving,
     set_ca_bundle,
     write_certificate,
@@ -52,30 +52,16 @@ __all__ = ["grid"]
 THRESHOLD = {"policy": "Threshold", "maxIntensity": 100, "maxDelaySeconds": 7200}
 
 
-@dataclass(frozen=True)
-class Webhook:
-    certificates: Path
-    port: int
-    configuration: str
-
-
 @pytest.fixture(scope="module")
 def webhook(crds: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
-    certificates = tmp_path_factory.mktemp("webhook") / "certs"
-    ca = write_certificate(certificates)
-    port = free_port()
-    configuration = local_configuration(crds.binaries.helm, port, ca)
-    crds.apply(configuration)
-    yield Webhook(certificates, port, configuration["metadata"]["name"])
-    crds.kubectl("delete", "mutatingwebhookconfiguration", configuration["metadata"]["name"],
-                 "--ignore-not-found")  # fmt: skip
+    with installed_webhook(crds, tmp_path_factory.mktemp("webhook")) as installed:
+        yield installed
 
 
 @pytest.fixture
 def governed(crds: Any, namespace: str) -> str:
     """A namespace whose Jobs the webhook sees."""
-    crds.kubectl("label", "namespace", namespace, f"{NAMESPACE_LABEL}=on")
-    return namespace
+    return governed_namespace(crds, namespace)
 
 
 @pytest.fixture
@@ -83,14 +69,8 @@ def operator(
     crds: Any, grid: tuple[Intensity, UkApiServer], webhook: Webhook, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     process = operator_for(
-        crds, grid[1], tmp_path / "operator.log",
-        metrics_port=free_port(),
-        webhook_port=webhook.port,
-        webhook_address="127.0.0.1",
-        webhook_cert_dir=webhook.certificates,
-        webhook_cert_check_seconds=1,
-        webhook_policy_cache_seconds=0.5,
-    )  # fmt: skip
+        crds, grid[1], tmp_path / "operator.log", metrics_port=free_port(), **webhook.settings()
+    )
     process.start()
     wait_for(lambda: serving(webhook.port), timeout=60, what="the operator serving its webhook")
     yield process

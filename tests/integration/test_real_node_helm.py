@@ -5,8 +5,10 @@ the chart runs it with its own ServiceAccount and RBAC only, the restricted secu
 and a read-only root file system, and the operator finds the API server through in-cluster
 configuration (the ``kubernetes`` Service, resolved by CoreDNS). Its probes pass (the pod
 turns Ready), a CarbonAwareJob goes from Held to Succeeded under it with its Job's pod on
-the real node, ``helm test`` passes, and a real Prometheus on the host scrapes the metrics
-Service.
+the real node, a plain Job is held and released by a CarbonAwarePolicy through the chart's
+admission webhook (the API server calls the operator pod through its Service, trusting the
+CA the chart generated), ``helm test`` passes, and a real Prometheus on the host scrapes the
+metrics Service.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from typing import Any
 
 import pytest
 
+from carbonaware.api import labels
+
 from .operatorproc import (
     REPO_ROOT,
     caj,
     free_port,
+    get,
     real_node_job_template,
     status_condition,
     status_of,
@@ -176,6 +181,24 @@ def test_real_node_helm_install_runs_the_operator_image_with_the_charts_rbac(
                                   f"job-name={done['jobName']}")["items"]  # fmt: skip
     assert [p["spec"]["nodeName"] for p in job_pods] == [plane.real_node_name]
     assert done["sci"]["cpuCoreSeconds"] >= 0
+
+    # A plain Job, nothing carbon-aware in it, is held by the namespace's CarbonAwarePolicy
+    # through the chart's webhook, then released at its maximum delay and run on the node.
+    hold = {"policy": "Threshold", "maxIntensity": INTENSITY // 2, "maxDelaySeconds": 15,
+            "expectedDurationSeconds": 10}  # fmt: skip
+    plane.apply({"apiVersion": "carbonaware.io/v1alpha1", "kind": "CarbonAwarePolicy",
+                 "metadata": {"name": "hold-batch"}, "spec": {"mode": "Enforce", "schedule": hold}},
+                namespace=namespace)  # fmt: skip
+    template = real_node_job_template(plane, "echo governed", "100m", "16Mi")
+    plane.apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "plain"},
+                 "spec": template["spec"]}, namespace=namespace)  # fmt: skip
+    plain = get(plane, "job", namespace, "plain")
+    assert plain["spec"]["suspend"] is True, plain["metadata"]
+    assert plain["metadata"]["annotations"][labels.GOVERNING_POLICY] == "hold-batch"
+    wait_for(lambda: get(plane, "job", namespace, "plain").get("status", {}).get("succeeded"),
+             timeout=120, what="the governed Job released and run")  # fmt: skip
+    released = get(plane, "job", namespace, "plain")["metadata"]["annotations"]
+    assert released[labels.REASON] == "DeadlineReached"
 
     # helm test: a pod from the operator image fetches /metrics through the Service.
     tested = helm(plane, "test", release, "--namespace", namespace, "--timeout", "180s")

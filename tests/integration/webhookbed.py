@@ -11,10 +11,13 @@ namespaces a test labels, so that Jobs of other tests sharing the plane never re
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import os
 import ssl
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from carbonaware.handlers.admission import WEBHOOK_ID
 
-from .operatorproc import REPO_ROOT
+from .operatorproc import REPO_ROOT, free_port
 
 CHART = REPO_ROOT / "helm" / "carbon-aware-operator"
 NAMESPACE_LABEL = "carbonaware-test/policies"
@@ -114,3 +117,44 @@ def serving(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """The policy webhook installed on a plane for an operator process to serve."""
+
+    certificates: Path
+    port: int
+    configuration: str
+
+    def settings(self) -> dict[str, object]:
+        """The operator's settings that serve it (``operator_env`` keywords)."""
+        return {
+            "webhook_port": self.port,
+            "webhook_address": "127.0.0.1",
+            "webhook_cert_dir": self.certificates,
+            "webhook_cert_check_seconds": 1,
+            "webhook_policy_cache_seconds": 0.5,
+        }
+
+
+@contextlib.contextmanager
+def installed_webhook(plane: Any, directory: Path) -> Iterator[Webhook]:
+    """A certificate under ``directory`` and the chart's configuration calling 127.0.0.1 on a
+    free port, removed afterwards."""
+    certificates = directory / "certs"
+    ca = write_certificate(certificates)
+    port = free_port()
+    configuration = local_configuration(plane.binaries.helm, port, ca)
+    name = configuration["metadata"]["name"]
+    plane.apply(configuration)
+    try:
+        yield Webhook(certificates, port, name)
+    finally:
+        plane.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found")
+
+
+def governed_namespace(plane: Any, namespace: str) -> str:
+    """Label ``namespace`` so that its Jobs reach the webhook."""
+    plane.kubectl("label", "namespace", namespace, f"{NAMESPACE_LABEL}=on")
+    return namespace
