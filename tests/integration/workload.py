@@ -26,7 +26,7 @@ UNIT_PREFIX = "unit-"
 GROUP_SECONDS: dict[str, float] = {
     "cpu-heavy": 780,
     "real-node": 900,
-    "test_helm_rbac": 560,
+    "test_helm_rbac": 810,
     "test_provider_faults": 223,
     "test_interruptible": 140,
     "test_cronjobs": 150,
@@ -39,7 +39,7 @@ GROUP_SECONDS: dict[str, float] = {
     "test_sci_usage_beyond_request": 80,
     "test_ssh_runner": 66,
     "test_refusals": 61,
-    "test_policies": 60,
+    "test_policies": 80,
     "test_runtime_errors": 47,
     "test_bad_input": 45,
     "test_localplane": 42,
