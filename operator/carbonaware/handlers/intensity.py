@@ -87,8 +87,9 @@ class ForecastMemory:
 
     For each period: the last forecast seen before it ended (the short-lead forecast) and the
     actual once known. After two days of pairs the policy's forecast correction
-    (:mod:`carbonaware.scheduling.correction`: time-of-day bias, short-lead error regression,
-    uncertainty) is fitted once a day and applied to every tick's view, as in the simulator.
+    (:mod:`carbonaware.scheduling.correction`: timing alignment, time-of-day bias, short-lead
+    error regression, uncertainty) is fitted once a day and applied to every tick's view, as
+    in the simulator.
     With ``blend``, the corrected forecast is then blended with the operator's own forecasters
     by their recent skill (:class:`~carbonaware.scheduling.liveblend.LiveBlend`). Kept in
     memory: after a restart the operator plans on the plain forecast for two days.

@@ -3,6 +3,10 @@
 The model is fitted on the last ``fit_days`` days of (published forecast, actual) pairs, only
 from slots that have ended, and applied to the forecast as it stands now:
 
+0. Timing: each slot's forecast is replaced by a linear map of it and its neighbours up to
+   ``align_hours`` either side (:mod:`~carbonaware.scheduling.alignment`), fitted to the
+   actuals; it mends a forecast that is systematically early or late (GB's ran about an hour
+   late in 2024). Every later stage works on the aligned forecast.
 1. Time-of-day bias: the mean error (actual - forecast) at each slot of the day is added to
    every forecast slot. The GB national forecast, for instance, ran about 13 g low around
    05:30 UTC and 14 g high around 22:30 UTC in 2024 (measured by ``bench/scheduling.py``).
@@ -24,13 +28,14 @@ applies the model at every tick.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import mul, sub
 
 from carbonaware.api.intensity import IntensityPoint
+from carbonaware.scheduling.alignment import aligned, fit_alignment
+from carbonaware.scheduling.leastsquares import drop_unknown, ridge, rms
 from carbonaware.scheduling.series import NAN, SlotSeries, slot_of_day, slots_per_day
 from carbonaware.scheduling.view import ForecastView
 
@@ -39,21 +44,28 @@ FEATURES = 4  # last error, error a day earlier, last change of actual, forecast
 
 @dataclass(frozen=True, slots=True)
 class CorrectionSettings:
-    """Tuning of the forecast correction. Defaults were chosen on GB 2024; the benchmark
-    (``bench/scheduling.py``) reports how the result moves around them."""
+    """Tuning of the forecast correction. The defaults are the best of 36 settings on the
+    first half of GB 2024 (``bench/forecasts.py``, which reports the second half on its
+    own); ``bench/scheduling.py`` reports how the result moves around them."""
 
-    fit_days: int = 14
-    near_slots: int = 8
+    fit_days: int = 28
+    near_slots: int = 12
     ridge: float = 1.0
     risk_weight: float = 0.3
+    align_hours: float = 2.0
 
     def __post_init__(self) -> None:
         if self.fit_days < 2:
             raise ValueError("fit_days must be at least 2")
         if self.near_slots < 0:
             raise ValueError("near_slots must not be negative")
-        if self.ridge < 0 or self.risk_weight < 0:
-            raise ValueError("ridge and risk_weight must not be negative")
+        if self.ridge < 0 or self.risk_weight < 0 or self.align_hours < 0:
+            raise ValueError("ridge, risk_weight and align_hours must not be negative")
+
+    def align_offsets(self, day_slots: int) -> tuple[int, ...]:
+        """The neighbouring slots the alignment reads: ``align_hours`` either side."""
+        reach = round(self.align_hours * day_slots / 24)
+        return tuple(k for k in range(-reach, reach + 1) if k)
 
 
 DEFAULT_CORRECTION = CorrectionSettings()
@@ -72,6 +84,10 @@ class ForecastCorrection:
     """A fitted correction; see the module docstring. Errors are actual - forecast."""
 
     day_slots: int
+    offsets: tuple[int, ...]
+    """The neighbouring slots (relative to each slot) the alignment reads."""
+    alignment: tuple[float, ...]
+    """Their weights: the aligned forecast of slot ``s`` is ``f[s] + sum(w * (f[s+k] - f[s]))``."""
     bias: tuple[float, ...]
     coefficients: tuple[tuple[float, ...], ...]
     near_sigma: tuple[float, ...]
@@ -93,6 +109,18 @@ class ForecastCorrection:
         ``now_slot``. ``day_offset`` is the slot of day of index 0. None when fewer than two
         days of pairs are known."""
         first = max(0, now_slot - settings.fit_days * day_slots)
+        offsets = settings.align_offsets(day_slots)
+        alignment = fit_alignment(
+            forecast,
+            actual,
+            first,
+            now_slot,
+            offsets,
+            settings.ridge,
+            day_slots=day_slots,
+            day_offset=day_offset,
+        )
+        forecast = aligned(forecast, offsets, alignment, 0, len(forecast))
         errors = [NAN] * now_slot
         by_slot_sum = [0.0] * day_slots
         by_slot_count = [0] * day_slots
@@ -116,7 +144,7 @@ class ForecastCorrection:
             for slot, error in enumerate(errors)
         ]
         known_residuals = [r for r in residual[first:] if r == r]
-        far_sigma = _rms(known_residuals)
+        far_sigma = rms(known_residuals)
         # Columns are slices over the fit range, so a fit is a handful of C-level passes.
         change = [NAN, NAN] + [actual[s - 1] - actual[s - 2] for s in range(2, now_slot)]
         coefficients: list[tuple[float, ...]] = []
@@ -141,16 +169,18 @@ class ForecastCorrection:
                 ),
             ]
             target = residual[begin + lead - 1 : stop + lead - 1]
-            columns, target = _drop_unknown(columns, target)
+            columns, target = drop_unknown(columns, target)
             if len(target) < 4 * FEATURES:
                 coefficients.append((0.0,) * FEATURES)
                 near_sigma.append(far_sigma)
                 continue
-            solved, sigma = _ridge(columns, target, settings.ridge)
+            solved, sigma = ridge(columns, target, settings.ridge)
             coefficients.append(solved)
             near_sigma.append(sigma)
         return cls(
             day_slots=day_slots,
+            offsets=offsets,
+            alignment=alignment,
             bias=bias,
             coefficients=tuple(coefficients),
             near_sigma=tuple(near_sigma),
@@ -184,8 +214,15 @@ class ForecastCorrection:
             if last < len(actual) and actual[last] == actual[last]:
                 break
             origin -= 1
+        low = max(0, origin - day_slots - 1)
+        high = min(len(forecast), now_slot + horizon_slots)
+        forecast = [
+            *forecast[:low],
+            *aligned(forecast, self.offsets, self.alignment, low, high),
+            *forecast[high:],
+        ]
         residual: dict[int, float] = {}
-        for slot in range(max(0, origin - day_slots - 1), origin):
+        for slot in range(low, origin):
             inside = slot < len(forecast) and slot < len(actual)
             error = actual[slot] - forecast[slot] if inside else NAN
             residual[slot] = error - bias[(slot + day_offset) % day_slots]
@@ -301,66 +338,6 @@ def _features_at(
     if any(value != value for value in row):
         return None
     return row
-
-
-def _drop_unknown(
-    columns: list[list[float]], target: list[float]
-) -> tuple[list[list[float]], list[float]]:
-    """Drop the rows where any feature or the target is unknown (``nan``)."""
-    rows = [*columns, target]
-    if all(not math.isnan(sum(row)) for row in rows):
-        return columns, target
-    keep = [all(row[i] == row[i] for row in rows) for i in range(len(target))]
-    kept = [[value for value, ok in zip(row, keep, strict=True) if ok] for row in rows]
-    return kept[:-1], kept[-1]
-
-
-def _rms(values: Sequence[float]) -> float:
-    if not values:
-        return 0.0
-    return math.sqrt(sum(v * v for v in values) / len(values))
-
-
-def _ridge(
-    columns: Sequence[Sequence[float]], target: Sequence[float], ridge: float
-) -> tuple[tuple[float, ...], float]:
-    """Ridge least squares (Hoerl & Kennard 1970) by the normal equations; returns the
-    coefficients and the root-mean-square residual."""
-    size = len(columns)
-    gram = [[sum(map(mul, columns[i], columns[j])) for j in range(size)] for i in range(size)]
-    for i in range(size):
-        gram[i][i] += ridge
-    rhs = [sum(map(mul, column, target)) for column in columns]
-    solved = _solve(gram, rhs)
-    count = len(target)
-    fitted = [0.0] * count
-    for coefficient, column in zip(solved, columns, strict=True):
-        fitted = [f + coefficient * x for f, x in zip(fitted, column, strict=True)]
-    residual_sq = sum((y - f) ** 2 for y, f in zip(target, fitted, strict=True))
-    return tuple(solved), math.sqrt(residual_sq / count)
-
-
-def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting; a singular system gives zeros there."""
-    size = len(rhs)
-    rows = [[*row, value] for row, value in zip(matrix, rhs, strict=True)]
-    for col in range(size):
-        pivot = max(range(col, size), key=lambda r: abs(rows[r][col]))
-        if abs(rows[pivot][col]) < 1e-12:
-            continue
-        rows[col], rows[pivot] = rows[pivot], rows[col]
-        for r in range(col + 1, size):
-            factor = rows[r][col] / rows[col][col]
-            if factor:
-                for c in range(col, size + 1):
-                    rows[r][c] -= factor * rows[col][c]
-    solution = [0.0] * size
-    for col in reversed(range(size)):
-        if abs(rows[col][col]) < 1e-12:
-            continue
-        acc = rows[col][size] - sum(rows[col][c] * solution[c] for c in range(col + 1, size))
-        solution[col] = acc / rows[col][col]
-    return solution
 
 
 @dataclass(frozen=True, slots=True)

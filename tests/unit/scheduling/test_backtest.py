@@ -22,15 +22,20 @@ DAYS = 40
 
 
 def _trace(noise: float) -> TraceInput:
-    """A daily cycle with weather; a forecast column erring by ``noise`` (standard deviation)."""
+    """A daily cycle with weather; a forecast column erring by ``noise`` (standard deviation).
+
+    The error persists from slot to slot (lag-1 autocorrelation 0.8, as forecast errors do),
+    so averaging neighbouring slots cannot remove it.
+    """
     weather, errors = random.Random(3), random.Random(9)
-    anomaly = 0.0
+    anomaly = error = 0.0
     actual, forecast = [], []
     for slot in range(DAYS * 48):
         anomaly = 0.97 * anomaly + weather.gauss(0, 4)
         value = 150 + 60 * math.sin(2 * math.pi * (slot / 2 % 24 - 9) / 24) + anomaly
         actual.append(value)
-        forecast.append(max(0.0, value + errors.gauss(0, noise)))
+        error = 0.8 * error + errors.gauss(0, noise * 0.6)  # stationary deviation: noise
+        forecast.append(max(0.0, value + error))
     starts = [START + i * STEP for i in range(len(actual))]
     return TraceInput(starts=starts, step=STEP, actual=actual, forecast=forecast)
 
