@@ -71,13 +71,18 @@ def fit_alignment(
 
 def _centred(values: Sequence[float], positions: Sequence[int], day_slots: int) -> list[float]:
     """``values`` less their mean at the same slot of the day."""
-    total = [0.0] * day_slots
-    count = [0] * day_slots
+    mean = means_by_position(values, positions, day_slots)
+    return [value - mean[p] for value, p in zip(values, positions, strict=True)]
+
+
+def means_by_position(values: Sequence[float], positions: Sequence[int], size: int) -> list[float]:
+    """The mean of ``values`` at each position ``0..size-1`` (0 where there is none)."""
+    total = [0.0] * size
+    count = [0] * size
     for value, position in zip(values, positions, strict=True):
         total[position] += value
         count[position] += 1
-    mean = [t / c if c else 0.0 for t, c in zip(total, count, strict=True)]
-    return [value - mean[p] for value, p in zip(values, positions, strict=True)]
+    return [t / c if c else 0.0 for t, c in zip(total, count, strict=True)]
 
 
 def aligned(

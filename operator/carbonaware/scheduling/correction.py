@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from operator import mul, sub
 
 from carbonaware.api.intensity import IntensityPoint
-from carbonaware.scheduling.alignment import aligned, fit_alignment
+from carbonaware.scheduling.alignment import aligned, fit_alignment, means_by_position
 from carbonaware.scheduling.leastsquares import drop_unknown, ridge, rms
 from carbonaware.scheduling.series import NAN, SlotSeries, slot_of_day, slots_per_day
 from carbonaware.scheduling.view import ForecastView
@@ -121,23 +121,17 @@ class ForecastCorrection:
             day_offset=day_offset,
         )
         forecast = aligned(forecast, offsets, alignment, 0, len(forecast))
-        errors = [NAN] * now_slot
-        by_slot_sum = [0.0] * day_slots
-        by_slot_count = [0] * day_slots
-        known = 0
-        for slot in range(first, now_slot):
-            error = actual[slot] - forecast[slot]
-            if error == error:
-                errors[slot] = error
-                position = (slot + day_offset) % day_slots
-                by_slot_sum[position] += error
-                by_slot_count[position] += 1
-                known += 1
+        errors = [NAN] * first + [actual[s] - forecast[s] for s in range(first, now_slot)]
+        known_slots = [slot for slot in range(first, now_slot) if errors[slot] == errors[slot]]
+        known = len(known_slots)
         if known < 2 * day_slots:
             return None
         bias = tuple(
-            total / count if count else 0.0
-            for total, count in zip(by_slot_sum, by_slot_count, strict=True)
+            means_by_position(
+                [errors[slot] for slot in known_slots],
+                [(slot + day_offset) % day_slots for slot in known_slots],
+                day_slots,
+            )
         )
         residual = [
             error - bias[(slot + day_offset) % day_slots] if error == error else NAN
