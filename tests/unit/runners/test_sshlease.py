@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from carbonaware.errors import SpecError
 from carbonaware.runners.sshlease import PRUNE_AFTER_SECONDS, build_run_script, build_stop_script
 from carbonaware.runners.sshspec import SshRunSpec
+from carbonaware.runners.sshsupervisor import build_supervisor_script
 
 from .fakeserver import (
     FakeServer,
@@ -217,6 +219,35 @@ def test_no_watchdog_sleep_is_left_after_a_normal_end(server: FakeServer, tmp_pa
     assert wait_until(lambda: processes_with_argv(["sleep", str(limit)]) == [], 5)
     assert processes_with_argv(["sleep", str(limit)]) == []
     assert not (server.run_dir("run-h") / "timedout").exists()
+
+
+def test_the_watchdog_ends_its_sleep_even_if_a_sigterm_to_it_is_lost(tmp_path: Path) -> None:
+    # A SIGTERM that reaches a just-forked child before it has reset the shell's handlers is
+    # lost (busybox ash lost some when the job ended at once): the sleep ran on
+    # and the watchdog waited for it, so the supervisor never wrote the exit record. Here every
+    # sleep ignores SIGTERM, as one that lost it would. Under dash only: busybox ash runs its
+    # own sleep applet whatever PATH says.
+    server = FakeServer(tmp_path, shell="sh")
+    limit = random.randint(100_000, 999_999)
+    deaf = tmp_path / "deaf"
+    deaf.mkdir()
+    real_sleep = shutil.which("sleep", path=server.environment()["PATH"])
+    (deaf / "sleep").write_text(f"#!/bin/sh\ntrap '' TERM\nexec {real_sleep} \"$@\"\n")
+    (deaf / "sleep").chmod(0o755)
+    supervise = tmp_path / "supervise"
+    spec = SshRunSpec(command="sleep 0.3", timeout_seconds=limit)
+    supervise.write_text(build_supervisor_script(spec))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "job").write_text("sleep 0.3\n")
+    try:
+        server.run(f"PATH={deaf}:$PATH; export PATH; /bin/sh {supervise} {run_dir}", MARKER, 20)
+        assert (run_dir / "exit").read_text().split()[:2] == ["0", "0"]
+    finally:
+        left = processes_with_argv([str(real_sleep), str(limit)])
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
 
 
 def test_a_killed_supervisor_is_reported_lost_and_never_restarted(
