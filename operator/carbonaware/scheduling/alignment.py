@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from carbonaware.scheduling.leastsquares import drop_unknown, ridge
+from carbonaware.scheduling.leastsquares import known_rows, ridge
 from carbonaware.scheduling.series import NAN
 
 
@@ -59,11 +59,10 @@ def fit_alignment(
         for k in offsets
     ]
     positions = [float((slot + day_offset) % day_slots) for slot in range(first, now_slot)]
-    rows, known_positions = drop_unknown([*columns, target], positions)
-    *columns, target = rows
+    *columns, target, known_positions = known_rows([*columns, target, positions])
     if len(target) < 4 * len(offsets):
         return (0.0,) * len(offsets)
-    kept = [round(p) for p in known_positions]
+    kept = [int(p) for p in known_positions]
     columns = [_centred(column, kept, day_slots) for column in columns]
     solved, _ = ridge(columns, _centred(target, kept, day_slots), strength)
     return solved

@@ -35,7 +35,7 @@ from operator import mul, sub
 
 from carbonaware.api.intensity import IntensityPoint
 from carbonaware.scheduling.alignment import aligned, fit_alignment, means_by_position
-from carbonaware.scheduling.leastsquares import drop_unknown, ridge, rms
+from carbonaware.scheduling.leastsquares import known_rows, ridge, rms
 from carbonaware.scheduling.series import NAN, SlotSeries, slot_of_day, slots_per_day
 from carbonaware.scheduling.view import ForecastView
 
@@ -109,6 +109,10 @@ class ForecastCorrection:
         ``now_slot``. ``day_offset`` is the slot of day of index 0. None when fewer than two
         days of pairs are known."""
         first = max(0, now_slot - settings.fit_days * day_slots)
+        # Aligning leaves a slot known or unknown as it was: count the pairs before fitting it.
+        window = zip(forecast[first:now_slot], actual[first:now_slot], strict=True)
+        if sum(f == f and a == a for f, a in window) < 2 * day_slots:
+            return None
         offsets = settings.align_offsets(day_slots)
         alignment = fit_alignment(
             forecast,
@@ -124,8 +128,6 @@ class ForecastCorrection:
         errors = [NAN] * first + [actual[s] - forecast[s] for s in range(first, now_slot)]
         known_slots = [slot for slot in range(first, now_slot) if errors[slot] == errors[slot]]
         known = len(known_slots)
-        if known < 2 * day_slots:
-            return None
         bias = tuple(
             means_by_position(
                 [errors[slot] for slot in known_slots],
@@ -163,7 +165,7 @@ class ForecastCorrection:
                 ),
             ]
             target = residual[begin + lead - 1 : stop + lead - 1]
-            columns, target = drop_unknown(columns, target)
+            *columns, target = known_rows([*columns, target])
             if len(target) < 4 * FEATURES:
                 coefficients.append((0.0,) * FEATURES)
                 near_sigma.append(far_sigma)

@@ -12,16 +12,13 @@ from collections.abc import Sequence
 from operator import mul
 
 
-def drop_unknown(
-    columns: list[list[float]], target: list[float]
-) -> tuple[list[list[float]], list[float]]:
-    """Drop the rows where any feature or the target is unknown (``nan``)."""
-    rows = [*columns, target]
+def known_rows(rows: list[list[float]]) -> list[list[float]]:
+    """``rows`` (features, target and anything kept beside them, one value per sample) less
+    the samples where any of them is unknown (``nan``)."""
     if all(not math.isnan(sum(row)) for row in rows):
-        return columns, target
-    keep = [all(row[i] == row[i] for row in rows) for i in range(len(target))]
-    kept = [[value for value, ok in zip(row, keep, strict=True) if ok] for row in rows]
-    return kept[:-1], kept[-1]
+        return rows
+    keep = [all(row[i] == row[i] for row in rows) for i in range(len(rows[0]))]
+    return [[value for value, ok in zip(row, keep, strict=True) if ok] for row in rows]
 
 
 def rms(values: Sequence[float]) -> float:
