@@ -38,8 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from carbonaware.providers.tracefile import load_trace
-from carbonaware.scheduling import ForecastMode, SimulationSettings, TraceInput, simulate
+from carbonaware.scheduling import ForecastMode, SimulationSettings, simulate
 from carbonaware.scheduling.interruptsim import InterruptibleSettings, simulate_interruptible
 from carbonaware.scheduling.report import BUILTIN_TRACES, decisions_csv
 from interruptible_report import (
@@ -54,6 +53,7 @@ from interruptible_report import (
     write_plot,
     write_section,
 )
+from scheduling import trace_input
 
 HOUR = timedelta(hours=1)
 DURATIONS = (12, 24, 48)
@@ -70,29 +70,6 @@ class Cell:
     settings: SimulationSettings
     rules: InterruptibleSettings = RULES
     keep_segments: bool = False
-
-
-_TRACES: dict[str, TraceInput] = {}
-
-
-def trace_input(key: str) -> TraceInput:
-    if key not in _TRACES:
-        spec = BUILTIN_TRACES[key]
-        loaded = load_trace(
-            spec.path,
-            time_column=spec.time_column,
-            actual_column=spec.actual_column,
-            forecast_column=spec.forecast_column,
-            index_column=spec.index_column,
-        )
-        _TRACES[key] = TraceInput(
-            starts=loaded.starts,
-            step=loaded.step,
-            actual=loaded.actual,
-            forecast=loaded.forecast,
-            index=loaded.index,
-        )
-    return _TRACES[key]
 
 
 def base_settings(trace: str, duration: int, window: int) -> SimulationSettings:
