@@ -109,9 +109,15 @@ class ForecastCorrection:
         ``now_slot``. ``day_offset`` is the slot of day of index 0. None when fewer than two
         days of pairs are known."""
         first = max(0, now_slot - settings.fit_days * day_slots)
-        # Aligning leaves a slot known or unknown as it was: count the pairs before fitting it.
-        window = zip(forecast[first:now_slot], actual[first:now_slot], strict=True)
-        if sum(f == f and a == a for f, a in window) < 2 * day_slots:
+        # Aligning leaves a slot known or unknown as it was: the known pairs are counted once,
+        # before it is fitted.
+        known_slots = [
+            slot
+            for slot in range(first, now_slot)
+            if forecast[slot] == forecast[slot] and actual[slot] == actual[slot]
+        ]
+        known = len(known_slots)
+        if known < 2 * day_slots:
             return None
         offsets = settings.align_offsets(day_slots)
         alignment = fit_alignment(
@@ -126,8 +132,6 @@ class ForecastCorrection:
         )
         forecast = aligned(forecast, offsets, alignment, 0, len(forecast))
         errors = [NAN] * first + [actual[s] - forecast[s] for s in range(first, now_slot)]
-        known_slots = [slot for slot in range(first, now_slot) if errors[slot] == errors[slot]]
-        known = len(known_slots)
         bias = tuple(
             means_by_position(
                 [errors[slot] for slot in known_slots],
