@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 
-from .loopgaps import LoopGaps
+from .loopgaps import LAST_SUCCESS, LoopGaps
 from .operatorproc import (
     QUICK_JOB_TEMPLATE,
     OperatorProcess,
@@ -259,11 +259,29 @@ class ChaosRun:
                 self._outage()
         for wave in self.waves:
             wave.result(timeout=300)
-        wait_for(
-            lambda: (self._watch_recovery(), not self._recovering())[1],
-            timeout=180,
-            what="the operator to see every job again after the last fault",
-            interval=0.1,
+        try:
+            wait_for(
+                lambda: (self._watch_recovery(), not self._recovering())[1],
+                timeout=180,
+                what="the operator to see every job again after the last fault",
+                interval=0.1,
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {self._recovery_state()}") from None
+
+    def _recovery_state(self) -> str:
+        """What the recovery wait saw, for its failure message."""
+        seen = jobs_seen(self.metrics_port, self.namespace)
+        try:
+            last = scrape_metrics(self.metrics_port, timeout=2).get(LAST_SUCCESS)
+        except OSError:
+            last = None
+        since = f"{time.time() - last:.1f} s ago" if last else "never"
+        tail = self.operator.log()[-3000:]
+        return (
+            f"operator alive: {self.operator.alive()}, starts: {self.operator.starts}, "
+            f"jobs counted: {seen} of {self.created}, last tick {since}, longest gap "
+            f"between ticks {self.gaps.longest:.1f} s; the operator's log ends:\n{tail}"
         )
 
     def _recovering(self) -> bool:
