@@ -314,8 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "down":
             return down()
         if not in_venv() or not venv_ready():
-            ensure_venv()
-        if not in_venv():
+            ensure_venv()  # then start again in it: this interpreter's imports predate it
             env = dict(os.environ)
             env[STARTED_ENV] = str(_T0)
             os.execve(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, "up"], env)

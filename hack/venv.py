@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXTRAS = ("dev", "bench")
 sys.path.insert(0, str(REPO / "hack"))
 
+import debian  # noqa: E402
 from testbed.common import cache_dir, file_lock  # noqa: E402
 
 
@@ -50,6 +51,19 @@ def run(*command: str | Path) -> None:
     subprocess.run([str(part) for part in command], check=True)
 
 
+def new_virtualenv(path: Path) -> None:
+    """``python -m venv path``; where Debian ships venv's ensurepip apart, its package is
+    installed first (``python3.X-venv``)."""
+    made = subprocess.run(
+        [sys.executable, "-m", "venv", str(path)], capture_output=True, text=True, check=False
+    )
+    if made.returncode == 0:
+        return
+    debian.install(f"python{sys.version_info.major}.{sys.version_info.minor}-venv")
+    shutil.rmtree(path, ignore_errors=True)
+    run(sys.executable, "-m", "venv", path)
+
+
 def cached_dependencies(wanted: list[str]) -> Path:
     """The cache's virtualenv holding ``wanted`` (created on first use)."""
     root = cache_dir() / "venvs"
@@ -60,7 +74,7 @@ def cached_dependencies(wanted: list[str]) -> Path:
         if not marker.is_file():
             shutil.rmtree(venv, ignore_errors=True)
             print(f"installing the dependencies into {venv} (once per dependency set)")
-            run(sys.executable, "-m", "venv", venv)
+            new_virtualenv(venv)
             run(venv / "bin" / "python", "-m", "pip", "install", "-q", "--upgrade", "pip")
             run(venv / "bin" / "python", "-m", "pip", "install", "-q", *wanted)
             marker.write_text("\n".join(wanted) + "\n")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -98,44 +97,15 @@ def venv_ready() -> bool:
     return result.returncode == 0
 
 
-def _apt_install(*packages: str) -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "-n", "apt-get"]
-    subprocess.run([*apt, "update"], env=env, capture_output=True, check=False)
-    result = subprocess.run(
-        [*apt, "install", "-y", "--no-install-recommends", *packages],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise DemoError(f"apt-get install {' '.join(packages)} failed:\n{result.stderr}")
-
-
 def ensure_venv() -> None:
-    """Create .venv and install the package into it (editable) when either is missing."""
-    if not VENV_PYTHON.exists():
-        step(f"creating the Python environment {VENV.relative_to(REPO_ROOT)}")
-        made = subprocess.run(
-            [sys.executable, "-m", "venv", str(VENV)], capture_output=True, text=True, check=False
-        )
-        if made.returncode != 0:
-            # Debian ships venv's ensurepip separately.
-            version = f"{sys.version_info.major}.{sys.version_info.minor}"
-            note(f"installing python{version}-venv from Debian")
-            _apt_install(f"python{version}-venv")
-            shutil.rmtree(VENV, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    """Create .venv as ``make venv`` does (``hack/venv.py``: the dependencies from a cache,
+    the package editable) when it is missing or cannot import this checkout's package."""
+    if VENV_PYTHON.exists() and venv_ready():
+        return
+    step(f"creating the Python environment {VENV.relative_to(REPO_ROOT)} (hack/venv.py)")
+    subprocess.run([sys.executable, str(REPO_ROOT / "hack" / "venv.py"), str(VENV)], check=True)
     if not venv_ready():
-        step("installing carbon-aware-operator into .venv (pip install -e .)")
-        subprocess.run(
-            [str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "-e", str(REPO_ROOT)],
-            check=True,
-            cwd=REPO_ROOT,
-        )
-        if not venv_ready():
-            raise DemoError(f"{VENV_PYTHON} still cannot import carbonaware after pip install")
+        raise DemoError(f"{VENV_PYTHON} still cannot import carbonaware after hack/venv.py")
 
 
 def in_venv() -> bool:
