@@ -10,7 +10,6 @@ server's Retry-After.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 from collections.abc import Callable
@@ -136,21 +135,23 @@ class Kube:
         self.api_client.close()
 
     async def _call(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
-        call = functools.partial(
-            fn,
-            *args,
-            _preload_content=False,
-            _request_timeout=(self.timeout_seconds, self.timeout_seconds),
-            **kwargs,
-        )
+        timeout = (self.timeout_seconds, self.timeout_seconds)
+
+        def call() -> Body:
+            # Read the body in the worker: that returns the connection to the pool before the
+            # worker sends its next request. Read on the event loop, under load the connection
+            # stayed out meanwhile, the pool opened more and discarded them on their return,
+            # and each later request paid for a new TLS handshake.
+            response = fn(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
+            return _decode(response)
+
         loop = asyncio.get_running_loop()
         try:
-            response = await loop.run_in_executor(self._pool, call)
+            return await loop.run_in_executor(self._pool, call)
         except (ApiException, HTTPError) as exc:
             raise _error(exc, action) from exc
         except RuntimeError as exc:  # the pool is shut down: the operator is stopping
             raise KubernetesError(f"{action}: the operator is stopping") from exc
-        return _decode(response)
 
     async def _optional(
         self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
