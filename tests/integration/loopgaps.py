@@ -26,7 +26,7 @@ class LoopGaps:
     horizon (operator seconds) any of them reported. A scrape that fails (the process is
     down, or too busy to answer in time) changes nothing: a gap spanning it is still
     measured. A restart starts over, so downtime is never counted as a gap: the tests account
-    for it separately."""
+    for it separately, and so is the time before a process's first tick."""
 
     def __init__(self, *ports: int, interval: float = 0.2) -> None:
         self.ports = ports
@@ -61,8 +61,8 @@ class LoopGaps:
         except OSError:
             return
         self.horizon = max(self.horizon, samples.get(HORIZON, 0.0))
-        if LAST_SUCCESS not in samples or STARTED not in samples:
-            return
+        if not samples.get(LAST_SUCCESS) or STARTED not in samples:
+            return  # not up, or no tick completed yet (the gauge is 0 until the first)
         current = (samples[STARTED], samples[LAST_SUCCESS])
         previous, self._last[port] = self._last[port], current
         if previous is not None and previous[0] == current[0] and current[1] > previous[1]:

@@ -1,6 +1,7 @@
 """The one operator-wide refresh loop: refresh each region once, re-plan every held job,
 release those due, in priority order within the capacity limits; and, every
-``reconcile_seconds``, check released work against what exists (``handlers.reconcile``).
+``reconcile_seconds``, check released work against what exists (``handlers.reconcile``, in a
+task beside the ticks).
 
 Cost per tick: one provider fetch per region (served by the chain's cache), no list call,
 and one API write per job whose plan or state changed. Every per-object step runs inside
@@ -33,7 +34,7 @@ from carbonaware.handlers.hold import (
 )
 from carbonaware.handlers.intensity import RegionSnapshot
 from carbonaware.handlers.placement import decide_placed, regions_wanted
-from carbonaware.handlers.reconcile import initial_sync, reconcile_released
+from carbonaware.handlers.reconcile import initial_sync, reconcile_beside_ticks
 from carbonaware.handlers.refusal import backing_off
 from carbonaware.handlers.release import release_decided
 from carbonaware.handlers.segmented import segment_jobs
@@ -283,13 +284,15 @@ def tick_done(ctx: OperatorContext, decided_at: datetime, previous: datetime | N
 async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bool]]) -> None:
     """Tick until cancelled. ``is_active`` says whether this replica may act (peering).
 
-    ServerTarget probes run beside the ticks (a slow server never delays releases); a new
-    round starts only when the previous one is done. Coming back from a pause, the index of
+    ServerTarget probes and the reconcile passes run beside the ticks (a slow server, or
+    measuring many runs that ended during a restart, never delays releases); a new round
+    starts only when the previous one is done. Coming back from a pause, the index of
     held work is checked against the API first (:func:`resync_held`). Before the first
     release, runs already going (runner pods, in-process runs) are counted against their
     targets' ``maxConcurrent`` (:func:`initial_sync`).
     """
     probes: asyncio.Task[None] | None = None
+    reconciling: asyncio.Task[None] | None = None
     paused = False
     last_reconcile = time.monotonic()
     previous: datetime | None = None
@@ -314,9 +317,13 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
                     await run_cronjobs(ctx, ctx.clock())
                     if not ctx.settings.prometheus_url:
                         await ctx.usage.sample(ctx.kube)
-                    if time.monotonic() - last_reconcile >= ctx.settings.reconcile_seconds:
+                    if time.monotonic() - last_reconcile >= ctx.settings.reconcile_seconds and (
+                        reconciling is None or reconciling.done()
+                    ):
                         last_reconcile = time.monotonic()
-                        await reconcile_released(ctx)
+                        reconciling = asyncio.create_task(
+                            reconcile_beside_ticks(ctx), name="reconcile"
+                        )
                     tick_done(ctx, decided_at, previous)
                     previous = decided_at
                 else:
@@ -328,7 +335,8 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(ctx.settings.tick_seconds - elapsed, 0.0))
     finally:
-        # A probe round outlives the loop otherwise, and its writes would meet a client
-        # that is being closed.
-        if probes is not None and not probes.done():
-            probes.cancel()
+        # A probe round or a reconcile pass outlives the loop otherwise, and its writes would
+        # meet a client that is being closed.
+        for task in (probes, reconciling):
+            if task is not None and not task.done():
+                task.cancel()

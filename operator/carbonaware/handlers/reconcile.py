@@ -4,7 +4,8 @@ Outcomes normally arrive as watch events of child Jobs and runner pods. kopf doe
 those, an operator restart loses the ones sent while it was down, and a deleted child sends
 one event that can be missed. So every ``reconcile_seconds`` the loop lists the operator's
 Jobs and runner pods once (one call each, whatever the number of jobs) and, for every released
-job not finished yet, looks at its child: finished, still running, never let go, or gone.
+job not finished yet, looks at its child: finished, still running, never let go, or gone
+(``RECONCILE_CONCURRENCY`` jobs at a time, in a task beside the ticks).
 
 Before the first release after a start, :func:`initial_sync` counts runs already going
 against their ServerTargets' ``maxConcurrent``, so a restart never over-commits a server.
@@ -12,11 +13,13 @@ against their ServerTargets' ``maxConcurrent``, so a restart never over-commits 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from carbonaware.api import labels
 from carbonaware.api.carbonawarejob import PLURAL
+from carbonaware.errors import CarbonAwareError
 from carbonaware.handlers.containment import contained
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.inprocess import following, reattach
@@ -38,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 JOB_SELECTOR = labels.MANAGED  # child Jobs ("child") and managed plain Jobs ("true")
 POD_SELECTOR = f"{COMPONENT_LABEL}={COMPONENT}"
+# Released jobs followed up at once in a pass: each holds its lock for a few API calls and,
+# for a run that ended, its measurement (the client has 16 threads).
+RECONCILE_CONCURRENCY = 8
 
 Index = dict[tuple[str, str], dict[str, Any]]
 
@@ -87,9 +93,26 @@ async def reconcile_released(ctx: OperatorContext) -> None:
         jobs = by_name(await ctx.kube.list_jobs(namespace, JOB_SELECTOR))
     if ChildKind.RUNNER_POD in kinds and ctx.settings.ssh_mode != IN_PROCESS:
         pods = by_name(await ctx.kube.list_all_pods(namespace, POD_SELECTOR))
-    for work in tracked:
-        async with contained(ctx, work.key, None, "follow its run"):
+    gate = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+
+    async def one(work: ReleasedWork) -> None:
+        async with gate, contained(ctx, work.key, None, "follow its run"):
             await reconcile_one(ctx, work, jobs, pods)
+
+    await asyncio.gather(*(one(work) for work in tracked))
+
+
+async def reconcile_beside_ticks(ctx: OperatorContext) -> None:
+    """One :func:`reconcile_released` pass, run beside the refresh loop rather than in a tick:
+    after a restart it can find hundreds of runs that ended meanwhile and measure each (API
+    reads, provider fetches), which took minutes on a loaded host, and held jobs are not to
+    wait for that. A failed pass is logged; the next one retries."""
+    try:
+        await reconcile_released(ctx)
+    except CarbonAwareError as exc:
+        logger.warning("checking released work against its children failed: %s", exc)
+    except Exception:
+        logger.exception("checking released work against its children failed")
 
 
 async def reconcile_one(ctx: OperatorContext, work: ReleasedWork, jobs: Index, pods: Index) -> None:

@@ -1,9 +1,11 @@
-"""The refresh loop under faults: a provider slower than a tick never delays decisions, and
-held work another replica released meanwhile is dropped, not released again."""
+"""The refresh loop under faults: a provider slower than a tick never delays decisions, nor
+does a reconcile pass that hangs; held work another replica released meanwhile is dropped, not
+released again."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -13,8 +15,14 @@ from carbonaware.api.intensity import IntensityPoint
 from carbonaware.config import OperatorSettings
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionIntensity
-from carbonaware.handlers.loop import decide_all, latest_snapshots, resync_held, tick_done
-from carbonaware.handlers.state import HeldWork, WorkKind
+from carbonaware.handlers.loop import (
+    decide_all,
+    latest_snapshots,
+    resync_held,
+    run_forever,
+    tick_done,
+)
+from carbonaware.handlers.state import ChildKind, HeldWork, ReleasedWork, WorkKind
 from carbonaware.metrics import Metrics
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -47,10 +55,10 @@ class GatedProvider:
         return None
 
 
-def context(provider: Any, kube: Any = None, tick: float = 0.2) -> OperatorContext:
+def context(provider: Any, kube: Any = None, tick: float = 0.2, **settings: Any) -> OperatorContext:
     metrics = Metrics()
     return OperatorContext(
-        settings=OperatorSettings(tick_seconds=tick),
+        settings=OperatorSettings(tick_seconds=tick, **settings),
         kube=cast(Any, kube),
         metrics=metrics,
         provider=provider,
@@ -163,3 +171,43 @@ async def test_a_job_being_planned_or_released_is_not_decided_by_the_loop_meanwh
     assert broken == []
     decisions, _ = decide_all(ctx, [busy, free], {}, NOW)
     assert set(decisions) == {busy.key, free.key}
+
+
+class HangingJobList:
+    """An API server that takes the call to list Jobs and never answers it."""
+
+    def __init__(self) -> None:
+        self.listing = asyncio.Event()
+
+    async def list_jobs(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        self.listing.set()
+        await asyncio.Event().wait()
+        return []
+
+
+async def test_a_reconcile_pass_that_hangs_never_stops_the_ticks() -> None:
+    """After a restart a pass can take minutes (it measures every run that ended meanwhile);
+    the ticks, which release held jobs, go on beside it."""
+    kube = HangingJobList()
+    ctx = context(GatedProvider(), kube, tick=0.05, reconcile_seconds=0.1)
+    ctx.synced = True
+    ctx.registry.track(
+        ReleasedWork(WorkKind.CARBON_AWARE_JOB, "ns", "done", "u1", ChildKind.JOB, "done-x")
+    )
+
+    async def active() -> bool:
+        return True
+
+    loop = asyncio.create_task(run_forever(ctx, active))
+    await asyncio.wait_for(kube.listing.wait(), timeout=10)
+    hung_at = time.monotonic()
+    await asyncio.sleep(0.5)
+    reconciling = [t for t in asyncio.all_tasks() if t.get_name() == "reconcile"]
+    assert ctx.last_tick_completed > hung_at + 0.2, "no tick completed while the pass hung"
+    assert len(reconciling) == 1, "one pass at a time"
+    assert not reconciling[0].done()
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    await asyncio.sleep(0)
+    assert reconciling[0].cancelled(), "the pass ends with the loop"
