@@ -50,6 +50,11 @@ class LoopGaps:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def last_tick(self, port: int) -> float | None:
+        """When (wall epoch seconds) the last completed tick seen on ``port`` ended."""
+        last = self._last.get(port)
+        return last[1] if last is not None else None
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             for port in self.ports:

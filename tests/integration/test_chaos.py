@@ -118,11 +118,14 @@ class RunPlan:
 
 @dataclass
 class Downtime:
-    """One stretch without a working operator (wall clock)."""
+    """One stretch without a working operator (wall clock). ``acted`` is when the killed
+    process last completed a tick: what it decided in a tick the kill cut short may never have
+    been written, so for lateness the downtime counts from then."""
 
     began: datetime
     cause: str
     ended: datetime | None = None
+    acted: datetime | None = None
 
 
 @dataclass
@@ -335,9 +338,11 @@ class ChaosRun:
         return caj(f"job-{index:04d}", schedule, priority=priority, jobTemplate=QUICK_JOB_TEMPLATE)
 
     def _kill_and_restart(self) -> None:
+        last_tick = self.gaps.last_tick(self.metrics_port)
         killed = datetime.now(UTC)
         self.operator.kill()
-        self.report.downtimes.append(Downtime(killed, "SIGKILL"))
+        acted = datetime.fromtimestamp(last_tick, UTC) if last_tick else None
+        self.report.downtimes.append(Downtime(killed, "SIGKILL", acted=acted))
         self.operator.start()
         self.report.restarts += 1
 
@@ -425,7 +430,8 @@ class ChaosRun:
 
     def allowed_lateness(self, latest: datetime) -> timedelta:
         """One tick, plus, when the latest start fell in (or a tick before) a downtime, the
-        rest of that downtime, plus a tick for the first decision after it. Downtimes and the
+        rest of that downtime, plus a tick for the first decision after it. A SIGKILL's
+        downtime starts at the killed process's last completed tick. Downtimes and the
         tick (the longest gap between two ticks of one operator process, at least the
         configured interval) are measured on the wall clock and converted to operator time."""
         tick = timedelta(seconds=max(TICK_SECONDS, self.gaps.longest) * SCALE)
@@ -433,7 +439,8 @@ class ChaosRun:
         allowed = tick + slack
         for downtime in self.report.downtimes:
             assert downtime.ended is not None, "the operator came back from every fault"
-            began, ended = self.clock.at(downtime.began), self.clock.at(downtime.ended)
+            began = self.clock.at(min(downtime.acted or downtime.began, downtime.began))
+            ended = self.clock.at(downtime.ended)
             if began - tick <= latest <= ended:
                 allowed = max(allowed, ended - latest + 2 * tick + slack)
         return allowed

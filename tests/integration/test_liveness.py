@@ -26,6 +26,7 @@ from .operatorproc import (
     QUICK_JOB_TEMPLATE,
     OperatorProcess,
     caj,
+    cron_job,
     free_port,
     long_job_template,
     scrape_metrics,
@@ -79,7 +80,12 @@ def test_a_hung_api_server_fails_liveness_until_it_answers_again(
     crds: Any, namespace: str, watched: tuple[OperatorProcess, int, int]
 ) -> None:
     process, health, metrics = watched
-    # A released job that keeps running: every reconcile pass lists its Job (an API call).
+    # A cron job: every tick lists its runs (an API call that hangs with the API server), so
+    # the loop is stuck. (The reconcile pass, which lists the running job's Job, runs beside
+    # the ticks and no longer stalls them.)
+    yearly = caj("yearly", {"policy": "Immediate"}, jobTemplate=QUICK_JOB_TEMPLATE)
+    crds.apply(cron_job("yearly", "0 0 1 1 *", yearly), namespace=namespace)
+    # A released job that keeps running.
     crds.apply(
         caj("running", {"policy": "Immediate"}, jobTemplate=long_job_template()),
         namespace=namespace,
