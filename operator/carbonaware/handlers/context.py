@@ -119,7 +119,8 @@ class OperatorContext:
     refreshing: asyncio.Task[dict[str, RegionSnapshot]] | None = None
     """The provider refresh the loop started and has not seen finish yet."""
     tick_gaps: deque[timedelta] = field(default_factory=lambda: deque(maxlen=TICK_GAPS_KEPT))
-    """Operator time between the last few ticks' decisions, as they really came."""
+    """Operator time from each of the last few ticks' decisions to the end of the next tick,
+    as it really came (``loop.tick_done``)."""
     allowed_hosts: HostAllowList = field(default_factory=HostAllowList)
     """Where ServerTargets may point (``CARBONAWARE_SSH_ALLOWED_HOSTS``), parsed at start-up."""
     synced: bool = False

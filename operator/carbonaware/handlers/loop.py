@@ -272,12 +272,17 @@ async def resync_held(ctx: OperatorContext) -> None:
     logger.info("re-read %d held object(s) after the pause", len(held))
 
 
-def tick_done(ctx: OperatorContext, decided_at: datetime, previous: datetime | None) -> None:
-    """Bookkeeping of a completed tick: liveness, the metric, the gaps the horizon uses."""
+def tick_done(ctx: OperatorContext, completed_at: datetime, previous: datetime | None) -> None:
+    """Bookkeeping of a completed tick: liveness, the metric, the gaps the horizon uses.
+
+    A gap runs from the previous tick's decision (``previous``) to the end of this tick
+    (``completed_at``): a job the previous tick held because its latest start lay beyond
+    the horizon is released by this tick, at the latest when this tick's writes end. The
+    time between two decisions alone leaves out how long the releases of a tick take."""
     ctx.last_tick_completed = time.monotonic()
     ctx.metrics.loop_last_success.set(time.time())
-    if previous is not None and decided_at > previous:
-        ctx.tick_gaps.append(decided_at - previous)
+    if previous is not None and completed_at > previous:
+        ctx.tick_gaps.append(completed_at - previous)
     ctx.metrics.decision_horizon.set(ctx.horizon().total_seconds())
 
 
@@ -324,7 +329,7 @@ async def run_forever(ctx: OperatorContext, is_active: Callable[[], Awaitable[bo
                         reconciling = asyncio.create_task(
                             reconcile_beside_ticks(ctx), name="reconcile"
                         )
-                    tick_done(ctx, decided_at, previous)
+                    tick_done(ctx, ctx.clock(), previous)
                     previous = decided_at
                 else:
                     ctx.last_tick_completed = time.monotonic()

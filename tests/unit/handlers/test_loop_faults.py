@@ -10,9 +10,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import pytest
+
 from carbonaware.api.carbonawarejob import SchedulePolicy
 from carbonaware.api.intensity import IntensityPoint
 from carbonaware.config import OperatorSettings
+from carbonaware.handlers import loop
 from carbonaware.handlers.context import OperatorContext
 from carbonaware.handlers.intensity import RegionIntensity
 from carbonaware.handlers.loop import (
@@ -102,6 +105,46 @@ def test_a_late_tick_widens_the_horizon_and_the_metric_says_so() -> None:
     tick_done(ctx, NOW + timedelta(seconds=5), NOW + timedelta(seconds=1))  # 4 s late
     assert gauge("carbonaware_decision_horizon_seconds") == 6.0
     assert ctx.horizon() == timedelta(seconds=6)
+
+
+async def test_a_gap_counts_from_a_decision_to_the_end_of_the_next_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job the previous tick held is released by this one, at the latest when this tick's
+    writes end: the horizon must cover the tick's own duration, not only the time between
+    two decisions (0.3 s here, where the gap is 0.6 s)."""
+    ctx = context(GatedProvider(), tick=0.05)
+    ctx.synced = True
+
+    ticks = 0
+    fifth = asyncio.Event()
+
+    async def slow_tick(ctx_: OperatorContext) -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks == 5:  # four ticks completed: three gaps
+            fifth.set()
+        await asyncio.sleep(0.3)
+
+    async def no_cronjobs(ctx_: OperatorContext, now: datetime) -> None:
+        return None
+
+    monkeypatch.setattr(loop, "refresh_once", slow_tick)
+    monkeypatch.setattr(loop, "run_cronjobs", no_cronjobs)
+    ctx.settings.prometheus_url = "http://127.0.0.1:9"  # no usage sampling from a kube
+
+    async def active() -> bool:
+        return True
+
+    task = asyncio.create_task(run_forever(ctx, active))
+    try:
+        await asyncio.wait_for(fifth.wait(), timeout=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert min(ctx.tick_gaps) >= timedelta(seconds=0.55), list(ctx.tick_gaps)
+    assert ctx.horizon() >= timedelta(seconds=0.85)
 
 
 class FakeKube:
