@@ -18,7 +18,8 @@ from carbonaware.errors import (
     ProviderUnavailableError,
     UnknownRegionError,
 )
-from carbonaware.providers.chain import CachingProvider, ProviderChain
+from carbonaware.providers.caching import CachingProvider
+from carbonaware.providers.chain import ProviderChain
 from carbonaware.providers.ukci import UkCarbonIntensityProvider
 
 from .helpers import FakeClock, FakeUpstream, fixture, options
