@@ -24,6 +24,7 @@ LATENESS_BUCKETS = (0, 1, 5, 15, 60, 300, 900, 3600)
 # How far from its nominal time a cron job's run started, before or after it.
 OFFSET_BUCKETS = (0, 300, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+RECONCILE_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600)
 
 
 class Metrics:
@@ -180,13 +181,21 @@ class Metrics:
         self.decision_horizon = Gauge(
             "carbonaware_decision_horizon_seconds",
             "How long before its latest start (operator time) a job is released at the latest:"
-            " twice the tick, or 1.5 times the longest recent gap between ticks.",
+            " twice the tick, or 1.5 times the longest recent gap from a tick's decision to"
+            " the end of the next tick.",
             registry=r,
         )
         self.refresh_duration = Histogram(
             "carbonaware_refresh_duration_seconds",
             "Wall time of one refresh tick (fetch, re-plan, release).",
             buckets=REFRESH_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "carbonaware_reconcile_duration_seconds",
+            "Wall time of one pass checking released work against its children (beside the"
+            " ticks; the next pass starts only when one ends).",
+            buckets=RECONCILE_BUCKETS,
             registry=r,
         )
 

@@ -289,6 +289,7 @@ def run(
                 metrics_port=metrics_port,
                 ssh_mode="InProcess",
                 ssh_probe_seconds=2,
+                reconcile_seconds=5,  # passes within the run, for the dashboard's panel
                 **webhook.settings(),
             )
             operator = OperatorProcess(env, workdir / "operator.log")

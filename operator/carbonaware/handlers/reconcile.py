@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from carbonaware.api import labels
@@ -106,13 +107,24 @@ async def reconcile_beside_ticks(ctx: OperatorContext) -> None:
     """One :func:`reconcile_released` pass, run beside the refresh loop rather than in a tick:
     after a restart it can find hundreds of runs that ended meanwhile and measure each (API
     reads, provider fetches), which took minutes on a loaded host, and held jobs are not to
-    wait for that. A failed pass is logged; the next one retries."""
+    wait for that. A failed pass is logged; the next one retries. Its wall time is the
+    histogram ``carbonaware_reconcile_duration_seconds``; a pass longer than the interval
+    between passes is logged (the next one waits for it)."""
+    started, checked = time.perf_counter(), len(ctx.registry.tracked())
     try:
         await reconcile_released(ctx)
     except CarbonAwareError as exc:
         logger.warning("checking released work against its children failed: %s", exc)
     except Exception:
         logger.exception("checking released work against its children failed")
+    took = time.perf_counter() - started  # a pass cancelled with the loop is not counted
+    ctx.metrics.reconcile_duration.observe(took)
+    if took > ctx.settings.reconcile_seconds:
+        logger.warning(
+            "checking %d released job(s) against their children took %.1f s, longer than the "
+            "%.1f s between checks; the next check starts when this one has ended",
+            checked, took, ctx.settings.reconcile_seconds,
+        )  # fmt: skip
 
 
 async def reconcile_one(ctx: OperatorContext, work: ReleasedWork, jobs: Index, pods: Index) -> None:

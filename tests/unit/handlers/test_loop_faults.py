@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -25,6 +27,7 @@ from carbonaware.handlers.loop import (
     run_forever,
     tick_done,
 )
+from carbonaware.handlers.reconcile import reconcile_beside_ticks
 from carbonaware.handlers.state import ChildKind, HeldWork, ReleasedWork, WorkKind
 from carbonaware.metrics import Metrics
 
@@ -254,3 +257,29 @@ async def test_a_reconcile_pass_that_hangs_never_stops_the_ticks() -> None:
         await loop
     await asyncio.sleep(0)
     assert reconciling[0].cancelled(), "the pass ends with the loop"
+
+
+class SlowJobList:
+    """An API server that answers the call to list Jobs after ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def list_jobs(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        await asyncio.sleep(self.seconds)
+        return []
+
+
+async def test_a_reconcile_pass_longer_than_its_interval_is_measured_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ctx = context(GatedProvider(), SlowJobList(0.3), reconcile_seconds=0.1)
+    ctx.registry.track(
+        ReleasedWork(WorkKind.CARBON_AWARE_JOB, "ns", "gone", "u1", ChildKind.JOB, "gone-x")
+    )
+    samples = ctx.metrics.registry.get_sample_value
+    with caplog.at_level(logging.WARNING):
+        await reconcile_beside_ticks(ctx)
+    assert samples("carbonaware_reconcile_duration_seconds_count") == 1
+    assert samples("carbonaware_reconcile_duration_seconds_sum") >= 0.3
+    assert re.search(r"1 released job\(s\) .* took \d+\.\d s, longer than the 0\.1 s", caplog.text)
