@@ -1,5 +1,5 @@
 """The settings the forecast benchmark chooses, each on the first half of GB 2024 (and, for
-the blend, DE 2023): the forecast correction's, and the blend's weight step."""
+the blend, DE 2023): the forecast correction's, and the blend's weight step and risk form."""
 
 from __future__ import annotations
 
@@ -53,16 +53,24 @@ def choose_correction(jobs: int) -> tuple[CorrectionSettings, list[str]]:
 
 # The blend's weights move in steps of this; 1 picks the best source per lead alone.
 BLEND_STEPS = (0.1, 0.2, 0.25, 0.5, 1.0)
+# The blend's risk penalty: the sources' weighted risk as it is, or scaled by how much less
+# the mix has erred than its sources on average (``SkillSettings.diversified_risk``).
+RISK_FORMS = (False, True)
 # The cells the blend's settings are chosen on: the first half of each GB 2024 variant, and
 # DE 2023 (which has no second half of its own). The second halves are reported, not used.
 SELECTION = ("gb-2024", "gb-2024 vintages", "gb-2024 poor", "de-2023 vintages", "de-2023 poor")
 
 
+def risk_form(diversified: bool) -> str:
+    return "scaled by the mix's error" if diversified else "weighted"
+
+
 def choose_blend(
     correction: CorrectionSettings, jobs: int
 ) -> tuple[SkillSettings, dict[str, tuple[SimulationResult, float]], list[str]]:
-    """The weight step whose blend captured the most summed over the selection cells; returns
-    it, its results and CPU seconds by cell (for the matrix) and the table of every step."""
+    """The weight step and risk form whose blend captured the most summed over the selection
+    cells; returns them, their results and CPU seconds by cell (for the matrix) and the table
+    of every variant."""
     cells = [
         Cell(
             name,
@@ -71,34 +79,43 @@ def choose_blend(
                 base_settings(name),
                 correction=correction,
                 forecast=ForecastMode.BLEND,
-                skill=SkillSettings(weight_step=step),
+                skill=SkillSettings(weight_step=step, diversified_risk=diversified),
             ),
         )
+        for diversified in RISK_FORMS
         for step in BLEND_STEPS
         for name in SELECTION
     ]
-    by_step: dict[float, dict[str, tuple[SimulationResult, float]]] = {}
+    by_variant: dict[tuple[float, bool], dict[str, tuple[SimulationResult, float]]] = {}
     for cell, result, cpu in run_all(cells, jobs):
-        by_step.setdefault(cell.settings.skill.weight_step, {})[cell.data] = (result, cpu)
+        variant = (cell.settings.skill.weight_step, cell.settings.skill.diversified_risk)
+        by_variant.setdefault(variant, {})[cell.data] = (result, cpu)
     lines = [
-        "| weights in steps of | gb-2024, first half | second half | gb-2024 vintages, first "
-        "half | second half | gb-2024 poor, first half | second half | de-2023 vintages "
-        "| de-2023 poor | sum of the first halves and DE (chosen on) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| weights in steps of | risk penalty | gb-2024, first half | second half | gb-2024 "
+        "vintages, first half | second half | gb-2024 poor, first half | second half "
+        "| de-2023 vintages | de-2023 poor | sum of the first halves and DE (chosen on) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     scores = {}
-    for step, results in by_step.items():
+    for (step, diversified), results in by_variant.items():
         selected = [share(results[name][0], second_half=False) for name in SELECTION]
-        scores[step] = math.fsum(selected)
+        scores[(step, diversified)] = math.fsum(selected)
         cells_text = []
         for name, first in zip(SELECTION, selected, strict=True):
             cells_text.append(pct(first))
             if name.startswith("gb"):
                 cells_text.append(pct(share(results[name][0], second_half=True)))
         label = f"{step:g}" + (" (the best source alone)" if step == 1 else "")
-        lines.append(f"| {label} | {' | '.join(cells_text)} | {100 * scores[step]:.2f} |")
+        lines.append(
+            f"| {label} | {risk_form(diversified)} | {' | '.join(cells_text)} "
+            f"| {100 * scores[(step, diversified)]:.2f} |"
+        )
         print(lines[-1], flush=True)
-    chosen = max(scores, key=lambda step: scores[step])
-    if chosen != DEFAULT_SKILL.weight_step:
-        print(f"note: the operator's default weight step is {DEFAULT_SKILL.weight_step:g}")
-    return SkillSettings(weight_step=chosen), by_step[chosen], lines
+    step, diversified = max(scores, key=lambda variant: scores[variant])
+    if (step, diversified) != (DEFAULT_SKILL.weight_step, DEFAULT_SKILL.diversified_risk):
+        print(
+            f"note: the operator's default is weight step {DEFAULT_SKILL.weight_step:g}, risk "
+            f"{risk_form(DEFAULT_SKILL.diversified_risk)}"
+        )
+    chosen = SkillSettings(weight_step=step, diversified_risk=diversified)
+    return chosen, by_variant[(step, diversified)], lines

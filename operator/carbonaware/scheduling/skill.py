@@ -19,7 +19,11 @@ captured share (79.7 % against 81.0 % for the own forecaster alone). A poor sour
 scored as a source of its own. The risk penalty the policy adds when ranking windows (a far
 window must beat a near one by more than the error usually made that far ahead) is the
 weighted risk of the sources: a source's own (the corrected provider forecast's, from its
-recent residuals) or its recent MAE at the slot's lead times ``risk_weight``.
+recent residuals) or its recent MAE at the slot's lead times ``risk_weight``; scaled
+(``diversified_risk``) by the blend's recent MAE over its sources' weighted MAE, at most 1. A
+mix of sources that err apart errs less than they do, and without the scale the blend paid a
+penalty for errors it did not make: against a good provider it then captured a little less
+than the provider alone (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class SkillSettings:
     weight_step: float = 0.1
     risk_weight: float = 0.3
     blend_naive: bool = False
+    diversified_risk: bool = True
 
     def __post_init__(self) -> None:
         if self.window_days < 1:
@@ -289,10 +294,12 @@ class SkillTracker:
     ) -> tuple[list[float], list[float]]:
         """The weighted forecast per slot (lead ``k`` = slot ``k`` from now) and its risk
         penalty, the weighted risk of the sources: a source's own (``risks``, as the
-        corrected provider forecast has) or its recent MAE times ``risk_weight``. A source
-        without a value for a slot is left out of that slot."""
+        corrected provider forecast has) or its recent MAE times ``risk_weight``, scaled by
+        :meth:`diversification` when ``diversified_risk``. A source without a value for a
+        slot is left out of that slot."""
         names = [name for name in forecasts if name in self.blended]
         weights = self.weights(names)
+        shrink = self.diversification(names) if self.settings.diversified_risk else None
         count = max((len(v) for v in forecasts.values()), default=0)
         own_risk = risks or {}
         values: list[float] = []
@@ -320,8 +327,27 @@ class SkillTracker:
                 risk.append(self.risk(BLEND)[bucket])
             else:
                 values.append(total / weight_sum)
-                risk.append(risk_total / weight_sum)
+                risk.append(risk_total / weight_sum * (shrink[bucket] if shrink else 1.0))
         return values, risk
+
+    def diversification(self, names: Sequence[str]) -> list[float]:
+        """Per bucket, the blend's recent MAE over the weighted MAE of its sources, at most
+        1 (1 until all are scored): a mix errs less than its sources do on average, so its
+        risk is the sources' weighted risk scaled by that."""
+        key = ("diversification", *names)
+        if key not in self._cached:
+            weights = self.weights(names)
+            out: list[float] = []
+            for bucket in range(self.buckets):
+                blend_mae = self.skill(BLEND, bucket).mae
+                mean = math.fsum(
+                    weights[bucket][name] * self.skill(name, bucket).mae for name in names
+                )
+                ratio = blend_mae / mean if blend_mae == blend_mae and mean > 0 else 1.0
+                out.append(min(ratio, 1.0) if ratio == ratio else 1.0)
+            self._cached[key] = out
+        shrink: list[float] = self._cached[key]
+        return shrink
 
 
 def _add(table: dict[Any, Any], key: Any, value: float) -> None:

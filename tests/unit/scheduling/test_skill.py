@@ -21,7 +21,7 @@ HOUR = timedelta(hours=1)
 DAY = 24
 
 
-def tracker(sources: tuple[str, ...], **settings: float | str) -> SkillTracker:
+def tracker(sources: tuple[str, ...], **settings: float | str | bool) -> SkillTracker:
     return SkillTracker(
         sources=sources,
         step=HOUR,
@@ -91,6 +91,44 @@ def test_two_sources_with_independent_errors_are_averaged() -> None:
     blended = row_of(skill, BLEND, "24-48h")
     alone = row_of(skill, "first", "24-48h")
     assert blended.mae < alone.mae  # averaging independent errors helps
+
+
+def test_a_mix_that_errs_less_than_its_sources_carries_less_risk() -> None:
+    """Two sources with independent errors: the even mix errs less than either, so its risk
+    penalty is the sources' weighted risk scaled by the mix's MAE over theirs."""
+    rng = random.Random(9)
+    actual = [150.0 + 30 * math.sin(i / 5) for i in range(24 * 30)]
+    first = [a + rng.gauss(0, 20) for a in actual] + [150.0] * 48
+    second = [a + rng.gauss(0, 20) for a in actual] + [150.0] * 48
+    series = {"first": first, "second": second}
+    scaled = tracker(("first", "second"))
+    weighted = tracker(("first", "second"), diversified_risk=False)
+    for skill in (scaled, weighted):
+        feed(skill, actual, series, range(24 * 25))
+    tick = 24 * 25
+    now = {name: values[tick : tick + 48] for name, values in series.items()}
+    _, scaled_risk = scaled.blend(now)
+    _, weighted_risk = weighted.blend(now)
+    bucket = 4  # 24-48 h
+    blend_mae = row_of(scaled, BLEND, "24-48h").mae
+    weights = scaled.weights(["first", "second"])[bucket]
+    mean_mae = sum(w * row_of(scaled, name, "24-48h").mae for name, w in weights.items())
+    ratio = scaled.diversification(["first", "second"])[bucket]  # as of the day's start
+    assert ratio == pytest.approx(blend_mae / mean_mae, rel=0.02)
+    assert ratio < 0.9
+    assert scaled_risk[30] == pytest.approx(weighted_risk[30] * ratio)
+
+
+def test_a_source_trusted_alone_keeps_its_own_risk() -> None:
+    """With all the weight on one source the mix is that source: the scale is 1."""
+    rng = random.Random(4)
+    actual = [200 + 80 * math.sin(2 * math.pi * i / DAY) for i in range(24 * 30)]
+    good = [a + rng.gauss(0, 5) for a in actual] + [200.0] * 48
+    poor = [a + rng.gauss(0, 80) for a in actual] + [200.0] * 48
+    skill = tracker(("poor", "good"), weight_step=1.0)
+    feed(skill, actual, {"poor": poor, "good": good}, range(24 * 20))
+    assert all(weights["good"] == 1.0 for weights in skill.weights(["poor", "good"])[:5])
+    assert skill.diversification(["poor", "good"])[:5] == pytest.approx([1.0] * 5)
 
 
 def test_a_source_without_a_value_is_left_out_of_that_slot() -> None:
