@@ -19,7 +19,7 @@ and risk penalty are chosen on the first halves of the GB 2024 cells and on DE 2
 (``forecastchoice.py``; the cells themselves are in ``forecastcells.py``). Writes the
 forecasts section of ``docs/benchmarks.md`` (between its markers).
 
-    .venv/bin/python bench/forecasts.py --jobs 2       # about 10 minutes on 2 cores
+    .venv/bin/python bench/forecasts.py --jobs 2       # about 13 minutes on 2 cores
     .venv/bin/python bench/forecasts.py --vintages-out /tmp/vintages --no-write
 
 Data: GB 2024 Carbon Intensity API, NESO (CC BY 4.0); DE 2023 Electricity Maps (ODbL).
