@@ -121,3 +121,23 @@ def key_file(sshd_server: SshdServer, tmp_path: Path) -> Path:
     path.write_text(sshd_server.client_private_key)
     path.chmod(0o400)
     return path
+
+
+def run_dir_of(server: SshdServer, run_id: str) -> Path:
+    """Where the server keeps run ``run_id``'s files (``started``, ``exit``, ...)."""
+    return server.home / ".carbonaware" / "runs" / run_id
+
+
+def group_processes(pgid: int) -> list[tuple[int, str]]:
+    """The live processes of process group ``pgid``: (pid, state letter) from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[2] == str(pgid) and fields[0] not in {"Z", "X"}:
+            found.append((int(entry.name), fields[0]))
+    return found

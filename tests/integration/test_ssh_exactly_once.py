@@ -38,9 +38,11 @@ from .sshd import (
 from .sshrun import (
     CARBONAWARE_CLI,
     Captured,
+    group_processes,
     key_file,
     no_leftover_temp_dirs,
     run,
+    run_dir_of,
     target_for,
     wait_until,
     wait_until_async,
@@ -58,10 +60,6 @@ def new_run_id(purpose: str) -> str:
 def runs_of(count_file: Path) -> int:
     """How often the job ran: each run appends one line to the file on the server."""
     return len(count_file.read_text().splitlines()) if count_file.exists() else 0
-
-
-def run_dir_of(server: SshdServer, run_id: str) -> Path:
-    return server.home / ".carbonaware" / "runs" / run_id
 
 
 def wait_for_go(go: Path, seconds: int = 120) -> str:
@@ -198,7 +196,7 @@ def test_the_timeout_holds_on_the_server_with_no_runner_connected(
 
     # Nobody is connected: the server's own watchdog ends the whole process group.
     assert wait_until(lambda: not pid_alive(job_pid), 30)
-    assert wait_until(lambda: process_group_members(job_pid) == [], 10)
+    assert wait_until(lambda: group_processes(job_pid) == [], 10)
     second, termination_log = start_cli(sshd_server, key_file, tmp_path, "second", *args)
     second.communicate(timeout=60)
 
@@ -208,20 +206,6 @@ def test_the_timeout_holds_on_the_server_with_no_runner_connected(
     assert summary.exit_code == 128 + 15
     assert summary.attached
     assert 3 <= summary.duration_seconds < 10
-
-
-def process_group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
 
 
 async def test_a_killed_session_is_reattached_without_repeating_output(

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from carbonaware.runners.ssh import SshRunSpec, SshTargetSpec, run_ssh_job, stop_ssh_run
+from carbonaware.runners.ssh import SshRunSpec, run_ssh_job, stop_ssh_run
 from carbonaware.runners.sshsignal import signal_run
 
 from .sshd import SshdServer, sshd_server
+from .sshrun import group_processes, run_dir_of, target_for, wait_until_async
 
 __all__ = ["sshd_server"]
 
@@ -25,30 +24,6 @@ pytestmark = pytest.mark.integration
 WORK_LINES = 20  # one line every 0.2 s: 4 s of work
 PAUSE_SECONDS = 2.0
 TERM_HANDLER_JOB = "trap 'echo terminated; exit 3' TERM\necho ready\nwhile :; do sleep 0.1; done\n"
-
-
-def target_for(server: SshdServer) -> SshTargetSpec:
-    return SshTargetSpec(
-        host=server.host,
-        port=server.port,
-        user=server.user,
-        private_key=server.client_private_key,
-        known_hosts=server.known_hosts,
-        connect_timeout_seconds=10.0,
-    )
-
-
-async def wait_until_async(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return condition()
-
-
-def run_dir_of(server: SshdServer, run_id: str) -> Path:
-    return server.home / ".carbonaware" / "runs" / run_id
 
 
 def process_state(pid: int) -> str:
@@ -60,17 +35,7 @@ def process_state(pid: int) -> str:
 
 def group_states(pgid: int) -> list[str]:
     """The states of the live processes in process group ``pgid``."""
-    states = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[2] == str(pgid) and fields[0] not in {"Z", "X"}:
-            states.append(fields[0])
-    return states
+    return [state for _, state in group_processes(pgid)]
 
 
 def all_stopped(pgid: int) -> bool:
