@@ -141,3 +141,21 @@ def group_processes(pgid: int) -> list[tuple[int, str]]:
         if fields[2] == str(pgid) and fields[0] not in {"Z", "X"}:
             found.append((int(entry.name), fields[0]))
     return found
+
+
+def runner_command(
+    server: SshdServer, key_file: Path, termination_log: Path, *args: str
+) -> list[str]:
+    """``carbonaware runner ssh`` against the test server, as a runner pod runs it."""
+    return [
+        str(CARBONAWARE_CLI),
+        "runner",
+        "ssh",
+        f"--host={server.host}",
+        f"--port={server.port}",
+        f"--user={server.user}",
+        f"--key-file={key_file}",
+        f"--termination-log={termination_log}",
+        "--connect-timeout-seconds=10",
+        *args,
+    ]

@@ -19,11 +19,11 @@ from .sshd import (
     sshd_server,
 )
 from .sshrun import (
-    CARBONAWARE_CLI,
     key_file,
     key_fragments,
     no_leftover_temp_dirs,
     other_key_pair,
+    runner_command,
 )
 
 __all__ = ["key_file", "no_leftover_temp_dirs", "other_key_pair", "sshd_server"]
@@ -41,18 +41,7 @@ def run_cli(
     termination_log = tmp_path / "termination-log"
     termination_log.write_text("")
     result = subprocess.run(
-        [
-            str(CARBONAWARE_CLI),
-            "runner",
-            "ssh",
-            f"--host={server.host}",
-            f"--port={server.port}",
-            f"--user={server.user}",
-            f"--key-file={key_file}",
-            f"--termination-log={termination_log}",
-            "--connect-timeout-seconds=10",
-            *args,
-        ],
+        runner_command(server, key_file, termination_log, *args),
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

@@ -36,13 +36,13 @@ from .sshd import (
     stop_sshd,
 )
 from .sshrun import (
-    CARBONAWARE_CLI,
     Captured,
     group_processes,
     key_file,
     no_leftover_temp_dirs,
     run,
     run_dir_of,
+    runner_command,
     target_for,
     wait_until,
     wait_until_async,
@@ -125,18 +125,7 @@ def start_cli(
     termination_log = tmp_path / f"{name}-termination-log"
     termination_log.write_text("")
     process = subprocess.Popen(
-        [
-            str(CARBONAWARE_CLI),
-            "runner",
-            "ssh",
-            f"--host={server.host}",
-            f"--port={server.port}",
-            f"--user={server.user}",
-            f"--key-file={key_file}",
-            f"--termination-log={termination_log}",
-            "--connect-timeout-seconds=10",
-            *args,
-        ],
+        runner_command(server, key_file, termination_log, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
