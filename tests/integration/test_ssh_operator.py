@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,7 +36,6 @@ __all__ = ["sshd_server"]
 
 pytestmark = pytest.mark.integration
 
-CARBONAWARE_CLI = Path(sys.executable).with_name("carbonaware")
 FINISHED = ("Succeeded", "Failed")
 SCI_FIELDS = {
     "energyKWh",
