@@ -14,9 +14,10 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from carbonaware.api.carbonawarejob import CarbonAwareJobSpec, CarbonAwareJobStatus
+from carbonaware.api.carbonawarejob import CarbonAwareJobSpec
 from carbonaware.api.conditions import JobState
 from carbonaware.api.cronjob import CarbonAwareCronJobSpec, CarbonAwareCronJobStatus
+from carbonaware.api.jobstatus import CarbonAwareJobStatus
 from carbonaware.api.policy import CarbonAwarePolicySpec
 from carbonaware.api.servertarget import ServerTargetSpec, ServerTargetStatus
 

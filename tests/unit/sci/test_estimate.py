@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from carbonaware.api.carbonawarejob import SciStatus
 from carbonaware.api.intensity import IntensityPoint
+from carbonaware.api.jobstatus import SciStatus
 from carbonaware.api.servertarget import Hardware
 from carbonaware.errors import SpecError
 from carbonaware.sci import (
