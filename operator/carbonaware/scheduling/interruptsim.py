@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from carbonaware.api.carbonawarejob import SchedulePolicy
 from carbonaware.scheduling.interruptible import (
@@ -39,7 +39,7 @@ from carbonaware.scheduling.replay import (
     ReplayPlan,
     SimulationSettings,
 )
-from carbonaware.scheduling.simulate import captured, saving
+from carbonaware.scheduling.simulate import FigureMeans
 from carbonaware.scheduling.tracegrid import TraceGrid, TraceInput, window_means
 
 HOUR = timedelta(hours=1)
@@ -84,7 +84,9 @@ class InterruptibleOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class InterruptibleResult:
+class InterruptibleResult(FigureMeans):
+    ORACLE: ClassVar[str] = "oracle_interruptible"
+
     settings: SimulationSettings
     rules: InterruptibleSettings
     jobs: int
@@ -94,20 +96,6 @@ class InterruptibleResult:
     """Per figure: gCO2e/kWh per hour of work, averaged over jobs (overhead time counts as
     run time, so ``policy`` is what each hour of useful work cost)."""
     decisions: tuple[InterruptibleOutcome, ...]
-
-    def saving_of(self, figure: str) -> float:
-        """A figure's saving against running at once: 1 - figure / immediate."""
-        return saving(self.means[figure], self.means["immediate"])
-
-    @property
-    def savings(self) -> float:
-        return self.saving_of("policy")
-
-    @property
-    def captured_share(self) -> float:
-        """(immediate - policy) / (immediate - interruptible oracle)."""
-        means = self.means
-        return captured(means["policy"], means["immediate"], means["oracle_interruptible"])
 
     @property
     def interruptions(self) -> list[int]:

@@ -37,7 +37,7 @@ from carbonaware.scheduling.replay import (
     SimulationSettings,
     replay,
 )
-from carbonaware.scheduling.simulate import captured, saving
+from carbonaware.scheduling.simulate import FigureMeans, captured
 from carbonaware.scheduling.tracegrid import TraceInput, align_traces, window_means
 
 # The figures every job is scored on, in the order they are reported.
@@ -75,7 +75,7 @@ class RegionJobOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class RegionsResult:
+class RegionsResult(FigureMeans):
     settings: SimulationSettings
     regions: tuple[str, ...]
     forecasts: tuple[ForecastMode, ...]
@@ -90,23 +90,9 @@ class RegionsResult:
     reasons: dict[str, int]
     decisions: tuple[RegionJobOutcome, ...]
 
-    def saving_of(self, figure: str) -> float:
-        """A figure's saving against the first region at once: 1 - figure / immediate."""
-        return saving(self.means[figure], self.means["immediate"])
-
-    @property
-    def savings(self) -> float:
-        return self.saving_of("policy")
-
     @property
     def oracle_savings(self) -> float:
         return self.saving_of("oracle")
-
-    @property
-    def captured_share(self) -> float:
-        """(immediate - policy) / (immediate - oracle): the share of the possible saving."""
-        means = self.means
-        return captured(means["policy"], means["immediate"], means["oracle"])
 
     @property
     def forecast_label(self) -> str:

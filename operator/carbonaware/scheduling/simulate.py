@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from carbonaware.api.conditions import Reason
 from carbonaware.scheduling.replay import (
@@ -135,6 +135,30 @@ def captured(value: float, immediate: float, oracle: float) -> float:
     """(immediate - value) / (immediate - oracle): the share of the possible saving."""
     possible = immediate - oracle
     return (immediate - value) / possible if possible > 0 else math.nan
+
+
+class FigureMeans:
+    """Savings of a result whose ``means`` holds each figure (gCO2e/kWh) by name, with
+    ``immediate``, ``policy`` and the oracle named ``ORACLE``."""
+
+    __slots__ = ()
+    ORACLE: ClassVar[str] = "oracle"
+    means: dict[str, float]
+
+    def saving_of(self, figure: str) -> float:
+        """A figure's saving against ``immediate`` (each job at once; in the first region, for
+        several regions): 1 - figure / immediate."""
+        return saving(self.means[figure], self.means["immediate"])
+
+    @property
+    def savings(self) -> float:
+        return self.saving_of("policy")
+
+    @property
+    def captured_share(self) -> float:
+        """(immediate - policy) / (immediate - oracle): the share of the possible saving."""
+        means = self.means
+        return captured(means["policy"], means["immediate"], means[self.ORACLE])
 
 
 def simulate(
