@@ -139,7 +139,7 @@ class RunReport:
     downtimes: list[Downtime] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     late: list[float] = field(default_factory=list)  # seconds of operator time
-    worst_excess: float = 0.0
+    least_spare: tuple[float, str] | None = None  # (operator seconds, job) nearest the bound
     restarts: int = 0
     api_ready_at: datetime | None = None
     reconnect_seconds: float | None = None
@@ -175,6 +175,12 @@ class RunReport:
             f"released after the latest start: {len(late)} jobs"
             + (f", most {late[-1]:.0f} s (operator time)" if late else "")
         )
+        if self.least_spare is not None:
+            spare, name = self.least_spare
+            out.append(
+                f"nearest the lateness bound: {name}, {spare:.0f} s of operator time "
+                f"({spare / SCALE:.1f} s of wall time) to spare"
+            )
         return out
 
 
@@ -427,6 +433,9 @@ class ChaosRun:
         if late > 0:
             self.report.late.append(late)
         allowed = self.allowed_lateness(latest)
+        spare = (latest + allowed - released).total_seconds()
+        if self.report.least_spare is None or spare < self.report.least_spare[0]:
+            self.report.least_spare = (spare, name)
         assert released <= latest + allowed, (
             f"{name} released {late:.0f} s after its latest start {latest:%H:%M:%S} (operator "
             f"time), more than the {allowed.total_seconds():.0f} s a tick and the downtime "
