@@ -1,5 +1,6 @@
-"""What the SSH runner tests share: output capture, the target for a test server, waits,
-and the check that every run cleans up its temporary directory."""
+"""What the SSH runner tests share: output capture, the target for a test server, the
+runner command's arguments, waits, a run's directory on the server, the processes of a run's
+process group, key fixtures, and the check that every run cleans up its temporary directory."""
 
 from __future__ import annotations
 

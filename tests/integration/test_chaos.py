@@ -455,7 +455,7 @@ class ChaosRun:
         allowed = tick + slack
         for downtime in self.report.downtimes:
             assert downtime.ended is not None, "the operator came back from every fault"
-            began = self.clock.at(min(downtime.acted or downtime.began, downtime.began))
+            began = self.clock.at(downtime.acted or downtime.began)  # acted: before the kill
             ended = self.clock.at(downtime.ended)
             if began - tick <= latest <= ended:
                 allowed = max(allowed, ended - latest + 2 * tick + slack)
